@@ -1,1 +1,16 @@
-"""shoal.drivers"""
+"""Network drivers: libnetwork's verbs behind one small protocol.
+
+- NetworkDriver, Capabilities (drivers.base): the protocol and what a driver needs.
+- BridgeDriver, BridgeOptions (drivers.bridge): a Linux bridge per network.
+- HostDriver (drivers.host), NullDriver (drivers.null): the `host` and `none` networks.
+- options (drivers.options): typed parsing of Docker's string-valued options.
+
+Drivers get typed inputs and the kernel facade; they never see the store or the API.
+"""
+
+from shoal.drivers.base import Capabilities, NetworkDriver
+from shoal.drivers.bridge import BridgeDriver, BridgeOptions
+from shoal.drivers.host import HostDriver
+from shoal.drivers.null import NullDriver
+
+__all__ = ["BridgeDriver", "BridgeOptions", "Capabilities", "HostDriver", "NetworkDriver", "NullDriver"]

@@ -1,0 +1,93 @@
+"""The route table in one place, API version handling and the common headers.
+
+Routes are served bare and under `/v{version}`; a version outside [MIN, MAX] is a 400
+with Docker's wording.  Handlers are thin: parse, call the controller, render.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from shoal import __version__
+from shoal.api.errors import error_response
+from shoal.api.http import Hijack, Request, Response, StreamResponse, json_response
+from shoal.errors import InvalidParameter, ShoalError
+
+MIN_API_VERSION = "1.24"
+MAX_API_VERSION = "1.52"
+VERSION_RE = re.compile(r"^/v(\d+\.\d+)(/.*)$")
+
+Result = Response | StreamResponse | Hijack
+Handler = Callable[[Request], Awaitable[Result]]
+
+
+def version_tuple(v: str) -> tuple[int, int]:
+    major, minor = v.split(".")
+    return int(major), int(minor)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str
+    handler: Handler
+
+    def compile(self) -> re.Pattern[str]:
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern)
+        return re.compile(f"^{regex}/?$")
+
+
+class App:
+    """Dispatches a Request to the first matching route; all errors via api.errors."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self._routes = [(r, r.compile()) for r in routes]
+
+    @staticmethod
+    def response_headers() -> list[tuple[str, str]]:
+        return [
+            ("Api-Version", MAX_API_VERSION),
+            ("Docker-Experimental", "false"),
+            ("Ostype", "linux"),
+            ("Server", f"Docker/{__version__} (linux; shoal)"),
+        ]
+
+    async def __call__(self, req: Request) -> Result:
+        try:
+            self._strip_version(req)
+            handler = self._match(req)
+            if handler is None:
+                return json_response({"message": "page not found"}, 404)
+            return await handler(req)
+        except ShoalError as exc:
+            return error_response(exc)
+        except Exception as exc:  # noqa: BLE001 - mapped to 500 in one place
+            return error_response(exc)
+
+    def _strip_version(self, req: Request) -> None:
+        m = VERSION_RE.match(req.path)
+        if not m:
+            req.version = MAX_API_VERSION
+            return
+        version, req.path = m.group(1), m.group(2)
+        if version_tuple(version) < version_tuple(MIN_API_VERSION):
+            raise InvalidParameter(
+                f"client version {version} is too old. Minimum supported API version is "
+                f"{MIN_API_VERSION}, please upgrade your client to a newer version"
+            )
+        if version_tuple(version) > version_tuple(MAX_API_VERSION):
+            raise InvalidParameter(
+                f"client version {version} is too new. Maximum supported API version is {MAX_API_VERSION}"
+            )
+        req.version = version
+
+    def _match(self, req: Request) -> Handler | None:
+        method = "GET" if req.method == "HEAD" else req.method
+        for route, regex in self._routes:
+            m = regex.match(req.path)
+            if m and (route.method == req.method or route.method == method):
+                req.params = m.groupdict()
+                return route.handler
+        return None

@@ -1,0 +1,108 @@
+"""/networks: thin handlers over the controller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shoal.api.app import Route
+from shoal.api.filters import created_ts, match_labels, match_text, parse_filters, parse_until
+from shoal.api.http import Request, Response, json_response
+from shoal.api.wire import network_json, parse_network_create
+from shoal.controller import Controller
+from shoal.errors import InvalidParameter, NotFound
+from shoal.model import Network
+
+LIST_FILTERS = {"dangling", "driver", "id", "label", "name", "scope", "type"}
+PRUNE_FILTERS = {"until", "label", "label!"}
+
+
+class NetworkRoutes:
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("GET", "/networks", self.list),
+            Route("POST", "/networks/create", self.create),
+            Route("POST", "/networks/prune", self.prune),
+            Route("GET", "/networks/{ref}", self.inspect),
+            Route("DELETE", "/networks/{ref}", self.remove),
+        ]
+
+    def containers_of(self, net: Network) -> dict[str, Any]:
+        """Inspect's `Containers`; filled by the container layer when it is wired in."""
+        hook = getattr(self.ctl, "network_containers", None)
+        return hook(net) if hook else {}
+
+    async def list(self, req: Request) -> Response:
+        filters = parse_filters(req.arg("filters"), LIST_FILTERS)
+        nets = [n for n in self.ctl.list_networks() if self._matches(n, filters)]
+        return json_response([network_json(n, req.version or "1.52") for n in nets])
+
+    def _matches(self, net: Network, f: dict[str, list[str]]) -> bool:
+        if "driver" in f and net.driver not in f["driver"]:
+            return False
+        if "name" in f and not match_text(f["name"], net.name):
+            return False
+        if "id" in f and not match_text(f["id"], net.id):
+            return False
+        if "label" in f and not match_labels(f["label"], net.labels):
+            return False
+        if "scope" in f and net.scope not in f["scope"]:
+            return False
+        if "type" in f:
+            for t in f["type"]:
+                if t not in ("custom", "builtin"):
+                    raise InvalidParameter(f"invalid filter: 'type'='{t}'")
+            kind = "builtin" if net.predefined else "custom"
+            if kind not in f["type"]:
+                return False
+        if "dangling" in f:
+            return self._dangling_ok(net, f["dangling"])
+        return True
+
+    def _dangling_ok(self, net: Network, values: list[str]) -> bool:
+        wanted = set()
+        for v in values:
+            if v.lower() in ("true", "1"):
+                wanted.add(True)
+            elif v.lower() in ("false", "0"):
+                wanted.add(False)
+            else:
+                raise InvalidParameter(f"invalid filter: 'dangling'='{v}'")
+        dangling = not net.predefined and not self.ctl.endpoints_of(net.id)
+        return dangling in wanted
+
+    async def inspect(self, req: Request) -> Response:
+        net = self.ctl.find_network(req.params["ref"])
+        scope = req.arg("scope")
+        if scope and scope != net.scope:
+            raise NotFound(f"network {req.params['ref']} not found")
+        status = self.ctl.ipam_status(net)
+        body = network_json(net, req.version or "1.52", self.containers_of(net), status)
+        return json_response(body)
+
+    async def create(self, req: Request) -> Response:
+        spec = parse_network_create(req.json())
+        net = await self.ctl.create_network(spec)
+        return json_response({"Id": net.id, "Warning": ""}, 201)
+
+    async def remove(self, req: Request) -> Response:
+        await self.ctl.delete_network(req.params["ref"])
+        return Response(204)
+
+    async def prune(self, req: Request) -> Response:
+        f = parse_filters(req.arg("filters"), PRUNE_FILTERS)
+        until = min((parse_until(v) for v in f.get("until", [])), default=None)
+
+        def keep(net: Network) -> bool:
+            if until is not None and created_ts(net.created) >= until:
+                return True
+            if "label" in f and not match_labels(f["label"], net.labels):
+                return True
+            if "label!" in f and any(match_labels([p], net.labels) for p in f["label!"]):
+                return True
+            return False
+
+        removed = await self.ctl.prune(keep)
+        return json_response({"NetworksDeleted": removed})

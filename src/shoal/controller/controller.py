@@ -1,0 +1,220 @@
+"""Create, delete, find and list networks; every change is all-or-nothing.
+
+A create runs IPAM, then the driver (kernel), then one store transaction; any failure
+runs the undo stack, so neither the kernel nor the store keeps a half-made network.
+Mutations hold one asyncio lock: they are short, and it makes "check the name, then
+take it" and IPAM allocation exact under concurrency without further care.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from shoal.controller.undo import Undo
+from shoal.drivers import NetworkDriver
+from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from shoal.ipam import DefaultIpam
+from shoal.ipam.validate import check_ipam_configs
+from shoal.kernel import Kernel
+from shoal.model import Endpoint, IPAMConfig, Network, NetworkSpec
+from shoal.model.network import PREDEFINED
+from shoal.store import Store
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+KIND_NETWORK = "network"
+log = logging.getLogger("shoal.controller")
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+class Controller:
+    def __init__(
+        self,
+        store: Store,
+        kernel: Kernel,
+        ipam: DefaultIpam,
+        drivers: dict[str, NetworkDriver],
+        engine_id: str,
+        clock: Callable[[], str] = now_rfc3339,
+    ) -> None:
+        self.store = store
+        self.kernel = kernel
+        self.ipam = ipam
+        self.drivers = drivers
+        self.engine_id = engine_id
+        self.clock = clock
+        self.lock = asyncio.Lock()
+        self.networks: dict[str, Network] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+
+    # -- ownership marks ---------------------------------------------------------------
+    @property
+    def alias_prefix(self) -> str:
+        return f"shoal:{self.engine_id[:12]}:"
+
+    def alias(self, kind: str, object_id: str) -> str:
+        return f"{self.alias_prefix}{kind}:{object_id}"
+
+    # -- lookups -----------------------------------------------------------------------
+    def find_network(self, ref: str) -> Network:
+        """Full id, then exact name, then unique id prefix (Docker's order)."""
+        if ref in self.networks:
+            return self.networks[ref]
+        by_name = [n for n in self.networks.values() if n.name == ref]
+        if len(by_name) == 1:
+            return by_name[0]
+        if len(by_name) > 1:
+            raise InvalidParameter(f"network {ref} is ambiguous ({len(by_name)} matches found on name)")
+        by_prefix = [n for n in self.networks.values() if ref and n.id.startswith(ref)]
+        if len(by_prefix) == 1:
+            return by_prefix[0]
+        if len(by_prefix) > 1:
+            raise InvalidParameter(
+                f"network {ref} is ambiguous ({len(by_prefix)} matches found based on ID prefix)"
+            )
+        raise NotFound(f"network {ref} not found")
+
+    def list_networks(self) -> list[Network]:
+        return sorted(self.networks.values(), key=lambda n: n.name)
+
+    def endpoints_of(self, network_id: str) -> list[Endpoint]:
+        return [e for e in self.endpoints.values() if e.network_id == network_id]
+
+    def driver(self, name: str) -> NetworkDriver:
+        try:
+            return self.drivers[name]
+        except KeyError:
+            raise NotFound(f'plugin "{name}" not found') from None
+
+    def ipam_status(self, network: Network) -> dict[str, dict[str, int]]:
+        out = {}
+        for cfg in network.ipam_configs:
+            pool = next((p for p in self.ipam.pools() if p.id == cfg.subnet), None)
+            if pool is not None:
+                out[cfg.subnet] = pool.stats()
+        return out
+
+    # -- create ------------------------------------------------------------------------
+    def _check_new(self, spec: NetworkSpec) -> NetworkDriver:
+        if spec.name in PREDEFINED:
+            raise Forbidden(f"operation is not permitted on predefined {spec.name} network ")
+        if not NAME_RE.match(spec.name) or len(spec.name) > 255:
+            raise InvalidParameter(
+                f'invalid network name "{spec.name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed'
+            )
+        if any(n.name == spec.name for n in self.networks.values()):
+            raise Conflict(f"network with name {spec.name} already exists")
+        driver = self.driver(spec.driver)
+        if driver.capabilities.singleton and any(n.driver == spec.driver for n in self.networks.values()):
+            raise Forbidden(f'only one instance of "{spec.driver}" network is allowed')
+        driver.validate(spec)
+        check_ipam_configs(spec.ipam_configs)
+        if spec.ipam_driver not in ("", "default"):
+            raise NotFound(f'plugin "{spec.ipam_driver}" not found')
+        return driver
+
+    async def create_network(self, spec: NetworkSpec, *, predefined: bool = False) -> Network:
+        async with self.lock:
+            driver = self.drivers[spec.driver] if predefined else self._check_new(spec)
+            undo = Undo()
+            try:
+                configs = await self._allocate(spec, driver, undo)
+                network = self._build(spec, configs, predefined)
+                await driver.create_network(network, self.alias("net", network.id))
+                undo.push("delete network objects", lambda: driver.delete_network(network))
+                with self.store.transaction() as tx:
+                    tx.put(KIND_NETWORK, network.id, network.to_dict())
+            except BaseException:
+                await undo.run()
+                raise
+            self.networks[network.id] = network
+            return network
+
+    def _build(self, spec: NetworkSpec, configs: list[IPAMConfig], predefined: bool) -> Network:
+        uses_ipam = self.drivers[spec.driver].capabilities.uses_ipam
+        return Network(
+            id=new_id(), name=spec.name, driver=spec.driver,
+            created=self.clock() if uses_ipam or not predefined else "0001-01-01T00:00:00Z",
+            scope=spec.scope or "local", internal=spec.internal, attachable=spec.attachable,
+            ingress=spec.ingress, config_only=spec.config_only, config_from=spec.config_from,
+            enable_ipv4=spec.enable_ipv4, enable_ipv6=spec.enable_ipv6,
+            ipam_driver=spec.ipam_driver or "default", ipam_options=None if spec.ipam_options is None else dict(spec.ipam_options),
+            ipam_configs=tuple(configs), options=dict(spec.options), labels=dict(spec.labels),
+            predefined=predefined,
+        )
+
+    async def _allocate(self, spec: NetworkSpec, driver: NetworkDriver, undo: Undo) -> list[IPAMConfig]:
+        """Pools and reserved addresses for each family, v4 first (Docker's order)."""
+        if not driver.capabilities.uses_ipam:
+            return []
+        reserved = [ipaddress.ip_network(r) for r in await self.kernel.routes()]
+        out: list[IPAMConfig] = []
+        for v6, enabled in ((False, spec.enable_ipv4), (True, spec.enable_ipv6)):
+            if not enabled:
+                continue
+            wanted = [c for c in spec.ipam_configs if c.subnet and c.is_v6 == v6]
+            wanted += [c for c in spec.ipam_configs if not c.subnet and not v6]
+            for cfg in wanted or [IPAMConfig(subnet="")]:
+                out.append(self._allocate_one(cfg, v6, reserved, undo))
+        return out
+
+    def _allocate_one(self, cfg: IPAMConfig, v6: bool, reserved: list, undo: Undo) -> IPAMConfig:
+        subnet = str(ipaddress.ip_network(cfg.subnet, strict=False)) if cfg.subnet else ""
+        pool = self.ipam.request_pool(subnet, v6=v6, ip_range=cfg.ip_range, reserved=reserved)
+        undo.push(f"release pool {pool.id}", lambda: self.ipam.release_pool(pool.id))
+        gateway = self.ipam.request_address(pool.id, cfg.gateway)
+        for aux in cfg.aux_addresses.values():
+            self.ipam.request_address(pool.id, aux)
+        return IPAMConfig(
+            subnet=pool.id, gateway=str(gateway),
+            ip_range=str(pool.ip_range) if pool.ip_range else "",
+            aux_addresses=dict(cfg.aux_addresses),
+        )
+
+    # -- delete ------------------------------------------------------------------------
+    async def delete_network(self, ref: str) -> Network:
+        async with self.lock:
+            network = self.find_network(ref)
+            if network.predefined:
+                raise Forbidden(f"{network.name} is a pre-defined network and cannot be removed")
+            eps = self.endpoints_of(network.id)
+            if eps:
+                names = ", ".join(sorted(e.name for e in eps))
+                raise Forbidden(
+                    f"error while removing network: network {network.name} has active endpoints ({names})"
+                )
+            with self.store.transaction() as tx:
+                tx.delete(KIND_NETWORK, network.id)
+            del self.networks[network.id]
+            for cfg in network.ipam_configs:
+                self.ipam.release_pool(cfg.subnet)
+            try:
+                await self.driver(network.driver).delete_network(network)
+            except Exception:  # noqa: BLE001 - the store is the truth; restore removes leftovers
+                log.exception("network %s removed, but its kernel objects were not", network.name)
+            return network
+
+    async def prune(self, keep: Callable[[Network], bool]) -> list[str]:
+        """Remove unused user networks for which `keep` is False; returns their names."""
+        removed = []
+        for network in self.list_networks():
+            if network.predefined or self.endpoints_of(network.id) or keep(network):
+                continue
+            try:
+                await self.delete_network(network.id)
+            except (NotFound, Forbidden):
+                continue
+            removed.append(network.name)
+        return removed

@@ -1,0 +1,82 @@
+"""Startup: make the kernel match the store, and the store hold the predefined networks.
+
+Order matters: IPAM is rebuilt from every stored network before anything new is
+allocated, so a predefined network created on first start can never take a subnet a
+stored network already owns.  Kernel objects are repaired (after a reboot they are
+simply missing) and links carrying this engine's alias that the store does not know
+are removed; links without the alias are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from shoal.controller.controller import KIND_NETWORK, Controller
+from shoal.model import Network, NetworkSpec
+
+log = logging.getLogger("shoal.restore")
+
+DEFAULT_BRIDGE = "shoal0"
+
+
+def default_bridge_spec(bridge_name: str = DEFAULT_BRIDGE, mtu: int = 1500) -> NetworkSpec:
+    prefix = "com.docker.network.bridge."
+    return NetworkSpec(
+        name="bridge",
+        driver="bridge",
+        options={
+            prefix + "default_bridge": "true",
+            prefix + "enable_icc": "true",
+            prefix + "enable_ip_masquerade": "true",
+            prefix + "host_binding_ipv4": "0.0.0.0",
+            prefix + "name": bridge_name,
+            "com.docker.network.driver.mtu": str(mtu),
+        },
+    )
+
+
+async def restore(ctl: Controller, bridge_name: str = DEFAULT_BRIDGE, mtu: int = 1500) -> None:
+    stored = [Network.from_dict(d) for d in ctl.store.list(KIND_NETWORK)]
+    for network in stored:
+        _reserve(ctl, network)
+        ctl.networks[network.id] = network
+    for network in stored:
+        try:
+            await ctl.driver(network.driver).restore_network(network, ctl.alias("net", network.id))
+        except Exception:  # noqa: BLE001 - one broken network must not stop the daemon
+            log.exception("could not restore network %s (%s)", network.name, network.id[:12])
+    names = {n.name for n in ctl.networks.values()}
+    for name, spec in (
+        ("bridge", default_bridge_spec(bridge_name, mtu)),
+        ("host", NetworkSpec(name="host", driver="host")),
+        ("none", NetworkSpec(name="none", driver="null")),
+    ):
+        if name not in names:
+            await ctl.create_network(spec, predefined=True)
+            log.info("created predefined network %s", name)
+    await remove_stale(ctl)
+
+
+def _reserve(ctl: Controller, network: Network) -> None:
+    for cfg in network.ipam_configs:
+        pool = ctl.ipam.request_pool(cfg.subnet, v6=cfg.is_v6, ip_range=cfg.ip_range)
+        if cfg.gateway:
+            ctl.ipam.request_address(pool.id, cfg.gateway)
+        for aux in cfg.aux_addresses.values():
+            ctl.ipam.request_address(pool.id, aux)
+
+
+async def remove_stale(ctl: Controller) -> list[str]:
+    """Delete links marked as this engine's whose object the store does not know."""
+    known = set(ctl.networks) | set(ctl.endpoints)
+    removed = []
+    for link in await ctl.kernel.links():
+        if not link.alias.startswith(ctl.alias_prefix):
+            continue
+        object_id = link.alias.rsplit(":", 1)[-1]
+        if object_id not in known:
+            await ctl.kernel.delete_link(link.name)
+            removed.append(link.name)
+            log.info("removed stale link %s (%s)", link.name, link.alias)
+    return removed
+

@@ -1,0 +1,82 @@
+"""shoald's command line, parsed once into a typed DaemonConfig."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shoal import __version__
+from shoal.model import PoolSpec
+
+DEFAULT_SOCKET = "unix:///run/shoal/shoal.sock"
+DEFAULT_DATA_ROOT = "/var/lib/shoal"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    data_root: Path
+    exec_root: Path
+    hosts: tuple[str, ...]
+    log_level: str = "info"
+    pools: tuple[PoolSpec, ...] = ()  # empty: Docker's defaults
+    mtu: int = 1500
+    bridge_name: str = "shoal0"
+    socket_group: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def socket_paths(self) -> list[str]:
+        return [h.removeprefix("unix://") for h in self.hosts]
+
+
+def parse_pool(text: str) -> PoolSpec:
+    """`base=10.10.0.0/16,size=24`, as dockerd's --default-address-pool."""
+    parts = dict(p.split("=", 1) for p in text.split(",") if "=" in p)
+    try:
+        return PoolSpec(parts["base"], int(parts["size"]))
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"invalid address pool {text!r}: expected base=CIDR,size=N (e.g. base=10.10.0.0/16,size=24)"
+        ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="shoald",
+        description="shoal's daemon: Docker-compatible networking over the Docker Engine API.",
+        epilog="Run several daemons side by side by giving each its own --data-root and -H "
+        "(and starting each inside its own network namespace with nsenter --net=...).",
+    )
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
+                   help=f"where the store and everything the daemon keeps live (default {DEFAULT_DATA_ROOT})")
+    p.add_argument("--exec-root", default="",
+                   help="run-time state: sockets, netns mounts (default DATA_ROOT/run)")
+    p.add_argument("-H", "--host", action="append", default=[],
+                   help=f"API socket to listen on, unix://PATH (default {DEFAULT_SOCKET})")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="logging verbosity (default info)")
+    p.add_argument("--default-address-pool", action="append", type=parse_pool, default=[],
+                   metavar="base=CIDR,size=N",
+                   help="replace the default pools (repeatable); default: Docker's list, 172.17.0.0/16 "
+                   "... 172.31.0.0/16 as /16s, then 192.168.0.0/16 as /20s")
+    p.add_argument("--mtu", type=int, default=1500, help="default MTU of bridge networks (default 1500)")
+    p.add_argument("--bridge-name", default="shoal0", help="Linux bridge of the default network (default shoal0)")
+    p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
+    p.add_argument("--version", action="version", version=f"shoald {__version__}")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> DaemonConfig:
+    args = build_parser().parse_args(argv)
+    data_root = Path(args.data_root).absolute()
+    exec_root = Path(args.exec_root).absolute() if args.exec_root else data_root / "run"
+    hosts = tuple(args.host) or (DEFAULT_SOCKET,)
+    for h in hosts:
+        if not h.startswith("unix://"):
+            build_parser().error(f"unsupported host {h!r}: only unix://PATH sockets are served")
+    return DaemonConfig(
+        data_root=data_root, exec_root=exec_root, hosts=hosts, log_level=args.log_level,
+        pools=tuple(args.default_address_pool), mtu=args.mtu, bridge_name=args.bridge_name,
+        socket_group=args.group,
+    )

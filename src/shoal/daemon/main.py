@@ -1,0 +1,140 @@
+"""shoald's composition root: build every part, restore, serve, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import grp
+import logging
+import os
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from shoal.api.app import App
+from shoal.api.http import serve_unix
+from shoal.api.networks import NetworkRoutes
+from shoal.api.system import SystemRoutes
+from shoal.controller import Controller
+from shoal.controller.restore import restore
+from shoal.daemon.config import DaemonConfig, parse_args
+from shoal.drivers import BridgeDriver, HostDriver, NullDriver
+from shoal.errors import ShoalError
+from shoal.ipam import DefaultIpam, default_pools, ula_pool
+from shoal.kernel import Kernel
+from shoal.store import SqliteStore
+
+log = logging.getLogger("shoald")
+
+
+class AlreadyRunning(ShoalError):
+    pass
+
+
+def lock_data_root(data_root: Path) -> int:
+    """An flock on DATA_ROOT/shoald.lock: one daemon per data root, released on exit."""
+    data_root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_root / "shoald.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.read(fd, 32).decode().strip() or "?"
+        os.close(fd)
+        raise AlreadyRunning(
+            f"another shoald (pid {pid}) is already running with data root {data_root}; "
+            "stop it first, or give this one its own --data-root and -H"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def engine_id(store: SqliteStore) -> str:
+    meta = store.get("meta", "engine")
+    if meta is None:
+        meta = {"id": os.urandom(32).hex()}
+        with store.transaction() as tx:
+            tx.put("meta", "engine", meta)
+    return meta["id"]
+
+
+def build(cfg: DaemonConfig) -> tuple[Controller, App, SqliteStore, Kernel]:
+    store = SqliteStore(cfg.data_root / "shoal.db")
+    eid = engine_id(store)
+    kernel = Kernel()
+    pools = list(cfg.pools) or default_pools()
+    ipam = DefaultIpam(pools, [ula_pool(eid)])
+    drivers = {"bridge": BridgeDriver(kernel, cfg.mtu), "host": HostDriver(), "null": NullDriver()}
+    ctl = Controller(store, kernel, ipam, drivers, eid)  # type: ignore[arg-type]
+    pool_json = [{"Base": p.base, "Size": p.size} for p in pools]
+    app = App(
+        SystemRoutes(ctl, str(cfg.data_root), pool_json).routes()
+        + NetworkRoutes(ctl).routes()
+    )
+    return ctl, app, store, kernel
+
+
+async def listen(app: App, cfg: DaemonConfig) -> list[tuple[asyncio.AbstractServer, str]]:
+    servers = []
+    gid = grp.getgrnam(cfg.socket_group).gr_gid if cfg.socket_group else -1
+    for path in cfg.socket_paths:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if os.path.exists(path):
+            os.unlink(path)  # we hold the data-root lock: a leftover socket is ours
+        server = await serve_unix(app, path)
+        os.chmod(path, 0o660)
+        if gid >= 0:
+            os.chown(path, -1, gid)
+        servers.append((server, path))
+        log.info("API listening on unix://%s", path)
+    return servers
+
+
+async def run(cfg: DaemonConfig) -> None:
+    cfg.exec_root.mkdir(parents=True, exist_ok=True)
+    ctl, app, store, kernel = build(cfg)
+    try:
+        await restore(ctl, cfg.bridge_name, cfg.mtu)
+        servers = await listen(app, cfg)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("shoald ready (engine %s, data root %s)", ctl.engine_id[:12], cfg.data_root)
+        await stop.wait()
+        log.info("shutting down")
+        for server, path in servers:
+            server.close()
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+    finally:
+        kernel.close()
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, cfg.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        lock_fd = lock_data_root(cfg.data_root)
+    except AlreadyRunning as exc:
+        print(f"shoald: {exc.message}", file=sys.stderr)
+        raise SystemExit(1) from None
+    try:
+        asyncio.run(run(cfg))
+    except ShoalError as exc:
+        print(f"shoald: {exc.message}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        os.close(lock_fd)
+    log.debug("config was %s", asdict(cfg))
+
+
+if __name__ == "__main__":
+    main()

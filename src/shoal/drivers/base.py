@@ -1,0 +1,37 @@
+"""The driver protocol: validate once at the edge, then create/delete/restore.
+
+Endpoint verbs (create/delete endpoint, join/leave) join this protocol with containers.
+One protocol plus a Capabilities record, instead of libnetwork's optional side
+interfaces, so the controller never type-checks a driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from shoal.model import Network, NetworkSpec
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    scope: str = "local"
+    uses_ipam: bool = True  # host and null have no addresses of their own
+    singleton: bool = False  # only one network of this driver may exist
+
+
+class NetworkDriver(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def validate(self, spec: NetworkSpec) -> None:
+        """Raise InvalidParameter for options this driver cannot accept."""
+
+    async def create_network(self, network: Network, alias: str) -> None:
+        """Make the kernel objects; undo own partial work on failure."""
+
+    async def delete_network(self, network: Network) -> None:
+        """Remove the kernel objects; idempotent."""
+
+    async def restore_network(self, network: Network, alias: str) -> None:
+        """Recreate or repair the kernel objects after a restart."""

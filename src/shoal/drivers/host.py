@@ -1,0 +1,23 @@
+"""The `host` network: containers share the daemon's host namespace; nothing to build."""
+
+from __future__ import annotations
+
+from shoal.drivers.base import Capabilities
+from shoal.model import Network, NetworkSpec
+
+
+class HostDriver:
+    name = "host"
+    capabilities = Capabilities(uses_ipam=False, singleton=True)
+
+    def validate(self, spec: NetworkSpec) -> None:
+        pass
+
+    async def create_network(self, network: Network, alias: str) -> None:
+        pass
+
+    async def delete_network(self, network: Network) -> None:
+        pass
+
+    async def restore_network(self, network: Network, alias: str) -> None:
+        pass

@@ -1,0 +1,56 @@
+"""Parsing Docker's string options into typed values, with messages that name the option."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from shoal.errors import InvalidParameter
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def parse_bool(options: dict[str, str], key: str, default: bool) -> bool:
+    """Go's strconv.ParseBool spellings, as Docker accepts them."""
+    raw = options.get(key)
+    if raw is None or raw == "":
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise InvalidParameter(f"invalid value {raw!r} for option {key}: expected true or false")
+
+
+def parse_int(options: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    raw = options.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        raise InvalidParameter(f"invalid value {raw!r} for option {key}: expected an integer") from None
+    if not lo <= value <= hi:
+        raise InvalidParameter(f"invalid value {value} for option {key}: must be between {lo} and {hi}")
+    return value
+
+
+def parse_ipv4(options: dict[str, str], key: str, default: str) -> str:
+    raw = options.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise InvalidParameter(f"invalid value {raw!r} for option {key}: expected an IP address") from None
+
+
+def check_ifname(name: str, what: str) -> str:
+    """Linux interface names: 1-15 bytes, no '/', ':' or white space, not '.' or '..'."""
+    if not name or name in (".", ".."):
+        raise InvalidParameter(f"invalid {what} {name!r}")
+    if len(name.encode()) > 15:
+        raise InvalidParameter(f"{what} {name!r} is too long: at most 15 characters")
+    if any(c in name for c in "/:") or any(c.isspace() for c in name):
+        raise InvalidParameter(f"invalid {what} {name!r}: no '/', ':' or white space allowed")
+    return name

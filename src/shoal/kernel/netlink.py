@@ -1,0 +1,147 @@
+"""Synchronous netlink operations over one pyroute2 IPRoute socket.
+
+Every public method is idempotent where it can be ("ensure_*", delete of a missing
+link is fine) and undoes its own partial work when it fails half-way, so callers only
+need to roll back whole steps.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from dataclasses import dataclass, field
+
+from pyroute2 import IPRoute, NetlinkError
+
+from shoal.errors import ShoalError
+
+IFA_F_NODAD = 0x02
+MAIN_TABLE = 254
+
+
+class KernelError(ShoalError):
+    """The kernel refused an operation; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    name: str
+    index: int
+    kind: str
+    alias: str
+    mtu: int
+    up: bool
+    mac: str
+    addresses: tuple[str, ...] = field(default=())  # "ip/prefixlen", global scope only
+
+
+def _fail(action: str, exc: NetlinkError) -> KernelError:
+    reason = errno.errorcode.get(exc.code, str(exc.code))
+    return KernelError(f"{action}: {exc.args[1] if len(exc.args) > 1 else exc} ({reason})")
+
+
+class Netlink:
+    """Owns one IPRoute; must be used from a single thread (the facade's)."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        if netns:
+            self._ipr = IPRoute(netns=netns, flags=0)
+        else:
+            self._ipr = IPRoute()
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    # -- queries -----------------------------------------------------------------------
+    def link(self, name: str) -> LinkInfo | None:
+        found = self._ipr.link_lookup(ifname=name)
+        if not found:
+            return None
+        try:
+            msg = self._ipr.link("get", index=found[0])[0]
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                return None
+            raise _fail(f"cannot read link {name}", exc) from exc
+        return self._info(msg)
+
+    def links(self) -> list[LinkInfo]:
+        return [self._info(m) for m in self._ipr.link("dump")]
+
+    def _info(self, msg) -> LinkInfo:  # noqa: ANN001 - pyroute2 message
+        linkinfo = msg.get_attr("IFLA_LINKINFO")
+        kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo else ""
+        index = msg["index"]
+        addrs = tuple(
+            f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+            for a in self._ipr.addr("dump", index=index)
+            if a["scope"] == 0
+        )
+        return LinkInfo(
+            name=msg.get_attr("IFLA_IFNAME"),
+            index=index,
+            kind=kind or "",
+            alias=msg.get_attr("IFLA_IFALIAS") or "",
+            mtu=msg.get_attr("IFLA_MTU"),
+            up=bool(msg["flags"] & 1),
+            mac=msg.get_attr("IFLA_ADDRESS") or "",
+            addresses=addrs,
+        )
+
+    def routes(self) -> list[str]:
+        """Destinations in the main table (both families), default routes left out."""
+        out = []
+        for family in (2, 10):
+            for r in self._ipr.route("dump", family=family, table=MAIN_TABLE):
+                dst = r.get_attr("RTA_DST")
+                if dst and r["dst_len"] > 0:
+                    out.append(str(ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False)))
+        return out
+
+    # -- bridges -----------------------------------------------------------------------
+    def ensure_bridge(self, name: str, *, mtu: int, addresses: list[str], alias: str) -> bool:
+        """Create or repair bridge `name`; returns True when it had to be created."""
+        created = False
+        existing = self.link(name)
+        if existing is None:
+            try:
+                self._ipr.link("add", ifname=name, kind="bridge")
+            except NetlinkError as exc:
+                raise _fail(f"failed to create bridge {name}", exc) from exc
+            created = True
+        try:
+            index = self._ipr.link_lookup(ifname=name)[0]
+            self._ipr.link("set", index=index, mtu=mtu, ifalias=alias)
+            self._ensure_addresses(index, addresses, existing.addresses if existing else ())
+            self._ipr.link("set", index=index, state="up")
+        except NetlinkError as exc:
+            if created:
+                self.delete_link(name)
+            raise _fail(f"failed to set up bridge {name}", exc) from exc
+        return created
+
+    def _ensure_addresses(self, index: int, wanted: list[str], present: tuple[str, ...]) -> None:
+        for cidr in wanted:
+            if cidr in present:
+                continue
+            iface = ipaddress.ip_interface(cidr)
+            flags = IFA_F_NODAD if iface.version == 6 else 0
+            try:
+                self._ipr.addr(
+                    "add", index=index, address=str(iface.ip),
+                    prefixlen=iface.network.prefixlen, flags=flags,
+                )
+            except NetlinkError as exc:
+                if exc.code != errno.EEXIST:
+                    raise
+
+    def delete_link(self, name: str) -> None:
+        """Delete by exact name; a link that is already gone is fine."""
+        found = self._ipr.link_lookup(ifname=name)
+        if not found:
+            return
+        try:
+            self._ipr.link("del", index=found[0])
+        except NetlinkError as exc:
+            if exc.code != errno.ENODEV:
+                raise _fail(f"failed to delete link {name}", exc) from exc

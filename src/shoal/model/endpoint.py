@@ -1,0 +1,39 @@
+"""Endpoints: one sandbox's attachment to one network (a veth pair on a bridge)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Addresses are CIDR strings ("172.18.0.2/16"); empty when the family is off."""
+
+    id: str
+    network_id: str
+    name: str
+    sandbox_id: str = ""
+    ipv4: str = ""
+    ipv6: str = ""
+    mac: str = ""
+    ifname: str = ""
+    host_ifname: str = ""
+    aliases: tuple[str, ...] = ()
+    static_ipv4: bool = False
+    static_ipv6: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+
+    def with_changes(self, **changes: Any) -> Endpoint:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["aliases"] = list(self.aliases)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Endpoint:
+        data = dict(data)
+        data["aliases"] = tuple(data.get("aliases", ()))
+        return cls(**data)

@@ -1,0 +1,159 @@
+"""Typed container and exec specs, and the OCI `config.json` runc reads.
+
+The defaults follow Docker's (moby `oci/defaults.go`): the same capability set (so `ping` works
+through CAP_NET_RAW and low ports bind through CAP_NET_BIND_SERVICE), the same masked and
+read-only /proc paths, /sys read-only. The network namespace is the one knob the network core
+turns: a netns path joins that namespace; None leaves it out, so the container shares the
+daemon's namespace (`--network host`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shoal.errors import InvalidParameter
+
+DEFAULT_CAPS = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)
+MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What the runtime needs to know to run one container; the API layer fills it in.
+
+    `netns` is a path such as /run/netns/NAME or /proc/PID/ns/net; None = host networking.
+    `hosts`, `hostname_file` and `resolv_conf` are host files bind-mounted read-write at
+    /etc/hosts, /etc/hostname and /etc/resolv.conf (the network core owns their content).
+    `open_stdin` keeps a stdin pipe for attach (`-i`); `stdin_once` closes it when the first
+    attached client closes its stdin, as `docker run -i` does.
+    """
+
+    id: str
+    args: tuple[str, ...]
+    env: tuple[str, ...] = DEFAULT_ENV
+    cwd: str = "/"
+    hostname: str = ""
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    user: str = "0:0"
+    netns: str | None = None
+    hosts: Path | None = None
+    hostname_file: Path | None = None
+    resolv_conf: Path | None = None
+    labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.args:
+            raise InvalidParameter("No command specified")
+        if not self.cwd.startswith("/"):
+            raise InvalidParameter(f"the working directory '{self.cwd}' is invalid, it needs to be an absolute path")
+        parse_user(self.user)
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    """One `docker exec` process: runs inside a running container's namespaces."""
+
+    args: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    cwd: str = ""
+    user: str = ""
+    tty: bool = False
+    open_stdin: bool = False
+
+
+def parse_user(user: str) -> tuple[int, int]:
+    """Only numeric `uid[:gid]` (names would need the image's /etc/passwd)."""
+    uid, _, gid = (user or "0:0").partition(":")
+    try:
+        return int(uid), int(gid or "0")
+    except ValueError:
+        raise InvalidParameter(f"unable to find user {user}: only numeric uid:gid is supported") from None
+
+
+def _process(args: tuple[str, ...], env: tuple[str, ...], cwd: str, user: str, tty: bool) -> dict:
+    uid, gid = parse_user(user)
+    caps = list(DEFAULT_CAPS)
+    return {
+        "terminal": tty,
+        "user": {"uid": uid, "gid": gid},
+        "args": list(args),
+        "env": list(env) + ([] if any(e.startswith("TERM=") for e in env) or not tty else ["TERM=xterm"]),
+        "cwd": cwd or "/",
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+        "noNewPrivileges": False,
+    }
+
+
+def _mounts(spec: ContainerSpec) -> list[dict]:
+    mounts = [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+    ]
+    for dest, src in (("/etc/resolv.conf", spec.resolv_conf), ("/etc/hostname", spec.hostname_file),
+                      ("/etc/hosts", spec.hosts)):
+        if src is not None:
+            mounts.append({"destination": dest, "type": "bind", "source": str(src),
+                           "options": ["rbind", "rprivate"]})
+    return mounts
+
+
+def oci_config(spec: ContainerSpec, rootfs: Path) -> dict:
+    """The bundle's config.json for `spec`, with `rootfs` (the overlay merged dir) as root."""
+    namespaces: list[dict] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    if spec.netns is not None:
+        namespaces.append({"type": "network", "path": spec.netns})
+    config = {
+        "ociVersion": "1.0.2",
+        "process": _process(spec.args, spec.env, spec.cwd, spec.user, spec.tty),
+        "root": {"path": str(rootfs), "readonly": False},
+        "mounts": _mounts(spec),
+        "annotations": {f"org.shoal.label.{k}": v for k, v in spec.labels.items()},
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": f"/shoal/{spec.id}",
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+    }
+    if spec.hostname:
+        config["hostname"] = spec.hostname
+    return config
+
+
+def exec_process(container_config: dict, spec: ExecSpec) -> dict:
+    """The `process` object for `runc exec --process`: the container's, with the exec's overrides.
+
+    runc exec takes the whole process (capabilities included); starting from the container's
+    keeps the exec no more privileged than the container. Env adds to the container's.
+    """
+    base = container_config["process"]
+    env = list(base.get("env", [])) + list(spec.env)
+    process = _process(spec.args, tuple(env), spec.cwd or base.get("cwd", "/"),
+                       spec.user or f"{base['user']['uid']}:{base['user']['gid']}", spec.tty)
+    process["capabilities"] = base.get("capabilities", process["capabilities"])
+    return process
