@@ -10,6 +10,10 @@ _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 
+def _bad(raw: str, key: str, want: str) -> InvalidParameter:
+    return InvalidParameter(f'invalid value "{raw}" for option {key}: expected {want}')
+
+
 def parse_bool(options: dict[str, str], key: str, default: bool) -> bool:
     """Go's strconv.ParseBool spellings, as Docker accepts them."""
     raw = options.get(key)
@@ -19,7 +23,7 @@ def parse_bool(options: dict[str, str], key: str, default: bool) -> bool:
         return True
     if raw in _FALSE:
         return False
-    raise InvalidParameter(f"invalid value {raw!r} for option {key}: expected true or false")
+    raise _bad(raw, key, "true or false")
 
 
 def parse_int(options: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
@@ -29,9 +33,9 @@ def parse_int(options: dict[str, str], key: str, default: int, lo: int, hi: int)
     try:
         value = int(raw, 10)
     except ValueError:
-        raise InvalidParameter(f"invalid value {raw!r} for option {key}: expected an integer") from None
+        raise _bad(raw, key, "an integer") from None
     if not lo <= value <= hi:
-        raise InvalidParameter(f"invalid value {value} for option {key}: must be between {lo} and {hi}")
+        raise _bad(raw, key, f"an integer from {lo} to {hi}")
     return value
 
 
@@ -42,15 +46,15 @@ def parse_ipv4(options: dict[str, str], key: str, default: str) -> str:
     try:
         return str(ipaddress.ip_address(raw))
     except ValueError:
-        raise InvalidParameter(f"invalid value {raw!r} for option {key}: expected an IP address") from None
+        raise _bad(raw, key, "an IP address") from None
 
 
 def check_ifname(name: str, what: str) -> str:
     """Linux interface names: 1-15 bytes, no '/', ':' or white space, not '.' or '..'."""
     if not name or name in (".", ".."):
-        raise InvalidParameter(f"invalid {what} {name!r}")
+        raise InvalidParameter(f'invalid {what} "{name}"')
     if len(name.encode()) > 15:
-        raise InvalidParameter(f"{what} {name!r} is too long: at most 15 characters")
+        raise InvalidParameter(f'{what} "{name}" is too long: at most 15 characters')
     if any(c in name for c in "/:") or any(c.isspace() for c in name):
-        raise InvalidParameter(f"invalid {what} {name!r}: no '/', ':' or white space allowed")
+        raise InvalidParameter(f'invalid {what} "{name}": no "/", ":" or white space allowed')
     return name

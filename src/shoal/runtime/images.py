@@ -226,8 +226,9 @@ class ImageStore:
     def _unpack(tar: Path, dest: Path) -> None:
         """GNU tar keeps owners, modes, devices and hardlinks, and refuses `..` escapes."""
         dest.mkdir()
+        owner = ["--same-owner"] if os.geteuid() == 0 else ["--no-same-owner"]
         proc = subprocess.run(["tar", "-x", "-f", str(tar), "-C", str(dest), "--numeric-owner",
-                               "--same-owner", "--same-permissions"],
+                               "--same-permissions", *owner],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise InvalidParameter(f"invalid image tarball: {proc.stderr.strip()[:400]}")

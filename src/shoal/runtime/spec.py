@@ -9,6 +9,7 @@ daemon's namespace (`--network host`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,7 +94,6 @@ def _process(args: tuple[str, ...], env: tuple[str, ...], cwd: str, user: str, t
         "env": list(env) + ([] if any(e.startswith("TERM=") for e in env) or not tty else ["TERM=xterm"]),
         "cwd": cwd or "/",
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
         "noNewPrivileges": False,
     }
 
@@ -157,3 +157,21 @@ def exec_process(container_config: dict, spec: ExecSpec) -> dict:
                        spec.user or f"{base['user']['uid']}:{base['user']['gid']}", spec.tty)
     process["capabilities"] = base.get("capabilities", process["capabilities"])
     return process
+
+
+def spec_to_json(spec: ContainerSpec) -> dict:
+    data = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+    for key in ("hosts", "hostname_file", "resolv_conf"):
+        data[key] = str(data[key]) if data[key] is not None else None
+    data["args"], data["env"] = list(spec.args), list(spec.env)
+    return data
+
+
+def spec_from_json(data: dict) -> ContainerSpec:
+    known = {f.name for f in dataclasses.fields(ContainerSpec)}
+    values = {k: v for k, v in data.items() if k in known}
+    for key in ("hosts", "hostname_file", "resolv_conf"):
+        if values.get(key) is not None:
+            values[key] = Path(values[key])
+    values["args"], values["env"] = tuple(values["args"]), tuple(values.get("env", DEFAULT_ENV))
+    return ContainerSpec(**values)

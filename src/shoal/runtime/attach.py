@@ -1,0 +1,181 @@
+"""Attaching API clients to a container's (or exec's) stdio through conmon's attach socket.
+
+The daemon holds one connection per conmon (`MonitorSocket`) and fans it out to any number
+of `Attachment`s. One connection, not one per client, because conmon closes the container's
+stdin whenever an attach connection ends; with a single connection the daemon decides when
+stdin closes (Docker's StdinOnce: when the first stdin client closes its input).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from shoal.runtime.streams import DEFAULT_DETACH_KEYS, EscapeProxy, Stream
+
+_RECV = 65536
+_SEND_CHUNK = 4096  # conmon reads stdin messages into a fixed buffer; keep each well below it
+_TAGS = {2: Stream.STDOUT, 3: Stream.STDERR}
+
+
+class MonitorSocket:
+    """The daemon's single connection to one conmon attach socket."""
+
+    def __init__(self, path: Path, *, stdin_once: bool = False,
+                 on_close: Callable[[MonitorSocket], None] | None = None) -> None:
+        self.path = path
+        self.stdin_once = stdin_once
+        self._on_close = on_close
+        self._sock: socket.socket | None = None
+        self._clients: set[Attachment] = set()
+        self._task: asyncio.Task | None = None
+        self.connected = asyncio.Event()
+        self.closed = asyncio.Event()
+
+    def connect(self) -> None:
+        """Connect now (conmon's socket exists); paths of any length work via /proc/self/fd."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        dirfd = os.open(self.path.parent, os.O_PATH | os.O_CLOEXEC)
+        try:
+            sock.connect(f"/proc/self/fd/{dirfd}/{self.path.name}")
+        except OSError:
+            sock.close()
+            raise
+        finally:
+            os.close(dirfd)
+        sock.setblocking(False)
+        self._sock = sock
+        self._task = asyncio.get_running_loop().create_task(self._pump())
+        self.connected.set()
+
+    async def _pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._sock is not None
+        try:
+            while data := await loop.sock_recv(self._sock, _RECV):
+                stream = _TAGS.get(data[0])
+                if stream is None:
+                    continue
+                for client in list(self._clients):
+                    client._deliver(stream, data[1:])
+        except OSError:
+            pass
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        self.connected.set()  # wake writers waiting for a connection that will never come
+        for client in list(self._clients):
+            client._deliver_eof()
+        self._clients.clear()
+        if self._sock is not None:
+            self._sock.close()
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def add(self, client: Attachment) -> None:
+        if self.closed.is_set():
+            client._deliver_eof()
+        else:
+            self._clients.add(client)
+
+    def discard(self, client: Attachment) -> None:
+        self._clients.discard(client)
+
+    async def send(self, data: bytes) -> None:
+        await self.connected.wait()
+        if self.closed.is_set() or self._sock is None:
+            return
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(OSError):
+            for i in range(0, len(data), _SEND_CHUNK):
+                await loop.sock_sendall(self._sock, data[i : i + _SEND_CHUNK])
+
+    def close_stdin(self) -> None:
+        """Half-close: conmon sees EOF and closes the process's stdin; output keeps flowing."""
+        if self._sock is not None and not self.closed.is_set():
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._finish()
+
+
+class Attachment:
+    """One API client's view of a process's stdio.
+
+    `read()` gives `(Stream.STDOUT|STDERR, bytes)` until the process ends or the client
+    detaches (then None); with a TTY everything is STDOUT. `write()` forwards stdin through
+    the detach-key proxy and returns False once the client detached.
+    """
+
+    def __init__(self, hub: MonitorSocket, *, tty: bool, stdin: bool = False, stdout: bool = True,
+                 stderr: bool = True, detach_keys: bytes = DEFAULT_DETACH_KEYS) -> None:
+        self.tty = tty
+        self._hub = hub
+        self._stdin, self._stdout, self._stderr = stdin, stdout, stderr
+        self._proxy = EscapeProxy(detach_keys)
+        self._queue: asyncio.Queue[tuple[Stream, bytes] | None] = asyncio.Queue()
+        self.detached = False
+        self.closed = False
+        hub.add(self)
+
+    def _deliver(self, stream: Stream, data: bytes) -> None:
+        if (self._stdout if stream == Stream.STDOUT else self._stderr) and not self.closed:
+            self._queue.put_nowait((stream, data))
+
+    def _deliver_eof(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._queue.put_nowait(None)
+
+    async def read(self) -> tuple[Stream, bytes] | None:
+        return await self._queue.get()
+
+    async def __aiter__(self) -> AsyncIterator[tuple[Stream, bytes]]:
+        while (item := await self.read()) is not None:
+            yield item
+
+    async def write(self, data: bytes) -> bool:
+        """Send stdin bytes; False (and the attachment closes) when the detach keys arrive."""
+        if self.closed:
+            return False
+        if not self._stdin:
+            return True
+        out, detached = self._proxy.feed(data)
+        if out:
+            await self._hub.send(out)
+        if detached:
+            self.detached = True
+            self.close()
+            return False
+        return True
+
+    async def close_stdin(self) -> None:
+        """The client closed its input: forward held bytes, and close stdin if StdinOnce."""
+        if self._stdin and not self.closed:
+            held = self._proxy.flush()
+            if held:
+                await self._hub.send(held)
+            if self._hub.stdin_once:
+                await self._hub.connected.wait()
+                self._hub.close_stdin()
+
+    def close(self) -> None:
+        """Detach this client; the process keeps running."""
+        self._hub.discard(self)
+        self._deliver_eof()
+
+    @property
+    def process_ended(self) -> bool:
+        """True when the output ended because the process exited (not a detach)."""
+        return self._hub.closed.is_set() and not self.detached

@@ -1,0 +1,400 @@
+"""Containers through runc, each watched by its own conmon, all state under one root.
+
+Layout (`root` is the daemon's data root; nothing outside it is touched except the
+container's cgroup `/shoal/<id>` that runc manages):
+
+    runc/                     runc --root: runc's own state, private to this daemon
+    containers/<id>/          the OCI bundle and everything conmon writes
+        container.json        spec, image id, created/started times, pids
+        config.json           what runc reads
+        upper/ work/ merged/  the overlay; merged/ is the container's root
+        ctr.log exit/<id> pidfile conmon.pid attach ctl winsz
+        exec/<exec id>/       one directory per exec session, same files
+
+The daemon may exit at any time: conmon keeps the container, its log and its exit code, and
+`restore()` in a new daemon finds them again from these files alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal as signals
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shoal.errors import Conflict, InvalidParameter, NotFound, NotModified, ShoalError
+from shoal.runtime import monitor, overlay
+from shoal.runtime.attach import Attachment, MonitorSocket
+from shoal.runtime.execs import ExecSession, ExecState, start_exec
+from shoal.runtime.images import ImageStore
+from shoal.runtime.logs import LogEntry, read_log
+from shoal.runtime.monitor import Launch, MonitorPaths
+from shoal.runtime.spec import ContainerSpec, ExecSpec, oci_config, spec_from_json, spec_to_json
+from shoal.runtime.streams import DEFAULT_DETACH_KEYS
+
+STOP_KILL_GRACE = 10.0
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    id: str
+    status: str  # "created" | "running" | "exited"
+    pid: int  # 0 unless running
+    exit_code: int  # 0 until the first exit
+    created: float  # unix seconds
+    started_at: float | None
+    finished_at: float | None
+    image: str  # image id
+    spec: ContainerSpec
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass
+class _Record:
+    """What container.json holds."""
+
+    spec: ContainerSpec
+    image: str
+    created: float
+    started_at: float | None = None
+    pid: int | None = None
+    conmon_pid: int | None = None
+
+    def to_json(self) -> dict:
+        return {"spec": spec_to_json(self.spec), "image": self.image, "created": self.created,
+                "started_at": self.started_at, "pid": self.pid, "conmon_pid": self.conmon_pid}
+
+    @classmethod
+    def from_json(cls, data: dict) -> _Record:
+        return cls(spec=spec_from_json(data["spec"]), image=data["image"], created=data["created"],
+                   started_at=data.get("started_at"), pid=data.get("pid"), conmon_pid=data.get("conmon_pid"))
+
+
+@dataclass
+class _Live:
+    """In-memory companions of a container in this daemon process."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    hub: MonitorSocket | None = None
+    waiters: list[asyncio.Future] = field(default_factory=list)
+    watcher: asyncio.Task | None = None
+
+
+def signal_number(sig: str | int) -> int:
+    """`TERM`, `SIGTERM`, `15` or 15 -> 15; InvalidParameter otherwise."""
+    text = str(sig).upper()
+    if text.isdigit() and 0 < int(text) < signals.NSIG:
+        return int(text)
+    try:
+        return int(signals.Signals[text if text.startswith("SIG") else "SIG" + text])
+    except KeyError:
+        raise InvalidParameter(f"Invalid signal: {sig}") from None
+
+
+class Runtime:
+    """Create, start, stop, attach to, exec in and delete containers (asyncio)."""
+
+    def __init__(self, root: Path, images: ImageStore, *, runc: str = monitor.RUNC,
+                 conmon: str = monitor.CONMON) -> None:
+        self.root = Path(root)
+        self.images = images
+        self.runc, self.conmon = runc, conmon
+        self.runc_root = self.root / "runc"
+        self.containers_dir = self.root / "containers"
+        for d in (self.runc_root, self.containers_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._records: dict[str, _Record] = {}
+        self._live: dict[str, _Live] = {}
+        self._execs: dict[str, ExecSession] = {}
+
+    # --- paths and records ---------------------------------------------------------------
+
+    def _dir(self, cid: str) -> Path:
+        if not cid or "/" in cid or cid.startswith("."):
+            raise InvalidParameter(f"invalid container id {cid!r}")
+        return self.containers_dir / cid
+
+    def _paths(self, cid: str) -> MonitorPaths:
+        return MonitorPaths(self._dir(cid))
+
+    def _record(self, cid: str) -> _Record:
+        try:
+            return self._records[cid]
+        except KeyError:
+            raise NotFound(f"No such container: {cid}") from None
+
+    def _live_of(self, cid: str) -> _Live:
+        return self._live.setdefault(cid, _Live())
+
+    def _save(self, cid: str) -> None:
+        path = self._dir(cid) / "container.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._record(cid).to_json(), indent=1))
+        tmp.replace(path)
+
+    async def _runc(self, *args: str, check: bool = True) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            self.runc, "--root", str(self.runc_root), *args, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if check and proc.returncode != 0:
+            raise monitor.runtime_error(err.decode(errors="replace"))
+        return proc.returncode or 0, out.decode(errors="replace")
+
+    # --- state ---------------------------------------------------------------------------
+
+    def state(self, cid: str) -> ContainerState:
+        rec = self._record(cid)
+        paths = self._paths(cid)
+        code = monitor.read_exit_code(paths.exit_file(cid))
+        finished = None
+        if rec.started_at is None:
+            status = "created"
+        elif code is not None:
+            status, finished = "exited", paths.exit_file(cid).stat().st_mtime
+        elif monitor.alive(rec.conmon_pid, cid):
+            status = "running"
+        else:  # conmon vanished without writing a code (killed): report what we know
+            status, code, finished = "exited", 255, time.time()
+        return ContainerState(id=cid, status=status, pid=(rec.pid or 0) if status == "running" else 0,
+                              exit_code=code or 0, created=rec.created, started_at=rec.started_at,
+                              finished_at=finished, image=rec.image, spec=rec.spec)
+
+    def list(self) -> list[ContainerState]:
+        return [self.state(cid) for cid in sorted(self._records, key=lambda c: -self._records[c].created)]
+
+    async def restore(self) -> list[ContainerState]:
+        """Re-read every container after a daemon restart and watch the running ones again."""
+        for entry in sorted(self.containers_dir.iterdir()):
+            meta = entry / "container.json"
+            if entry.name.startswith(".") or not meta.is_file():
+                continue
+            try:
+                self._records[entry.name] = _Record.from_json(json.loads(meta.read_text()))
+            except (ValueError, KeyError, TypeError, ShoalError):
+                continue  # a half-written record from a crash during create
+            for exec_dir in (entry / "exec").glob("*"):
+                session = ExecSession.restore(exec_dir, entry.name)
+                if session is not None:
+                    self._execs[session.id] = session
+        states = self.list()
+        for st in states:
+            if st.running:
+                self._ensure_watcher(st.id)
+        return states
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def create(self, spec: ContainerSpec, image_ref: str) -> None:
+        """Write the bundle and mount the rootfs; no process yet (Docker's `create`)."""
+        if spec.id in self._records or self._dir(spec.id).exists():
+            raise Conflict(f"container {spec.id} already exists")
+        image = self.images.get(image_ref)
+        cdir = self._dir(spec.id)
+        cdir.mkdir()
+        try:
+            overlay.mount_overlay(image.rootfs, cdir / "upper", cdir / "work", cdir / "merged")
+            (cdir / "config.json").write_text(json.dumps(oci_config(spec, cdir / "merged"), indent=1))
+            self._records[spec.id] = _Record(spec=spec, image=image.id, created=time.time())
+            self._save(spec.id)
+        except BaseException:
+            self._records.pop(spec.id, None)
+            overlay.unmount(cdir / "merged")
+            shutil.rmtree(cdir, ignore_errors=True)
+            raise
+
+    async def start(self, cid: str) -> int:
+        """Start (or restart) the container's process under a new conmon; returns its pid."""
+        rec = self._record(cid)
+        live = self._live_of(cid)
+        async with live.lock:
+            if self.state(cid).running:
+                raise NotModified(f"container {cid} is already running")
+            paths = self._paths(cid)
+            image = self.images.get(rec.image)
+            overlay.mount_overlay(image.rootfs, paths.bundle / "upper", paths.bundle / "work",
+                                  paths.bundle / "merged")
+            if rec.started_at is not None:  # a restart: clear the previous run
+                await self._runc("delete", "--force", cid, check=False)
+                for stale in (paths.exit_file(cid), paths.pidfile):
+                    stale.unlink(missing_ok=True)
+            spec = rec.spec
+            launch = Launch(cid=cid, uuid=cid, paths=paths, runc_root=self.runc_root, tty=spec.tty,
+                            stdin=spec.open_stdin, leave_stdin_open=not spec.stdin_once,
+                            conmon=self.conmon, runc=self.runc)
+            try:
+                pid, conmon_pid = await monitor.launch(launch)
+                if live.hub is not None and not live.hub.connected.is_set():
+                    live.hub.connect()  # clients attached before start see every byte
+                await self._runc("start", cid)
+            except BaseException:
+                await self._runc("delete", "--force", cid, check=False)
+                if live.hub is not None:
+                    live.hub.close()  # attached clients learn that the start failed
+                raise
+            rec.started_at, rec.pid, rec.conmon_pid = time.time(), pid, conmon_pid
+            self._save(cid)
+            self._ensure_watcher(cid)
+            return pid
+
+    def _ensure_watcher(self, cid: str) -> None:
+        live = self._live_of(cid)
+        if live.watcher is None or live.watcher.done():
+            live.watcher = asyncio.get_running_loop().create_task(self._watch(cid))
+
+    async def _watch(self, cid: str) -> None:
+        """Wait for this run's conmon to exit, then wake the waiters with the exit code."""
+        rec = self._record(cid)
+        if rec.conmon_pid and monitor.alive(rec.conmon_pid, cid):
+            await monitor.wait_exit(rec.conmon_pid)
+        live = self._live.get(cid)
+        if live is None or cid not in self._records:
+            return
+        code = self.state(cid).exit_code
+        waiters, live.waiters = live.waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(code)
+
+    async def wait(self, cid: str, condition: str = "not-running") -> int:
+        """Docker's wait: `not-running` returns at once unless running; `next-exit` waits for one."""
+        if condition not in ("not-running", "next-exit"):
+            raise InvalidParameter(f"invalid condition: {condition!r}")
+        st = self.state(cid)
+        if condition == "not-running" and not st.running:
+            return st.exit_code
+        fut = asyncio.get_running_loop().create_future()
+        self._live_of(cid).waiters.append(fut)
+        if st.running:
+            self._ensure_watcher(cid)
+        return await fut
+
+    async def kill(self, cid: str, signal: str | int = "TERM") -> None:
+        signum = signal_number(signal)
+        if not self.state(cid).running:
+            raise Conflict(f"Container {cid} is not running")
+        rc, _ = await self._runc("kill", cid, str(signum), check=False)
+        if rc != 0 and self.state(cid).running:
+            await self._runc("kill", cid, str(signum))
+
+    async def stop(self, cid: str, timeout: float = 10) -> int:
+        """SIGTERM, then SIGKILL after `timeout` seconds; returns the exit code."""
+        if not self.state(cid).running:
+            return self.state(cid).exit_code
+        waiter = asyncio.ensure_future(self.wait(cid))
+        with contextlib.suppress(Conflict):
+            await self.kill(cid, "TERM")
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except asyncio.TimeoutError:
+            with contextlib.suppress(Conflict):
+                await self.kill(cid, "KILL")
+            return await asyncio.wait_for(waiter, STOP_KILL_GRACE)
+
+    async def delete(self, cid: str) -> None:
+        """Kill if needed, forget runc state, unmount and remove everything. Idempotent."""
+        cdir = self._dir(cid)
+        if cid not in self._records and not cdir.exists():
+            return
+        live = self._live_of(cid)
+        async with live.lock:
+            rec = self._records.get(cid)
+            if rec is not None and self.state(cid).running:
+                with contextlib.suppress(ShoalError, asyncio.TimeoutError):
+                    await self._runc("kill", cid, "KILL", check=False)
+                    await asyncio.wait_for(self.wait(cid), STOP_KILL_GRACE)
+            await self._runc("delete", "--force", cid, check=False)
+            for session in [s for s in self._execs.values() if s.container_id == cid]:
+                await session.reap()
+                self._execs.pop(session.id, None)
+            if rec is not None:
+                monitor.kill_monitor(rec.conmon_pid, cid)
+            if live.hub is not None:
+                live.hub.close()
+            for fut in live.waiters:
+                if not fut.done():
+                    fut.set_exception(NotFound(f"No such container: {cid}"))
+            overlay.unmount(cdir / "merged")
+            if cdir.exists():
+                doomed = cdir.with_name(f".deleting-{cid}")
+                cdir.rename(doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
+            self._records.pop(cid, None)
+        self._live.pop(cid, None)
+
+    # --- stdio ---------------------------------------------------------------------------
+
+    async def attach(self, cid: str, *, stdin: bool = False, stdout: bool = True, stderr: bool = True,
+                     detach_keys: bytes = DEFAULT_DETACH_KEYS) -> Attachment:
+        """Attach to a created or running container; output from now on, stdin if `open_stdin`."""
+        st = self.state(cid)
+        if st.status == "exited":
+            raise Conflict("You cannot attach to a stopped container, start it first")
+        live = self._live_of(cid)
+        async with live.lock:  # not while start() is between launch and connect
+            if live.hub is None or live.hub.closed.is_set():
+                live.hub = MonitorSocket(self._paths(cid).attach, stdin_once=st.spec.stdin_once,
+                                         on_close=lambda hub: self._drop_hub(cid, hub))
+                if self.state(cid).running:
+                    live.hub.connect()
+            return Attachment(live.hub, tty=st.spec.tty, stdin=stdin and st.spec.open_stdin,
+                              stdout=stdout, stderr=stderr, detach_keys=detach_keys)
+
+    def _drop_hub(self, cid: str, hub: MonitorSocket) -> None:
+        live = self._live.get(cid)
+        if live is not None and live.hub is hub:
+            live.hub = None
+
+    async def resize(self, cid: str, height: int, width: int) -> None:
+        st = self.state(cid)
+        if not st.running:
+            raise Conflict(f"Container {cid} is not running")
+        if st.spec.tty:
+            monitor.resize(self._paths(cid).ctl, height, width)
+
+    def logs(self, cid: str, *, follow: bool = False, since: float = 0, until: float | None = None,
+             tail: int | None = None) -> AsyncIterator[LogEntry]:
+        """Log entries (stream, bytes, time); with `follow`, until the container stops."""
+        self._record(cid)
+        return read_log(self._paths(cid).log, follow=follow, since=since, until=until, tail=tail,
+                        is_running=lambda: cid in self._records and self.state(cid).running)
+
+    # --- exec ----------------------------------------------------------------------------
+
+    async def exec(self, cid: str, spec: ExecSpec, *, detach: bool = False,
+                   detach_keys: bytes = DEFAULT_DETACH_KEYS) -> ExecSession:
+        """Run another process in the running container; attached unless `detach`."""
+        if not self.state(cid).running:
+            raise Conflict(f"Container {cid} is not running")
+        exec_id = secrets.token_hex(32)
+        config = json.loads((self._dir(cid) / "config.json").read_text())
+        session = await start_exec(
+            exec_id=exec_id, cid=cid, spec=spec, container_config=config,
+            exec_dir=self._dir(cid) / "exec" / exec_id, runc_root=self.runc_root,
+            attach=not detach, detach_keys=detach_keys, conmon=self.conmon, runc=self.runc)
+        self._execs[exec_id] = session
+        return session
+
+    def exec_session(self, exec_id: str) -> ExecSession:
+        try:
+            return self._execs[exec_id]
+        except KeyError:
+            raise NotFound(f"No such exec instance: {exec_id}") from None
+
+    def exec_state(self, exec_id: str) -> ExecState:
+        return self.exec_session(exec_id).state()
+
+    async def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        session = self.exec_session(exec_id)
+        if session.tty:
+            monitor.resize(session.paths.ctl, height, width)

@@ -1,0 +1,60 @@
+"""The kernel facade against a real, fresh network namespace."""
+
+import asyncio
+import json
+import subprocess
+
+import pytest
+
+from shoal.kernel import Kernel, KernelError, Netlink
+
+
+def ip_json(netns, *args):
+    out = subprocess.run(["ip", "-n", netns, "-j", *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(out or "[]")
+
+
+def test_ensure_bridge_creates_and_repairs(netns):
+    nl = Netlink(netns)
+    try:
+        assert nl.ensure_bridge("br-t1", mtu=1400, addresses=["10.9.0.1/24", "fd00:9::1/64"], alias="shoal:x:net:1")
+        (link,) = ip_json(netns, "-d", "link", "show", "br-t1")
+        assert link["mtu"] == 1400 and link["ifalias"] == "shoal:x:net:1"
+        assert link["linkinfo"]["info_kind"] == "bridge" and "UP" in link["flags"]
+        addrs = {(a["local"], a["prefixlen"]) for a in ip_json(netns, "addr", "show", "br-t1")[0]["addr_info"]}
+        assert ("10.9.0.1", 24) in addrs and ("fd00:9::1", 64) in addrs
+        subprocess.run(["ip", "-n", netns, "addr", "flush", "dev", "br-t1"], check=True)
+        subprocess.run(["ip", "-n", netns, "link", "set", "br-t1", "down"], check=True)
+        assert nl.ensure_bridge("br-t1", mtu=1400, addresses=["10.9.0.1/24"], alias="shoal:x:net:1") is False
+        info = nl.link("br-t1")
+        assert info.up and "10.9.0.1/24" in info.addresses
+        nl.delete_link("br-t1")
+        nl.delete_link("br-t1")  # idempotent
+        assert nl.link("br-t1") is None
+    finally:
+        nl.close()
+
+
+def test_refused_setup_leaves_nothing(netns):
+    nl = Netlink(netns)
+    try:
+        with pytest.raises(KernelError, match="br-t2"):
+            nl.ensure_bridge("br-t2", mtu=70000, addresses=["10.9.0.1/24"], alias="a")
+        assert nl.link("br-t2") is None
+        assert [l["ifname"] for l in ip_json(netns, "link")] == ["lo"]
+    finally:
+        nl.close()
+
+
+def test_routes_and_async_facade(netns):
+    async def go():
+        k = Kernel(netns)
+        try:
+            await k.ensure_bridge("br-t3", mtu=1500, addresses=["10.44.0.1/16"], alias="a")
+            assert "10.44.0.0/16" in await k.routes()
+            assert any(l.name == "br-t3" for l in await k.links())
+            await k.delete_link("br-t3")
+            assert await k.link("br-t3") is None
+        finally:
+            k.close()
+    asyncio.run(go())

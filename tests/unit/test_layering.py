@@ -1,0 +1,57 @@
+"""Lower layers never import higher ones (docs/design.md, "Layers")."""
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "shoal"
+
+# package -> shoal packages it may import
+ALLOWED = {
+    "model": set(),
+    "errors": set(),
+    "kernel": {"errors", "model"},
+    "ipam": {"errors", "model"},
+    "store": {"errors"},
+    "firewall": {"errors", "model", "kernel"},
+    "drivers": {"errors", "model", "kernel", "ipam"},
+    "dns": {"errors", "model", "kernel"},
+    "runtime": {"errors", "model", "kernel"},
+    "controller": {"errors", "model", "kernel", "ipam", "store", "firewall", "drivers", "dns", "runtime"},
+    "api": {"errors", "model", "controller", "api"},
+    "daemon": None,  # composition root: anything
+    "cli": {"cli"},
+}
+
+
+def shoal_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "shoal" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def test_layers():
+    problems = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC)
+        pkg = rel.parts[0].removesuffix(".py")
+        if pkg == "__init__" or ALLOWED.get(pkg, set()) is None:
+            continue
+        allowed = ALLOWED.get(pkg, set()) | {pkg, "__version__"}
+        for imported in shoal_imports(path) - allowed:
+            problems.append(f"{rel} imports shoal.{imported}")
+    assert not problems, "\n".join(problems)
+
+
+def test_files_stay_small():
+    big = [f"{p.relative_to(SRC)}: {n}" for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 650]
+    assert not big, big

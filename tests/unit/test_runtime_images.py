@@ -1,0 +1,115 @@
+"""ImageStore: import, Docker-style lookup, tags and removal (no root needed)."""
+
+import io
+import json
+import tarfile
+
+import pytest
+
+from shoal.errors import Conflict, InvalidParameter, NotFound
+from shoal.runtime.images import ImageConfig, ImageStore, normalize_name
+
+
+def make_tar(files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (symlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ImageStore(tmp_path)
+
+
+def test_import_unpacks_and_records_metadata(store, tmp_path):
+    data = make_tar({"bin/busybox": b"x" * 100, "etc/passwd": b"root:x:0:0::/:/bin/sh\n"}, {"bin/sh": "busybox"})
+    image = store.import_tar(data, "busybox", "latest")
+    assert image.id.startswith("sha256:") and len(image.id) == 71
+    assert image.repo_tags == ("busybox:latest",)
+    assert (image.rootfs / "bin/busybox").read_bytes() == b"x" * 100
+    assert (image.rootfs / "bin/sh").is_symlink()
+    assert image.size == 100 + 22 + len("busybox")
+    meta = json.loads((tmp_path / "images" / image.id[7:] / "image.json").read_text())
+    assert meta["repo_tags"] == ["busybox:latest"] and meta["os"] == "linux"
+    assert set(meta["config"]) == {"Cmd", "Env", "WorkingDir"}
+
+
+def test_import_from_path_and_fileobj_give_the_same_id(store, tmp_path):
+    data = make_tar({"a": b"1"})
+    (tmp_path / "x.tar").write_bytes(data)
+    one = store.import_tar(tmp_path / "x.tar", "one")
+    two = store.import_tar(io.BytesIO(data), "two", "v1", config=ImageConfig(cmd=("sh",)))
+    assert one.id == two.id
+    assert store.get("one").repo_tags == ("one:latest", "two:v1")
+    assert len(store.list()) == 1
+
+
+def test_lookup_like_docker(store):
+    image = store.import_tar(make_tar({"a": b"1"}), "busybox")
+    hexid = image.id[7:]
+    for ref in ("busybox", "busybox:latest", "docker.io/library/busybox", image.id, "sha256:" + hexid[:5], hexid[:1], hexid):
+        assert store.get(ref).id == image.id, ref
+    with pytest.raises(NotFound, match=r"^No such image: busybox:1\.0$"):
+        store.get("busybox:1.0")
+    with pytest.raises(NotFound, match="No such image: alpine:latest"):
+        store.get("alpine")
+
+
+def test_ambiguous_prefix(store):
+    ids = {store.import_tar(make_tar({"f": bytes([i])})).id[7:] for i in range(40)}
+    common = next(h[0] for h in ids if sum(x.startswith(h[0]) for x in ids) > 1)
+    with pytest.raises(InvalidParameter, match="multiple IDs"):
+        store.get(common)
+
+
+def test_tag_moves_and_remove_untags_first(store):
+    a = store.import_tar(make_tar({"a": b"1"}), "app", "v1")
+    b = store.import_tar(make_tar({"b": b"2"}), "app", "v2")
+    store.tag("app:v2", "app", "v1")  # the name moves to b
+    assert store.get("app:v1").id == b.id
+    assert store.get(a.id).repo_tags == ()
+    assert store.remove("app:v1") == [{"Untagged": "app:v1"}]
+    assert store.get(b.id).repo_tags == ("app:v2",)
+    report = store.remove("app:v2")
+    assert report == [{"Untagged": "app:v2"}, {"Deleted": b.id}]
+    assert not (b.path).exists()
+    with pytest.raises(NotFound):
+        store.get(b.id)
+
+
+def test_remove_refuses_in_use_and_multi_tag_by_id(store):
+    image = store.import_tar(make_tar({"a": b"1"}), "x")
+    store.tag("x", "y")
+    with pytest.raises(Conflict, match="must be forced"):
+        store.remove(image.id)
+    store.untag("y")
+    with pytest.raises(Conflict, match="being used"):
+        store.remove("x", in_use=lambda img: img.id == image.id)
+    assert store.remove("x", in_use=False)[-1] == {"Deleted": image.id}
+
+
+def test_store_reloads_from_disk(store, tmp_path):
+    image = store.import_tar(make_tar({"a": b"1"}), "keep", config=ImageConfig(cmd=("sh",), working_dir="/w"))
+    again = ImageStore(tmp_path)
+    assert again.get("keep") == image
+    assert again.get("keep").config.cmd == ("sh",)
+
+
+@pytest.mark.parametrize("ref", ["UPPER", "a b", "x@sha256:00", "a:b:c:d", "-bad"])
+def test_bad_references(ref):
+    with pytest.raises(InvalidParameter):
+        normalize_name(ref)
+
+
+def test_bad_tarball_is_a_400(store):
+    with pytest.raises(InvalidParameter, match="invalid image tarball"):
+        store.import_tar(b"not a tar" * 100, "junk")
+    assert store.list() == []
