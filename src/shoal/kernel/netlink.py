@@ -101,19 +101,17 @@ class Netlink:
     # -- bridges -----------------------------------------------------------------------
     def ensure_bridge(self, name: str, *, mtu: int, addresses: list[str], alias: str) -> bool:
         """Create or repair bridge `name`; returns True when it had to be created."""
-        created = False
         existing = self.link(name)
-        if existing is None:
+        created = existing is None
+        if created:
             try:
-                self._ipr.link("add", ifname=name, kind="bridge")
+                self._ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
             except NetlinkError as exc:
                 raise _fail(f"failed to create bridge {name}", exc) from exc
-            created = True
         try:
-            index = self._ipr.link_lookup(ifname=name)[0]
-            self._ipr.link("set", index=index, mtu=mtu, ifalias=alias)
+            index = existing.index if existing else self._ipr.link_lookup(ifname=name)[0]
             self._ensure_addresses(index, addresses, existing.addresses if existing else ())
-            self._ipr.link("set", index=index, state="up")
+            self._ipr.link("set", index=index, mtu=mtu, ifalias=alias, state="up")
         except NetlinkError as exc:
             if created:
                 self.delete_link(name)
