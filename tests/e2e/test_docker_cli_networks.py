@@ -39,7 +39,7 @@ def test_walkthrough_create_inspect_rm(shoald):
     (net,) = json.loads(shoald.docker("network", "inspect", "my-bridge-network").stdout)
     assert net["Id"] == out and net["Driver"] == "bridge" and net["Scope"] == "local"
     assert net["IPAM"]["Config"] == [{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]
-    for key in ("Name", "Id", "Created", "Scope", "Driver", "EnableIPv4", "EnableIPv6", "IPAM", "Internal",
+    for key in ("Name", "Id", "Created", "Scope", "Driver", "EnableIPv6", "IPAM", "Internal",
                 "Attachable", "Ingress", "ConfigFrom", "ConfigOnly", "Containers", "Options", "Labels"):
         assert key in net
     br = f"br-{out[:12]}"

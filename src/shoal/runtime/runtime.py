@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import signal as signals
@@ -174,15 +173,17 @@ class Runtime:
         return [self.state(cid) for cid in sorted(self._records, key=lambda c: -self._records[c].created)]
 
     async def restore(self) -> list[ContainerState]:
-        """Re-read every container after a daemon restart and watch the running ones again."""
+        """Call once at daemon start: re-read every container, watch the running ones again,
+        and remove directories left by a create or delete that a crash cut short."""
         for entry in sorted(self.containers_dir.iterdir()):
-            meta = entry / "container.json"
-            if entry.name.startswith(".") or not meta.is_file():
-                continue
             try:
-                self._records[entry.name] = _Record.from_json(json.loads(meta.read_text()))
-            except (ValueError, KeyError, TypeError, ShoalError):
-                continue  # a half-written record from a crash during create
+                self._records[entry.name] = _Record.from_json(
+                    json.loads((entry / "container.json").read_text()))
+            except (OSError, ValueError, KeyError, TypeError, ShoalError):
+                # A create or delete cut short by a crash: nothing can use it, remove it.
+                overlay.unmount(entry / "merged")
+                shutil.rmtree(entry, ignore_errors=True)
+                continue
             for exec_dir in (entry / "exec").glob("*"):
                 session = ExecSession.restore(exec_dir, entry.name)
                 if session is not None:
@@ -336,10 +337,12 @@ class Runtime:
 
     async def attach(self, cid: str, *, stdin: bool = False, stdout: bool = True, stderr: bool = True,
                      detach_keys: bytes = DEFAULT_DETACH_KEYS) -> Attachment:
-        """Attach to a created or running container; output from now on, stdin if `open_stdin`."""
+        """Attach to the container's stdio: output from now on, stdin if it has `open_stdin`.
+
+        A client attached to a stopped container is connected by the next `start` (how
+        `docker start -a` sees every byte); refusing stopped containers is the caller's choice.
+        """
         st = self.state(cid)
-        if st.status == "exited":
-            raise Conflict("You cannot attach to a stopped container, start it first")
         live = self._live_of(cid)
         async with live.lock:  # not while start() is between launch and connect
             if live.hub is None or live.hub.closed.is_set():
