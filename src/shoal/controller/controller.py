@@ -16,13 +16,14 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from shoal.controller.endpoints import EndpointOps
 from shoal.controller.undo import Undo
 from shoal.drivers import NetworkDriver
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from shoal.ipam import DefaultIpam
 from shoal.ipam.validate import check_ipam_configs
 from shoal.kernel import Kernel
-from shoal.model import Endpoint, IPAMConfig, Network, NetworkSpec
+from shoal.model import Endpoint, IPAMConfig, Network, NetworkSpec, Sandbox
 from shoal.model.network import PREDEFINED
 from shoal.store import Store
 
@@ -39,7 +40,7 @@ def new_id() -> str:
     return secrets.token_hex(32)
 
 
-class Controller:
+class Controller(EndpointOps):
     def __init__(
         self,
         store: Store,
@@ -48,6 +49,7 @@ class Controller:
         drivers: dict[str, NetworkDriver],
         engine_id: str,
         clock: Callable[[], str] = now_rfc3339,
+        exec_root: str = "/run/shoal",
     ) -> None:
         self.store = store
         self.kernel = kernel
@@ -58,6 +60,8 @@ class Controller:
         self.lock = asyncio.Lock()
         self.networks: dict[str, Network] = {}
         self.endpoints: dict[str, Endpoint] = {}
+        self.sandboxes: dict[str, Sandbox] = {}
+        self.exec_root = exec_root
 
     # -- ownership marks ---------------------------------------------------------------
     @property

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 
+import ipaddress
+
 from shoal.controller.controller import KIND_NETWORK, Controller
-from shoal.model import Network, NetworkSpec
+from shoal.controller.endpoints import KIND_ENDPOINT, KIND_SANDBOX
+from shoal.model import Endpoint, Network, NetworkSpec, Sandbox
 
 log = logging.getLogger("shoal.restore")
 
@@ -45,6 +48,7 @@ async def restore(ctl: Controller, bridge_name: str = DEFAULT_BRIDGE, mtu: int =
             await ctl.driver(network.driver).restore_network(network, ctl.alias("net", network.id))
         except Exception:  # noqa: BLE001 - one broken network must not stop the daemon
             log.exception("could not restore network %s (%s)", network.name, network.id[:12])
+    _restore_endpoints(ctl)
     names = {n.name for n in ctl.networks.values()}
     for name, spec in (
         ("bridge", default_bridge_spec(bridge_name, mtu)),
@@ -64,6 +68,23 @@ def _reserve(ctl: Controller, network: Network) -> None:
             ctl.ipam.request_address(pool.id, cfg.gateway)
         for aux in cfg.aux_addresses.values():
             ctl.ipam.request_address(pool.id, aux)
+
+
+def _restore_endpoints(ctl: Controller) -> None:
+    """Sandboxes and endpoints come back as stored; the container layer then releases the
+    ones whose container stopped while the daemon was away."""
+    for data in ctl.store.list(KIND_SANDBOX):
+        sb = Sandbox.from_dict(data)
+        ctl.sandboxes[sb.id] = sb
+    for data in ctl.store.list(KIND_ENDPOINT):
+        ep = Endpoint.from_dict(data)
+        if ep.network_id not in ctl.networks:
+            continue
+        for cidr in (ep.ipv4, ep.ipv6):
+            if cidr:
+                iface = ipaddress.ip_interface(cidr)
+                ctl.ipam.request_address(str(iface.network), str(iface.ip))
+        ctl.endpoints[ep.id] = ep
 
 
 async def remove_stale(ctl: Controller) -> list[str]:

@@ -66,7 +66,7 @@ def build(cfg: DaemonConfig) -> tuple[Controller, App, SqliteStore, Kernel]:
     pools = list(cfg.pools) or default_pools()
     ipam = DefaultIpam(pools, [ula_pool(eid)])
     drivers = {"bridge": BridgeDriver(kernel, cfg.mtu), "host": HostDriver(), "null": NullDriver()}
-    ctl = Controller(store, kernel, ipam, drivers, eid)  # type: ignore[arg-type]
+    ctl = Controller(store, kernel, ipam, drivers, eid, exec_root=str(cfg.exec_root))  # type: ignore[arg-type]
     pool_json = [{"Base": p.base, "Size": p.size} for p in pools]
     app = App(
         SystemRoutes(ctl, str(cfg.data_root), pool_json).routes()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from shoal.model import Network, NetworkSpec
+from shoal.model import Endpoint, Network, NetworkSpec
 
 
 @dataclass(frozen=True)
@@ -35,3 +35,10 @@ class NetworkDriver(Protocol):
 
     async def restore_network(self, network: Network, alias: str) -> None:
         """Recreate or repair the kernel objects after a restart."""
+
+    async def join(self, network: Network, ep: Endpoint, netns_path: str, alias: str, gateway: bool) -> Endpoint:
+        """Plumb `ep` into the sandbox at `netns_path`; returns it with host-side names set.
+        `gateway`: this endpoint provides the sandbox's default route."""
+
+    async def leave(self, network: Network, ep: Endpoint) -> None:
+        """Remove the endpoint's kernel objects; idempotent."""

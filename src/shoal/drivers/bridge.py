@@ -12,7 +12,7 @@ from shoal.drivers.base import Capabilities
 from shoal.drivers.options import check_ifname, parse_bool, parse_int, parse_ipv4
 from shoal.errors import Forbidden
 from shoal.kernel import Kernel
-from shoal.model import Network, NetworkSpec
+from shoal.model import Endpoint, Network, NetworkSpec
 
 PREFIX = "com.docker.network.bridge."
 OPT_NAME = PREFIX + "name"
@@ -104,6 +104,28 @@ class BridgeDriver:
             opts.bridge_name, mtu=opts.mtu, addresses=self._addresses(network, opts), alias=alias
         )
         self._bridges[network.id] = opts.bridge_name
+
+    async def join(self, network: Network, ep: Endpoint, netns_path: str, alias: str, gateway: bool) -> Endpoint:
+        """Veth pair: host end `veth<7 hex>` on the bridge, container end inside the sandbox."""
+        opts = self.options(network)
+        host = f"veth{ep.id[:7]}"
+        await self._kernel.add_veth(
+            host, ep.ifname, netns_path, mac=ep.mac, mtu=opts.mtu, bridge=opts.bridge_name, alias=alias
+        )
+        try:
+            gws = [c.gateway for c in network.ipam_configs if c.gateway and (c.is_v6 and ep.ipv6 or not c.is_v6 and ep.ipv4)]
+            addrs = [a for a in (ep.ipv4, ep.ipv6) if a]
+            await self._kernel.configure_iface(
+                netns_path, ep.ifname, addrs, gws, default_route=gateway and not network.internal
+            )
+        except BaseException:
+            await self._kernel.delete_link(host)
+            raise
+        return ep.with_changes(host_ifname=host)
+
+    async def leave(self, network: Network, ep: Endpoint) -> None:
+        if ep.host_ifname:
+            await self._kernel.delete_link(ep.host_ifname)
 
     async def delete_network(self, network: Network) -> None:
         name = self._bridges.pop(network.id, None) or self.options(network).bridge_name

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shoal.drivers.base import Capabilities
-from shoal.model import Network, NetworkSpec
+from shoal.model import Endpoint, Network, NetworkSpec
 
 
 class HostDriver:
@@ -20,4 +20,10 @@ class HostDriver:
         pass
 
     async def restore_network(self, network: Network, alias: str) -> None:
+        pass
+
+    async def join(self, network: Network, ep: Endpoint, netns_path: str, alias: str, gateway: bool) -> Endpoint:
+        return ep
+
+    async def leave(self, network: Network, ep: Endpoint) -> None:
         pass

@@ -12,7 +12,7 @@ can tell its own leftovers from everything else and never touches what it does n
 """
 
 from shoal.kernel.facade import Kernel
-from shoal.kernel.fake import FakeKernel
+from shoal.kernel.fake import FakeKernel, FakeSandboxKernel
 from shoal.kernel.netlink import KernelError, LinkInfo, Netlink
 
-__all__ = ["FakeKernel", "Kernel", "KernelError", "LinkInfo", "Netlink"]
+__all__ = ["FakeKernel", "FakeSandboxKernel", "Kernel", "KernelError", "LinkInfo", "Netlink"]

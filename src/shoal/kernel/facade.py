@@ -6,6 +6,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
+from shoal.kernel import sandbox
 from shoal.kernel.netlink import LinkInfo, Netlink
 
 T = TypeVar("T")
@@ -42,6 +43,36 @@ class Kernel:
 
     async def delete_link(self, name: str) -> None:
         await self._run(Netlink.delete_link, name)
+
+    async def add_veth(
+        self, host_name: str, peer_name: str, netns_path: str, *, mac: str, mtu: int, bridge: str, alias: str
+    ) -> None:
+        await self._run(
+            Netlink.add_veth, host_name, peer_name, netns_path, mac=mac, mtu=mtu, bridge=bridge, alias=alias
+        )
+
+    async def _plain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    async def create_netns(self, path: str) -> None:
+        await self._plain(sandbox.create_netns, path)
+
+    async def delete_netns(self, path: str) -> None:
+        await self._plain(sandbox.delete_netns, path)
+
+    async def netns_alive(self, path: str) -> bool:
+        return await self._plain(sandbox.netns_alive, path)
+
+    async def configure_iface(
+        self, netns_path: str, ifname: str, addresses: list[str], gateways: list[str], *, default_route: bool
+    ) -> None:
+        await self._plain(
+            sandbox.configure_iface, netns_path, ifname, addresses, gateways, default_route=default_route
+        )
+
+    async def loopback_up(self, netns_path: str) -> None:
+        await self._plain(sandbox.loopback_up, netns_path)
 
     def close(self) -> None:
         def _close() -> None:

@@ -42,3 +42,47 @@ class FakeKernel:
 
     def close(self) -> None:
         pass
+
+
+class FakeSandboxKernel(FakeKernel):
+    """FakeKernel plus namespaces and veths, kept as sets/dicts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.namespaces: set[str] = set()
+        self.ifaces: dict[str, dict[str, dict]] = {}
+
+    async def create_netns(self, path: str) -> None:
+        self._maybe_fail("create_netns", path)
+        self.namespaces.add(path)
+        self.ifaces[path] = {"lo": {"up": False}}
+
+    async def delete_netns(self, path: str) -> None:
+        self.namespaces.discard(path)
+        self.ifaces.pop(path, None)
+
+    async def netns_alive(self, path: str) -> bool:
+        return path in self.namespaces
+
+    async def add_veth(self, host_name, peer_name, netns_path, *, mac, mtu, bridge, alias) -> None:  # noqa: ANN001
+        self._maybe_fail("add_veth", host_name)
+        if bridge not in self.links_by_name:
+            raise KernelError(f"bridge {bridge} not found")
+        self.links_by_name[host_name] = LinkInfo(host_name, 100 + len(self.links_by_name), "veth", alias,
+                                                 mtu, True, "")
+        self.ifaces[netns_path][peer_name] = {"mac": mac, "mtu": mtu, "host": host_name, "addresses": []}
+
+    async def configure_iface(self, netns_path, ifname, addresses, gateways, *, default_route) -> None:  # noqa: ANN001
+        self._maybe_fail("configure_iface", ifname)
+        self.ifaces[netns_path][ifname].update(addresses=list(addresses), up=True,
+                                               gateways=list(gateways) if default_route else [])
+
+    async def loopback_up(self, netns_path: str) -> None:
+        self.ifaces[netns_path]["lo"]["up"] = True
+
+    async def delete_link(self, name: str) -> None:
+        await super().delete_link(name)
+        for ifaces in self.ifaces.values():
+            for peer, data in list(ifaces.items()):
+                if data.get("host") == name:
+                    del ifaces[peer]

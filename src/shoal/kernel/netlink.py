@@ -133,6 +133,19 @@ class Netlink:
                 if exc.code != errno.EEXIST:
                     raise
 
+    def add_veth(
+        self, host_name: str, peer_name: str, netns_path: str, *, mac: str, mtu: int, bridge: str, alias: str
+    ) -> None:
+        """A veth whose peer is born inside `netns_path`, host end enslaved to `bridge`."""
+        from shoal.kernel import sandbox
+
+        found = self._ipr.link_lookup(ifname=bridge)
+        if not found:
+            raise KernelError(f"bridge {bridge} not found: restart shoald to repair its network")
+        sandbox.add_veth(
+            self._ipr, host_name, peer_name, netns_path, mac=mac, mtu=mtu, master_index=found[0], alias=alias
+        )
+
     def delete_link(self, name: str) -> None:
         """Delete by exact name; a link that is already gone is fine."""
         found = self._ipr.link_lookup(ifname=name)

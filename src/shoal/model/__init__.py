@@ -2,9 +2,11 @@
 
 - Network, IPAMConfig, NetworkSpec (model.network): a group of endpoints that talk directly.
 - Endpoint (model.endpoint): one sandbox's attachment to one network.
+- Sandbox (model.sandbox): a container's network namespace.
 """
 
 from shoal.model.endpoint import Endpoint
 from shoal.model.network import IPAMConfig, Network, NetworkSpec, PoolSpec
+from shoal.model.sandbox import Sandbox
 
-__all__ = ["Endpoint", "IPAMConfig", "Network", "NetworkSpec", "PoolSpec"]
+__all__ = ["Endpoint", "IPAMConfig", "Network", "NetworkSpec", "PoolSpec", "Sandbox"]

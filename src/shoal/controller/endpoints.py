@@ -1,0 +1,206 @@
+"""Sandboxes and endpoints: attach a network namespace to networks, all-or-nothing.
+
+Kept apart from network create/delete (controller.controller) so each file stays small;
+both act on the one Controller and share its lock and store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shoal.controller.undo import Undo
+from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from shoal.model import Endpoint, Network, Sandbox
+
+if TYPE_CHECKING:
+    from shoal.controller.controller import Controller
+
+KIND_ENDPOINT = "endpoint"
+KIND_SANDBOX = "sandbox"
+
+
+def mac_for(ipv4: str) -> str:
+    """02:42 + the four IPv4 bytes (docker <= 27, and the walkthrough); random without v4."""
+    if ipv4:
+        raw = ipaddress.ip_interface(ipv4).ip.packed
+        return "02:42:" + ":".join(f"{b:02x}" for b in raw)
+    octets = [random.randrange(256) for _ in range(6)]
+    octets[0] = (octets[0] & 0xFE) | 0x02
+    return ":".join(f"{b:02x}" for b in octets)
+
+
+def check_static_address(network: Network, ipv4: str, ipv6: str) -> None:
+    """Docker's rules for --ip/--ip6: only on networks with user-configured subnets, inside one."""
+    for value, v6 in ((ipv4, False), (ipv6, True)):
+        if not value:
+            continue
+        try:
+            ip = ipaddress.ip_address(value)
+        except ValueError:
+            raise InvalidParameter(f"invalid IP address {value}") from None
+        if network.predefined or network.driver != "bridge" and network.driver != "":
+            raise InvalidParameter(
+                "user specified IP address is supported only when connecting to networks with user configured subnets"
+            )
+        configs = network.v6_configs if v6 else network.v4_configs
+        if not any(ip in ipaddress.ip_network(c.subnet) for c in configs):
+            raise InvalidParameter(f"no configured subnet or ip-range contain the IP address {value}")
+
+
+MAC_RE = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
+
+
+def check_mac(mac: str) -> None:
+    if mac and not MAC_RE.match(mac):
+        raise InvalidParameter(f"invalid MAC address {mac}: expected six hex pairs like 02:42:ac:11:00:02")
+
+
+class EndpointOps:
+    """Mixed into Controller."""
+
+    sandboxes: dict[str, Sandbox]
+
+    # -- sandboxes ---------------------------------------------------------------------
+    async def create_sandbox(self: Controller, sandbox_id: str, *, host: bool = False) -> Sandbox:
+        async with self.lock:
+            if sandbox_id in self.sandboxes:
+                return self.sandboxes[sandbox_id]
+            path = "" if host else str(Path(self.exec_root) / "netns" / sandbox_id[:12])
+            if path:
+                await self.kernel.create_netns(path)
+            try:
+                if path:
+                    await self.kernel.loopback_up(path)
+                sb = Sandbox(sandbox_id, path)
+                with self.store.transaction() as tx:
+                    tx.put(KIND_SANDBOX, sb.id, sb.to_dict())
+            except BaseException:
+                if path:
+                    await self.kernel.delete_netns(path)
+                raise
+            self.sandboxes[sb.id] = sb
+            return sb
+
+    async def delete_sandbox(self: Controller, sandbox_id: str) -> None:
+        """Leave every network, then remove the namespace; idempotent."""
+        for ep in self.endpoints_in(sandbox_id):
+            await self.disconnect(ep.network_id, sandbox_id, force=True)
+        async with self.lock:
+            sb = self.sandboxes.pop(sandbox_id, None)
+            with self.store.transaction() as tx:
+                tx.delete(KIND_SANDBOX, sandbox_id)
+            if sb is not None and sb.path:
+                await self.kernel.delete_netns(sb.path)
+
+    def sandbox(self: Controller, sandbox_id: str) -> Sandbox:
+        try:
+            return self.sandboxes[sandbox_id]
+        except KeyError:
+            raise NotFound(f"sandbox {sandbox_id[:12]} not found") from None
+
+    def endpoints_in(self: Controller, sandbox_id: str) -> list[Endpoint]:
+        eps = [e for e in self.endpoints.values() if e.sandbox_id == sandbox_id]
+        return sorted(eps, key=lambda e: (len(e.ifname), e.ifname))
+
+    # -- endpoints ---------------------------------------------------------------------
+    async def connect(
+        self: Controller, network_ref: str, sandbox_id: str, *, name: str,
+        ipv4: str = "", ipv6: str = "", mac: str = "", aliases: tuple[str, ...] = (),
+    ) -> Endpoint:
+        async with self.lock:
+            network = self.find_network(network_ref)
+            sb = self.sandbox(sandbox_id)
+            present = self.endpoints_in(sandbox_id)
+            if any(e.network_id == network.id for e in present):
+                raise Conflict(f"container {sandbox_id[:12]} is already attached to network {network.name}")
+            if any(e.name == name for e in self.endpoints_of(network.id)):
+                raise Forbidden(f"endpoint with name {name} already exists in network {network.name}")
+            check_static_address(network, ipv4, ipv6)
+            check_mac(mac)
+            undo = Undo()
+            try:
+                ep = self._new_endpoint(network, sb, present, name, ipv4, ipv6, mac, aliases, undo)
+                driver = self.driver(network.driver)
+                gateway = not any(e.ipv4 or e.ipv6 for e in present)
+                if not sb.is_host and network.driver != "null":
+                    ep = await driver.join(network, ep, sb.path, self.alias("ep", ep.id), gateway)
+                    undo.push("leave", lambda: driver.leave(network, ep))
+                with self.store.transaction() as tx:
+                    tx.put(KIND_ENDPOINT, ep.id, ep.to_dict())
+            except BaseException:
+                await undo.run()
+                raise
+            self.endpoints[ep.id] = ep
+            return ep
+
+    def _new_endpoint(
+        self: Controller, network: Network, sb: Sandbox, present: list[Endpoint], name: str,
+        ipv4: str, ipv6: str, mac: str, aliases: tuple[str, ...], undo: Undo,
+    ) -> Endpoint:
+        from shoal.controller.controller import new_id
+
+        v4 = self._endpoint_address(network, ipv4, False, undo) if network.v4_configs else ""
+        v6 = self._endpoint_address(network, ipv6, True, undo) if network.enable_ipv6 and network.v6_configs else ""
+        used = {e.ifname for e in present}
+        ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
+        uses_iface = not sb.is_host and network.driver not in ("host", "null")
+        return Endpoint(
+            id=new_id(), network_id=network.id, name=name, sandbox_id=sb.id, ipv4=v4, ipv6=v6,
+            mac=(mac or mac_for(v4)) if uses_iface else "", ifname=ifname if uses_iface else "",
+            aliases=tuple(aliases), static_ipv4=bool(ipv4), static_ipv6=bool(ipv6),
+        )
+
+    def _endpoint_address(self: Controller, network: Network, wanted: str, v6: bool, undo: Undo) -> str:
+        configs = network.v6_configs if v6 else network.v4_configs
+        if wanted:
+            ip = ipaddress.ip_address(wanted)
+            cfg = next(c for c in configs if ip in ipaddress.ip_network(c.subnet))
+        else:
+            cfg = configs[0]
+        addr = self.ipam.request_address(cfg.subnet, wanted)
+        undo.push(f"release {addr}", lambda: self.ipam.release_address(cfg.subnet, str(addr)))
+        return f"{addr}/{cfg.subnet.split('/')[1]}"
+
+    async def disconnect(self: Controller, network_ref: str, sandbox_id: str, *, force: bool = False) -> None:
+        async with self.lock:
+            try:
+                network = self.find_network(network_ref)
+            except NotFound:
+                if not force:
+                    raise
+                network = None
+            eps = [e for e in self.endpoints_in(sandbox_id) if network is None or e.network_id == network.id]
+            if not eps:
+                if force:
+                    return
+                name = network.name if network else network_ref
+                raise InvalidParameter(f"container {sandbox_id[:12]} is not connected to network {name}")
+            for ep in eps:
+                await self._remove_endpoint(ep)
+
+    async def _remove_endpoint(self: Controller, ep: Endpoint) -> None:
+        network = self.networks.get(ep.network_id)
+        with self.store.transaction() as tx:
+            tx.delete(KIND_ENDPOINT, ep.id)
+        self.endpoints.pop(ep.id, None)
+        if network is None:
+            return
+        for cidr in (ep.ipv4, ep.ipv6):
+            if cidr:
+                iface = ipaddress.ip_interface(cidr)
+                self.ipam.release_address(str(iface.network), str(iface.ip))
+        await self.driver(network.driver).leave(network, ep)
+
+    def network_containers(self: Controller, network: Network) -> dict[str, Any]:
+        """Inspect's `Containers` map: sandbox (container) id -> endpoint summary."""
+        out = {}
+        for ep in self.endpoints_of(network.id):
+            out[ep.sandbox_id] = {
+                "Name": ep.name, "EndpointID": ep.id, "MacAddress": ep.mac,
+                "IPv4Address": ep.ipv4, "IPv6Address": ep.ipv6,
+            }
+        return out

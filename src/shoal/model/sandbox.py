@@ -1,0 +1,25 @@
+"""Sandboxes: a container's network stack, i.e. a network namespace bind-mounted on a file."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """`path` is the netns file (Docker's SandboxKey); empty for `--network host`."""
+
+    id: str
+    path: str
+
+    @property
+    def is_host(self) -> bool:
+        return not self.path
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sandbox:
+        return cls(**data)
