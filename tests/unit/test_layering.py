@@ -17,7 +17,7 @@ ALLOWED = {
     "dns": {"errors", "model", "kernel"},
     "runtime": {"errors", "model", "kernel"},
     "controller": {"errors", "model", "kernel", "ipam", "store", "firewall", "drivers", "dns", "runtime"},
-    "api": {"errors", "model", "controller", "api"},
+    "api": {"errors", "model", "controller", "runtime", "api"},
     "daemon": None,  # composition root: anything
     "cli": {"cli"},
 }

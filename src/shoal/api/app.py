@@ -6,6 +6,7 @@ with Docker's wording.  Handlers are thin: parse, call the controller, render.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from shoal.api.errors import error_response
 from shoal.api.http import Hijack, Request, Response, StreamResponse, json_response
 from shoal.errors import InvalidParameter, ShoalError
 
+log = logging.getLogger("shoal.api")
 MIN_API_VERSION = "1.24"
 MAX_API_VERSION = "1.52"
 VERSION_RE = re.compile(r"^/v(\d+\.\d+)(/.*)$")
@@ -35,7 +37,8 @@ class Route:
     handler: Handler
 
     def compile(self) -> re.Pattern[str]:
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern)
+        regex = re.sub(r"\{(\w+):path\}", r"(?P<\1>.+)", self.pattern)
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
         return re.compile(f"^{regex}/?$")
 
 
@@ -55,6 +58,15 @@ class App:
         ]
 
     async def __call__(self, req: Request) -> Result:
+        result = await self._dispatch(req)
+        if log.isEnabledFor(logging.DEBUG):
+            status = getattr(result, "status", 101)
+            log.debug("%s %s?%s -> %s", req.method, req.path, "&".join(req.query), status)
+            if isinstance(result, Response) and status >= 400:
+                log.debug("  %s", result.body[:300])
+        return result
+
+    async def _dispatch(self, req: Request) -> Result:
         try:
             self._strip_version(req)
             handler = self._match(req)

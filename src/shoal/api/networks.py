@@ -30,9 +30,7 @@ class NetworkRoutes:
         ]
 
     def containers_of(self, net: Network) -> dict[str, Any]:
-        """Inspect's `Containers`; filled by the container layer when it is wired in."""
-        hook = getattr(self.ctl, "network_containers", None)
-        return hook(net) if hook else {}
+        return self.ctl.network_containers(net)
 
     async def list(self, req: Request) -> Response:
         filters = parse_filters(req.arg("filters"), LIST_FILTERS)

@@ -36,8 +36,10 @@ def _os_name() -> str:
 
 
 class SystemRoutes:
-    def __init__(self, ctl: Controller, data_root: str, pools: list[dict[str, Any]]) -> None:
+    def __init__(self, ctl: Controller, data_root: str, pools: list[dict[str, Any]],
+                 counts: Any = None) -> None:
         self.ctl = ctl
+        self.counts = counts
         self.data_root = data_root
         self.pools = pools
 
@@ -78,8 +80,7 @@ class SystemRoutes:
         })
 
     async def info(self, req: Request) -> Response:
-        extra = getattr(self.ctl, "container_counts", None)
-        counts = extra() if extra else {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
+        counts = self.counts() if self.counts else {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
                                         "ContainersStopped": 0, "Images": 0}
         drivers = sorted(self.ctl.drivers)
         return json_response({

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import quote, urlsplit
@@ -19,9 +20,16 @@ from shoal import __version__
 from shoal.cli.errors import CliError, DaemonError, DaemonUnreachable
 
 DEFAULT_HOST = "unix:///run/shoal/shoal.sock"
-START_HINT = "Start it with `sudo shoald`, or point -H/--host (or SHOAL_HOST) at a running daemon."
+START_HINT = (
+    "Start it with `sudo scripts/setup` (installs and starts it) or `sudo .venv/bin/shoald`,\n"
+    "or point -H/--host (or SHOAL_HOST) at a running daemon."
+)
 DEFAULT_TCP_PORT = 2375
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
+# The highest API version this CLI speaks; like the docker CLI it uses min(this, daemon's).
+# 1.50 is what the docker 28.2 CLI negotiates, so both print the same objects (e.g. no
+# `Status` in network inspect, which arrived in 1.52). Raise it when the CLI needs newer fields.
+CLIENT_API_VERSION = "1.50"
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,19 @@ def encode_filters(pairs: Iterable[tuple[str, str]]) -> str | None:
     return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
 
 
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def go_json_body(body: Any) -> bytes:
+    """Encode a request body exactly as Go's json.Encoder does (the docker CLI's wire bytes):
+    compact, HTML characters escaped, trailing newline. Those characters only occur inside
+    strings in JSON text, so replacing them everywhere is safe."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in _GO_ESCAPES.items():
+        text = text.replace(char, escaped)
+    return (text + "\n").encode()
+
+
 def path_segment(value: str) -> str:
     """Quote a name or ID for use as one URL path segment."""
     return quote(value, safe="")
@@ -85,8 +106,9 @@ class ApiClient:
     ) -> None:
         self.endpoint = parse_host(host)
         if transport is None:
-            transport = httpx.HTTPTransport(uds=self.endpoint.uds) if self.endpoint.uds else httpx.HTTPTransport()
-        self.prefix = f"/v{api_version}" if api_version else ""
+            transport = _default_transport(self.endpoint)
+        self._version = api_version  # pinned (no negotiation) when given
+        self._negotiated = api_version is not None
         self._http = httpx.Client(
             base_url=self.endpoint.base_url,
             transport=transport,
@@ -106,6 +128,26 @@ class ApiClient:
 
     # -- requests -------------------------------------------------------------------------
 
+    def prefix(self) -> str:
+        """`/v1.xx` for every request, negotiated once per client like the docker CLI does."""
+        if not self._negotiated:
+            self._negotiated = True
+            self._version = self._negotiate()
+        return f"/v{self._version}" if self._version else ""
+
+    def _negotiate(self) -> str | None:
+        """HEAD /_ping (GET if HEAD is refused); no Api-Version header means unversioned paths."""
+        try:
+            response = self._http.head("/_ping")
+            if response.status_code != 200:
+                response = self._http.get("/_ping")
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from None
+        server = response.headers.get("Api-Version", "")
+        if not re.fullmatch(r"\d+\.\d+", server):
+            return None
+        return min(server, CLIENT_API_VERSION, key=lambda v: tuple(int(p) for p in v.split(".")))
+
     def request(
         self,
         method: str,
@@ -118,12 +160,12 @@ class ApiClient:
         """Send one request; raise DaemonError for HTTP errors, DaemonUnreachable for transport ones."""
         kwargs: dict[str, Any] = {"params": {k: v for k, v in (params or {}).items() if v is not None}}
         if body is not None:
-            kwargs["content"] = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            kwargs["content"] = go_json_body(body)
             kwargs["headers"] = {"Content-Type": "application/json"}
         if timeout is not None:
             kwargs["timeout"] = timeout
         try:
-            response = self._http.request(method, self.prefix + path, **kwargs)
+            response = self._http.request(method, self.prefix() + path, **kwargs)
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:
@@ -185,6 +227,14 @@ class ApiClient:
         return DaemonUnreachable(
             f"Cannot connect to the shoal daemon at {host} ({reason}). Is shoald running?\n{START_HINT}"
         )
+
+
+def _default_transport(endpoint: Endpoint) -> httpx.HTTPTransport:
+    """Plain HTTP (unix socket or tcp://) never uses TLS, so skip building a verifying SSL
+    context: loading the CA bundle costs ~100 ms on every CLI invocation."""
+    if endpoint.base_url.startswith("https://"):
+        return httpx.HTTPTransport()
+    return httpx.HTTPTransport(uds=endpoint.uds, verify=False)
 
 
 def _decode(response: httpx.Response) -> Any:

@@ -7,6 +7,7 @@ helpers below so error messages match across commands.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -26,11 +27,12 @@ class AppContext:
 
     host: str
     transport: httpx.BaseTransport | None = None  # injected by tests; None means a real socket
+    api_version: str | None = None  # pinned API version; None negotiates with the daemon
     _client: ApiClient | None = field(default=None, init=False, repr=False)
 
     def client(self) -> ApiClient:
         if self._client is None:
-            self._client = ApiClient(self.host, transport=self.transport)
+            self._client = ApiClient(self.host, transport=self.transport, api_version=self.api_version)
         return self._client
 
     def close(self) -> None:
@@ -128,7 +130,7 @@ def parse_filters(ctx: click.Context, param: click.Parameter, values: tuple[str,
 def confirm(message: str) -> bool:
     """docker's prompt: `MESSAGE [y/N] ` on stdout, then one line of stdin; only 'y' agrees."""
     click.echo(f"{message} [y/N] ", nl=False)
-    answer = click.get_text_stream("stdin").readline()
+    answer = sys.stdin.readline()
     return answer.strip().lower() == "y"
 
 

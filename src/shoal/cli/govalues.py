@@ -17,14 +17,8 @@ from typing import Any, Callable
 
 
 class _NoValue:
-    """Go's invalid reflect.Value: what a missing map key evaluates to; prints `<no value>`."""
-
-    _instance: "_NoValue | None" = None
-
-    def __new__(cls) -> "_NoValue":
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    """Go's invalid reflect.Value: what a missing map key evaluates to; prints `<no value>`.
+    Use the NO_VALUE instance and compare with `is`."""
 
     def __bool__(self) -> bool:
         return False
@@ -178,6 +172,15 @@ class GoTime(GoValue):
 
     def go_json(self) -> str:
         return encode_json(self.text or "0001-01-01T00:00:00Z")
+
+    def method(self, name: str) -> Callable[..., Any] | None:
+        """The simple accessors (`{{.Created.Year}}`, `.Unix`, ...) templates commonly use."""
+        m = _RFC3339.match(self.text or "0001-01-01T00:00:00Z")
+        if not m or name not in _TIME_PARTS:
+            return None
+        if name == "Unix":
+            return lambda: _unix_seconds(m)
+        return lambda: int(m.group(_TIME_PARTS[name]))
 
 
 def _list_index(items: list[Any], key: Any) -> Any:
@@ -344,6 +347,7 @@ def _json_float(value: float) -> str:
 # ---------------------------------------------------------------------------------------------
 # time.Time.String()
 
+_TIME_PARTS = {"Year": 1, "Day": 3, "Hour": 4, "Minute": 5, "Second": 6, "Unix": 0}
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)$"
 )
@@ -384,3 +388,11 @@ def _zone_name(m: re.Match[str], zone: str) -> str | None:
     if delta is not None and int(delta.total_seconds()) == offset:
         return local.tzname()
     return None
+
+
+def _unix_seconds(m: re.Match[str]) -> int:
+    year, mon, day, hh, mm, ss = (int(g) for g in m.groups()[:6])
+    zone = m.group(8)
+    offset = 0 if zone in ("Z", "z") else (-1 if zone[0] == "-" else 1) * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    base = datetime(year, mon, day, hh, mm, ss, tzinfo=timezone.utc)
+    return int((base - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()) - offset

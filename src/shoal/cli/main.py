@@ -19,7 +19,7 @@ COMMAND_MODULES = ("shoal.cli.network", "shoal.cli.system")
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(cls=RootGroup, context_settings=CONTEXT_SETTINGS)
+@click.group("shoal", cls=RootGroup, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "-H",
     "--host",
@@ -29,12 +29,20 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     metavar="HOST",
     help="Daemon socket: unix:///path or tcp://host:port (env SHOAL_HOST, then DOCKER_HOST)",
 )
+@click.option(
+    "--api-version",
+    envvar=["SHOAL_API_VERSION", "DOCKER_API_VERSION"],
+    default=None,
+    metavar="X.Y",
+    help="Use this Engine API version instead of negotiating (env SHOAL_API_VERSION, DOCKER_API_VERSION)",
+)
 @click.version_option(__version__, "-v", "--version", prog_name="shoal", message="%(prog)s version %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, host: str) -> None:
+def cli(ctx: click.Context, host: str, api_version: str | None) -> None:
     """shoal: Docker-style container networking, driven through the shoald daemon's Engine API."""
     injected = ctx.obj if isinstance(ctx.obj, AppContext) else None  # tests inject a transport
-    ctx.obj = AppContext(host=host, transport=injected.transport if injected else None)
+    transport = injected.transport if injected else None
+    ctx.obj = AppContext(host=host, transport=transport, api_version=api_version)
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -36,10 +36,10 @@ def client_info(app: AppContext) -> dict[str, Any]:
     }
 
 
-def block(pairs: list[tuple[str, Any]], indent: str = " ") -> str:
-    """Aligned `Key: value` lines, skipping empty values."""
+def block(pairs: list[tuple[str, Any]], indent: str = " ", align: bool = True) -> str:
+    """`Key: value` lines, skipping empty values; aligned like `docker version`, or not like `docker info`."""
     shown = [(k, v) for k, v in pairs if v not in (None, "")]
-    width = max((len(k) for k, _ in shown), default=0) + 1
+    width = max((len(k) for k, _ in shown), default=0) + 1 if align else 0
     return "".join(f"{indent}{k + ':':<{width}} {v}\n" for k, v in shown)
 
 
@@ -72,7 +72,7 @@ def _server_block(server: dict[str, Any]) -> str:
     return lines
 
 
-@click.command("version")
+@click.command("version", short_help="Show the shoal client and daemon versions")
 @click.option("-f", "--format", "fmt", default="", metavar="TEMPLATE", help="Format output using a Go template (fields .Client, .Server)")
 @pass_app
 def version(app: AppContext, fmt: str) -> None:
@@ -116,14 +116,12 @@ def _memory(value: Any) -> str:
 def _info_text(data: dict[str, Any]) -> str:
     plugins = data.get("Plugins") or {}
     firewall = data.get("FirewallBackend") or {}
-    text = block([
-        ("Containers", data.get("Containers")),
-    ])
+    text = block([("Containers", data.get("Containers"))], align=False)
     text += block([
         ("Running", data.get("ContainersRunning")),
         ("Paused", data.get("ContainersPaused")),
         ("Stopped", data.get("ContainersStopped")),
-    ], indent="  ")
+    ], indent="  ", align=False)
     text += block([
         ("Images", data.get("Images")),
         ("Server Version", data.get("ServerVersion")),
@@ -137,7 +135,7 @@ def _info_text(data: dict[str, Any]) -> str:
         ("Total Memory", _memory(data.get("MemTotal")) if data.get("MemTotal") else None),
         ("Name", data.get("Name")),
         ("ID", data.get("ID")),
-    ])
+    ], align=False)
     pools = data.get("DefaultAddressPools") or []
     if pools:
         text += " Default Address Pools:\n" + "".join(
@@ -146,7 +144,7 @@ def _info_text(data: dict[str, Any]) -> str:
     return text
 
 
-@click.command("info")
+@click.command("info", short_help="Show a summary of the daemon")
 @click.option("-f", "--format", "fmt", default="", metavar="TEMPLATE", help="Format output using a Go template (fields of GET /info)")
 @pass_app
 def info(app: AppContext, fmt: str) -> None:
@@ -160,7 +158,7 @@ def info(app: AppContext, fmt: str) -> None:
     if fmt:
         apply_format(fmt, {**(data or {}), "ClientInfo": client})
     else:
-        text = "Client:\n" + block([("Version", client["Version"]), ("Host", client["Host"])])
+        text = "Client:\n" + block([("Version", client["Version"]), ("Host", client["Host"])], align=False)
         if data is not None:
             text += "\nServer:\n" + _info_text(data)
         echo_raw(text)

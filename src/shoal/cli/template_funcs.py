@@ -59,7 +59,9 @@ def _pad(text: str, prefix: int, suffix: int) -> str:
 
 
 def _truncate(text: str, size: int) -> str:
-    return text if len(text) < size else text[:size]
+    """Go slices bytes, not runes; a cut inside a rune becomes U+FFFD rather than invalid UTF-8."""
+    data = text.encode()
+    return text if len(data) < size else data[:size].decode(errors="replace")
 
 
 DOCKER_FUNCS: dict[str, Func] = {

@@ -85,6 +85,16 @@ class EndpointOps:
             self.sandboxes[sb.id] = sb
             return sb
 
+    async def ensure_sandbox(self: Controller, sandbox_id: str) -> Sandbox:
+        """After a reboot the netns file is a plain file again: make a fresh namespace there."""
+        sb = self.sandbox(sandbox_id)
+        if sb.path and not await self.kernel.netns_alive(sb.path):
+            async with self.lock:
+                await self.kernel.delete_netns(sb.path)
+                await self.kernel.create_netns(sb.path)
+                await self.kernel.loopback_up(sb.path)
+        return sb
+
     async def delete_sandbox(self: Controller, sandbox_id: str) -> None:
         """Leave every network, then remove the namespace; idempotent."""
         for ep in self.endpoints_in(sandbox_id):

@@ -9,20 +9,25 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from shoal.api.app import App
+from shoal.api.containers import ContainerRoutes
+from shoal.api.execs import ExecRoutes
 from shoal.api.http import serve_unix
+from shoal.api.images import ImageRoutes
 from shoal.api.networks import NetworkRoutes
 from shoal.api.system import SystemRoutes
 from shoal.controller import Controller
+from shoal.controller.containers import Containers
 from shoal.controller.restore import restore
 from shoal.daemon.config import DaemonConfig, parse_args
 from shoal.drivers import BridgeDriver, HostDriver, NullDriver
 from shoal.errors import ShoalError
 from shoal.ipam import DefaultIpam, default_pools, ula_pool
 from shoal.kernel import Kernel
+from shoal.runtime import ImageStore, Runtime
 from shoal.store import SqliteStore
 
 log = logging.getLogger("shoald")
@@ -59,7 +64,16 @@ def engine_id(store: SqliteStore) -> str:
     return meta["id"]
 
 
-def build(cfg: DaemonConfig) -> tuple[Controller, App, SqliteStore, Kernel]:
+@dataclass
+class Parts:
+    ctl: Controller
+    containers: Containers
+    app: App
+    store: SqliteStore
+    kernel: Kernel
+
+
+def build(cfg: DaemonConfig) -> Parts:
     store = SqliteStore(cfg.data_root / "shoal.db")
     eid = engine_id(store)
     kernel = Kernel()
@@ -67,12 +81,18 @@ def build(cfg: DaemonConfig) -> tuple[Controller, App, SqliteStore, Kernel]:
     ipam = DefaultIpam(pools, [ula_pool(eid)])
     drivers = {"bridge": BridgeDriver(kernel, cfg.mtu), "host": HostDriver(), "null": NullDriver()}
     ctl = Controller(store, kernel, ipam, drivers, eid, exec_root=str(cfg.exec_root))  # type: ignore[arg-type]
+    images = ImageStore(cfg.data_root / "images")
+    runtime = Runtime(cfg.data_root / "runtime", images)
+    containers = Containers(ctl, runtime, images, cfg.data_root / "etc")
     pool_json = [{"Base": p.base, "Size": p.size} for p in pools]
     app = App(
-        SystemRoutes(ctl, str(cfg.data_root), pool_json).routes()
+        SystemRoutes(ctl, str(cfg.data_root), pool_json, containers.counts).routes()
         + NetworkRoutes(ctl).routes()
+        + ContainerRoutes(ctl, containers).routes()
+        + ExecRoutes(containers).routes()
+        + ImageRoutes(images, containers).routes()
     )
-    return ctl, app, store, kernel
+    return Parts(ctl, containers, app, store, kernel)
 
 
 async def listen(app: App, cfg: DaemonConfig) -> list[tuple[asyncio.AbstractServer, str]]:
@@ -93,9 +113,11 @@ async def listen(app: App, cfg: DaemonConfig) -> list[tuple[asyncio.AbstractServ
 
 async def run(cfg: DaemonConfig) -> None:
     cfg.exec_root.mkdir(parents=True, exist_ok=True)
-    ctl, app, store, kernel = build(cfg)
+    parts = build(cfg)
+    ctl, app = parts.ctl, parts.app
     try:
         await restore(ctl, cfg.bridge_name, cfg.mtu)
+        await parts.containers.restore()
         servers = await listen(app, cfg)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -111,8 +133,19 @@ async def run(cfg: DaemonConfig) -> None:
             except FileNotFoundError:
                 pass
     finally:
-        kernel.close()
-        store.close()
+        parts.kernel.close()
+        parts.store.close()
+
+
+def _quiet_forked_child() -> None:
+    """pyroute2 forks helpers to reach other namespaces; a forked child inherits asyncio's
+    signal wake-up fd, so a SIGTERM meant for the child would stop *this* daemon."""
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+    except (ValueError, OSError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,11 +154,14 @@ def main(argv: list[str] | None = None) -> None:
         level=getattr(logging, cfg.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("pyroute2", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         lock_fd = lock_data_root(cfg.data_root)
     except AlreadyRunning as exc:
         print(f"shoald: {exc.message}", file=sys.stderr)
         raise SystemExit(1) from None
+    os.register_at_fork(after_in_child=_quiet_forked_child)
     try:
         asyncio.run(run(cfg))
     except ShoalError as exc:

@@ -3,10 +3,12 @@
 - Network, IPAMConfig, NetworkSpec (model.network): a group of endpoints that talk directly.
 - Endpoint (model.endpoint): one sandbox's attachment to one network.
 - Sandbox (model.sandbox): a container's network namespace.
+- Container, EndpointRequest (model.container): a container record and its networks.
 """
 
+from shoal.model.container import Container, EndpointRequest
 from shoal.model.endpoint import Endpoint
 from shoal.model.network import IPAMConfig, Network, NetworkSpec, PoolSpec
 from shoal.model.sandbox import Sandbox
 
-__all__ = ["Endpoint", "IPAMConfig", "Network", "NetworkSpec", "PoolSpec", "Sandbox"]
+__all__ = ["Container", "Endpoint", "EndpointRequest", "IPAMConfig", "Network", "NetworkSpec", "PoolSpec", "Sandbox"]

@@ -1,0 +1,142 @@
+"""Container and image JSON for the Engine API: create requests in, inspect/ps out."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from shoal.api.app import version_tuple
+from shoal.api.humanize import human_duration
+from shoal.controller.containers import CreateRequest
+from shoal.errors import InvalidParameter
+from shoal.model import Container, Endpoint, EndpointRequest, Network
+
+ZERO = "0001-01-01T00:00:00Z"
+
+
+def _strs(value: Any, field: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParameter(f"json: cannot unmarshal into Go struct field {field} of type []string")
+    return tuple(value)
+
+
+def _endpoint_request(name: str, cfg: Any) -> EndpointRequest:
+    if not isinstance(cfg, dict):
+        cfg = {}
+    ipam = cfg.get("IPAMConfig") or {}
+    return EndpointRequest(
+        network=name,
+        ipv4=ipam.get("IPv4Address") or "",
+        ipv6=ipam.get("IPv6Address") or "",
+        mac=cfg.get("MacAddress") or "",
+        aliases=tuple(cfg.get("Aliases") or ()),
+    )
+
+
+def parse_create(body: Any, name: str) -> CreateRequest:
+    if not isinstance(body, dict):
+        raise InvalidParameter("config cannot be empty in order to create a container")
+    image = body.get("Image")
+    if not image or not isinstance(image, str):
+        raise InvalidParameter("No image was specified: give an image reference, e.g. busybox:latest")
+    host = body.get("HostConfig") or {}
+    endpoints = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+    requests = {k: _endpoint_request(k, v) for k, v in endpoints.items()}
+    mode = host.get("NetworkMode") or "default"
+    legacy_mac = body.get("MacAddress") or ""
+    if legacy_mac:  # API < 1.44 puts --mac-address on the container
+        key = "bridge" if mode == "default" else mode
+        base = requests.get(key) or EndpointRequest(key)
+        requests[key] = EndpointRequest(base.network, base.ipv4, base.ipv6, legacy_mac, base.aliases)
+    labels = body.get("Labels") or {}
+    if not isinstance(labels, dict):
+        raise InvalidParameter("json: cannot unmarshal into Go struct field Config.Labels of type map[string]string")
+    return CreateRequest(
+        image=image, name=name,
+        cmd=_strs(body.get("Cmd"), "Config.Cmd"),
+        entrypoint=_strs(body.get("Entrypoint"), "Config.Entrypoint"),
+        env=_strs(body.get("Env"), "Config.Env") or (),
+        working_dir=body.get("WorkingDir") or "",
+        hostname=body.get("Hostname") or "",
+        tty=bool(body.get("Tty")), open_stdin=bool(body.get("OpenStdin")), stdin_once=bool(body.get("StdinOnce")),
+        labels=dict(labels), network_mode=mode, auto_remove=bool(host.get("AutoRemove")),
+        endpoints=requests, config={k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")},
+        host_config=dict(host),
+    )
+
+
+def rfc3339(ts: float | None) -> str:
+    if not ts:
+        return ZERO
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def unix_time(created: str) -> int:
+    try:
+        return int(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
+
+
+def endpoint_json(ep: Endpoint, net: Network, req: EndpointRequest | None, container: Container,
+                  version: str) -> dict[str, Any]:
+    v4 = ep.ipv4.split("/") if ep.ipv4 else ["", "0"]
+    v6 = ep.ipv6.split("/") if ep.ipv6 else ["", "0"]
+    gw4 = next((c.gateway for c in net.v4_configs), "") if ep.ipv4 else ""
+    gw6 = next((c.gateway for c in net.v6_configs), "") if ep.ipv6 else ""
+    ipam = None
+    if req and (req.ipv4 or req.ipv6):
+        ipam = {k: v for k, v in (("IPv4Address", req.ipv4), ("IPv6Address", req.ipv6)) if v}
+    aliases = list(req.aliases) if req else []
+    dns_names = [container.name, *aliases, container.id[:12]] if not net.predefined else None
+    out = {
+        "IPAMConfig": ipam, "Links": None,
+        "Aliases": aliases + ([container.id[:12]] if version_tuple(version) < (1, 45) and dns_names else []) or None,
+        "MacAddress": ep.mac, "DriverOpts": None, "GwPriority": 0,
+        "NetworkID": net.id, "EndpointID": ep.id, "Gateway": gw4, "IPAddress": v4[0],
+        "IPPrefixLen": int(v4[1]), "IPv6Gateway": gw6, "GlobalIPv6Address": v6[0],
+        "GlobalIPv6PrefixLen": int(v6[1]), "DNSNames": dns_names,
+    }
+    if version_tuple(version) < (1, 44):
+        out.pop("DNSNames")
+    return out
+
+
+def networks_json(container: Container, eps: list[Endpoint], nets: dict[str, Network], version: str,
+                  running: bool) -> dict[str, Any]:
+    """Attached endpoints while running; the requested networks (empty addresses) otherwise."""
+    out: dict[str, Any] = {}
+    by_net = {e.network_id: e for e in eps}
+    for req in container.networks:
+        net = next((n for n in nets.values() if n.name == req.network), None)
+        if net is None:
+            continue
+        ep = by_net.get(net.id) or Endpoint(id="", network_id=net.id, name=container.name)
+        entry = endpoint_json(ep, net, req, container, version)
+        if net.id not in by_net:
+            entry["NetworkID"] = net.id if running else entry["NetworkID"]
+        out[net.name] = entry
+    return out
+
+
+def state_json(st: Any) -> dict[str, Any]:
+    status = st.status
+    return {
+        "Status": status, "Running": st.running, "Paused": False, "Restarting": False,
+        "OOMKilled": False, "Dead": False, "Pid": st.pid, "ExitCode": st.exit_code, "Error": "",
+        "StartedAt": rfc3339(st.started_at), "FinishedAt": rfc3339(st.finished_at),
+    }
+
+
+def status_text(st: Any, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    if st.running:
+        return f"Up {human_duration(now - (st.started_at or now))}"
+    if st.status == "exited":
+        return f"Exited ({st.exit_code}) {human_duration(now - (st.finished_at or now))} ago"
+    return "Created"

@@ -1,0 +1,220 @@
+"""/containers: create, start, stop, inspect, list, remove, wait, logs, resize."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from shoal.api.app import Route, version_tuple
+from shoal.api.container_wire import (
+    networks_json, parse_create, rfc3339, state_json, status_text, unix_time,
+)
+from shoal.api.filters import match_labels, match_text, parse_filters
+from shoal.api.http import Request, Response, StreamResponse, json_response
+from shoal.api.streams import attach_handler, stream_content_type
+from shoal.controller import Controller
+from shoal.controller.containers import Containers
+from shoal.errors import InvalidParameter
+from shoal.model import Container
+from shoal.runtime import frame
+
+PS_FILTERS = {"id", "name", "status", "label", "network", "ancestor", "exited"}
+
+
+class ContainerRoutes:
+    def __init__(self, ctl: Controller, containers: Containers) -> None:
+        self.ctl = ctl
+        self.c = containers
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("POST", "/containers/create", self.create),
+            Route("GET", "/containers/json", self.list),
+            Route("GET", "/containers/{ref}/json", self.inspect),
+            Route("POST", "/containers/{ref}/start", self.start),
+            Route("POST", "/containers/{ref}/stop", self.stop),
+            Route("POST", "/containers/{ref}/kill", self.kill),
+            Route("POST", "/containers/{ref}/restart", self.restart),
+            Route("POST", "/containers/{ref}/wait", self.wait),
+            Route("POST", "/containers/{ref}/attach", self.attach),
+            Route("POST", "/containers/{ref}/resize", self.resize),
+            Route("GET", "/containers/{ref}/logs", self.logs),
+            Route("DELETE", "/containers/{ref}", self.remove),
+        ]
+
+    # -- create/start/stop -------------------------------------------------------------
+    async def create(self, req: Request) -> Response:
+        rec = await self.c.create(parse_create(req.json(), req.arg("name")))
+        return json_response({"Id": rec.id, "Warnings": []}, 201)
+
+    async def start(self, req: Request) -> Response:
+        await self.c.start(req.params["ref"])
+        return Response(204)
+
+    def _timeout(self, req: Request) -> float | None:
+        raw = req.arg("t") or req.arg("timeout")
+        if not raw:
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            raise InvalidParameter(f"invalid timeout {raw}: expected seconds") from None
+
+    async def stop(self, req: Request) -> Response:
+        await self.c.stop(req.params["ref"], self._timeout(req))
+        return Response(204)
+
+    async def kill(self, req: Request) -> Response:
+        await self.c.kill(req.params["ref"], req.arg("signal") or "KILL")
+        return Response(204)
+
+    async def restart(self, req: Request) -> Response:
+        await self.c.restart(req.params["ref"], self._timeout(req))
+        return Response(204)
+
+    async def remove(self, req: Request) -> Response:
+        await self.c.remove(req.params["ref"], force=req.flag("force"))
+        return Response(204)
+
+    async def wait(self, req: Request) -> StreamResponse:
+        """Headers now, body at exit: the CLI issues this before start for `run -it`."""
+        rec = self.c.find(req.params["ref"])
+        condition = req.arg("condition") or "not-running"
+        if condition not in ("not-running", "next-exit", "removed"):
+            raise InvalidParameter(f"invalid condition: {condition}")
+
+        async def body() -> AsyncIterator[bytes]:
+            code = await self.c.wait(rec.id, condition)
+            yield json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n"
+
+        return StreamResponse(body())
+
+    async def resize(self, req: Request) -> Response:
+        rec = self.c.find(req.params["ref"])
+        h, w = int(req.arg("h") or 0), int(req.arg("w") or 0)
+        await self.c.runtime.resize(rec.id, h, w)
+        return Response(200)
+
+    async def attach(self, req: Request):  # noqa: ANN201 - Hijack
+        rec = self.c.find(req.params["ref"])
+        return await attach_handler(req, self.c, rec)
+
+    async def logs(self, req: Request) -> StreamResponse:
+        rec = self.c.find(req.params["ref"])
+        want_out, want_err = req.flag("stdout"), req.flag("stderr")
+        if not (want_out or want_err):
+            raise InvalidParameter("Bad parameters: you must choose at least one stream")
+        tail = req.arg("tail")
+        entries = self.c.runtime.logs(
+            rec.id, follow=req.flag("follow"), since=float(req.arg("since") or 0),
+            tail=None if tail in ("", "all") else int(tail),
+        )
+        stamps = req.flag("timestamps")
+
+        async def body() -> AsyncIterator[bytes]:
+            async for e in entries:
+                if (e.stream == 1 and not want_out) or (e.stream == 2 and not want_err):
+                    continue
+                data = (e.timestamp + " ").encode() + e.data if stamps else e.data
+                yield data if rec.tty else frame(e.stream, data)
+
+        return StreamResponse(body(), content_type=stream_content_type(req, rec.tty))
+
+    # -- inspect/list ------------------------------------------------------------------
+    def _netsettings(self, rec: Container, version: str, running: bool) -> dict[str, Any]:
+        eps = self.ctl.endpoints_in(rec.id)
+        nets = networks_json(rec, eps, self.ctl.networks, version, running)
+        sb = self.ctl.sandboxes.get(rec.id)
+        out: dict[str, Any] = {
+            "SandboxID": rec.id if sb else "", "SandboxKey": (sb.path if sb else "") or "",
+            "Ports": {}, "Networks": nets,
+        }
+        if version_tuple(version) < (1, 52):
+            first = nets.get(rec.network_mode) or next(iter(nets.values()), {})
+            out.update({
+                "Bridge": "", "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+                "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+                "EndpointID": first.get("EndpointID", ""), "Gateway": first.get("Gateway", ""),
+                "GlobalIPv6Address": first.get("GlobalIPv6Address", ""),
+                "GlobalIPv6PrefixLen": first.get("GlobalIPv6PrefixLen", 0),
+                "IPAddress": first.get("IPAddress", ""), "IPPrefixLen": first.get("IPPrefixLen", 0),
+                "IPv6Gateway": first.get("IPv6Gateway", ""), "MacAddress": first.get("MacAddress", ""),
+            })
+        return out
+
+    def inspect_json(self, rec: Container, version: str) -> dict[str, Any]:
+        st = self.c.state(rec.id)
+        etc = self.c.etc_root / rec.id
+        config = {
+            "Hostname": rec.hostname, "Domainname": "", "User": "", "AttachStdin": False,
+            "AttachStdout": False, "AttachStderr": False, "Tty": rec.tty, "OpenStdin": rec.open_stdin,
+            "StdinOnce": rec.stdin_once, "Env": list(rec.env), "Cmd": list(rec.args), "Image": rec.image,
+            "Volumes": None, "WorkingDir": rec.working_dir, "Entrypoint": None, "OnBuild": None,
+            "Labels": dict(rec.labels),
+        }
+        config.update({k: v for k, v in rec.config.items() if k.startswith("Attach")})
+        host_config = {"NetworkMode": rec.network_mode, "AutoRemove": rec.auto_remove,
+                       "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                       **{k: v for k, v in rec.host_config.items() if k not in ("NetworkMode", "AutoRemove")}}
+        return {
+            "Id": rec.id, "Created": rec.created, "Path": rec.args[0], "Args": list(rec.args[1:]),
+            "State": state_json(st), "Image": rec.image_id,
+            "ResolvConfPath": str(etc / "resolv.conf"), "HostnamePath": str(etc / "hostname"),
+            "HostsPath": str(etc / "hosts"), "LogPath": "", "Name": "/" + rec.name, "RestartCount": 0,
+            "Driver": "overlay", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
+            "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host_config,
+            "GraphDriver": {"Name": "overlay", "Data": None}, "Mounts": [], "Config": config,
+            "NetworkSettings": self._netsettings(rec, version, st.running),
+        }
+
+    async def inspect(self, req: Request) -> Response:
+        rec = self.c.find(req.params["ref"])
+        return json_response(self.inspect_json(rec, req.version or "1.52"))
+
+    def summary_json(self, rec: Container, version: str) -> dict[str, Any]:
+        st = self.c.state(rec.id)
+        nets = self._netsettings(rec, version, st.running)["Networks"]
+        return {
+            "Id": rec.id, "Names": ["/" + rec.name], "Image": rec.image, "ImageID": rec.image_id,
+            "Command": " ".join(rec.args), "Created": unix_time(rec.created), "Ports": [],
+            "Labels": dict(rec.labels), "State": st.status, "Status": status_text(st),
+            "HostConfig": {"NetworkMode": rec.network_mode}, "NetworkSettings": {"Networks": nets},
+            "Mounts": [],
+        }
+
+    async def list(self, req: Request) -> Response:
+        f = parse_filters(req.arg("filters"), PS_FILTERS)
+        show_all = req.flag("all")
+        out = []
+        for rec in sorted(self.c.records.values(), key=lambda r: r.created, reverse=True):
+            st = self.c.state(rec.id)
+            if not show_all and not st.running and "status" not in f and "exited" not in f:
+                continue
+            if self._ps_match(rec, st, f):
+                out.append(self.summary_json(rec, req.version or "1.52"))
+        limit = int(req.arg("limit") or -1)
+        return json_response(out[:limit] if limit > 0 else out)
+
+    def _ps_match(self, rec: Container, st: Any, f: dict[str, list[str]]) -> bool:
+        if "id" in f and not any(rec.id.startswith(v) for v in f["id"]):
+            return False
+        if "name" in f and not match_text(f["name"], rec.name):
+            return False
+        if "status" in f and st.status not in f["status"]:
+            return False
+        if "exited" in f and (st.status != "exited" or str(st.exit_code) not in f["exited"]):
+            return False
+        if "label" in f and not match_labels(f["label"], rec.labels):
+            return False
+        if "ancestor" in f and rec.image not in f["ancestor"] and rec.image_id not in f["ancestor"]:
+            return False
+        if "network" in f:
+            names = {r.network for r in rec.networks}
+            ids = {n.id for n in self.ctl.networks.values() if n.name in names}
+            if not any(v in names or v in ids for v in f["network"]):
+                return False
+        return True
+
+
+__all__ = ["ContainerRoutes", "rfc3339"]

@@ -1,0 +1,157 @@
+"""/images: import (no registry), list, inspect, tag, remove; pulls fail with a clear hint."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+from collections.abc import AsyncIterator
+from typing import Any
+
+from shoal.api.app import Route
+from shoal.api.container_wire import rfc3339
+from shoal.api.filters import match_labels, parse_filters
+from shoal.api.http import Request, Response, StreamResponse, json_response
+from shoal.controller.containers import Containers
+from shoal.errors import Conflict, InvalidParameter, NotFound
+from shoal.runtime import Image, ImageConfig, ImageStore
+
+IMAGE_FILTERS = {"reference", "dangling", "label", "before", "since"}
+
+
+def parse_changes(changes: list[str]) -> ImageConfig:
+    """`docker import --change`: CMD, ENV and WORKDIR are honoured; others are refused."""
+    cmd, env, workdir = None, [], ""
+    for change in changes:
+        keyword, _, rest = change.strip().partition(" ")
+        rest = rest.strip()
+        key = keyword.upper()
+        if key in ("CMD", "ENTRYPOINT"):
+            cmd = tuple(json.loads(rest)) if rest.startswith("[") else ("/bin/sh", "-c", rest)
+        elif key == "ENV":
+            name, sep, value = rest.partition("=")
+            env.append(f"{name}={value}" if sep else " ".join(shlex.split(rest)[:1] + [""]))
+        elif key == "WORKDIR":
+            workdir = rest
+        else:
+            raise InvalidParameter(f"{keyword} is not supported by shoal's import (CMD, ENV, WORKDIR are)")
+    base = ImageConfig()
+    return ImageConfig(cmd=cmd, env=tuple(base.env) + tuple(env), working_dir=workdir)
+
+
+def image_summary(img: Image, containers: int) -> dict[str, Any]:
+    return {
+        "Id": img.id, "ParentId": "", "RepoTags": list(img.repo_tags), "RepoDigests": [],
+        "Created": img.created, "Size": img.size, "SharedSize": -1, "VirtualSize": img.size,
+        "Labels": {}, "Containers": containers,
+    }
+
+
+def image_inspect(img: Image) -> dict[str, Any]:
+    cfg = img.config.to_json()
+    return {
+        "Id": img.id, "RepoTags": list(img.repo_tags), "RepoDigests": [], "Parent": "", "Comment": "Imported",
+        "Created": rfc3339(img.created), "DockerVersion": "", "Author": "",
+        "Config": {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False,
+                   "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
+                   "StdinOnce": False, "Env": cfg["Env"], "Cmd": cfg["Cmd"], "Image": "", "Volumes": None,
+                   "WorkingDir": cfg["WorkingDir"], "Entrypoint": None, "OnBuild": None, "Labels": None},
+        "Architecture": img.architecture, "Os": img.os, "Size": img.size,
+        "GraphDriver": {"Name": "overlay", "Data": None},
+        "RootFS": {"Type": "layers", "Layers": [img.id]}, "Metadata": {"LastTagTime": ZERO_TIME},
+    }
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class ImageRoutes:
+    def __init__(self, images: ImageStore, containers: Containers) -> None:
+        self.images = images
+        self.c = containers
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("POST", "/images/create", self.create),
+            Route("GET", "/images/json", self.list),
+            Route("GET", "/images/{name:path}/json", self.inspect),
+            Route("POST", "/images/{name:path}/tag", self.tag),
+            Route("DELETE", "/images/{name:path}", self.remove),
+        ]
+
+    def _users(self, img: Image) -> list[str]:
+        return [c.id for c in self.c.records.values() if c.image_id == img.id]
+
+    async def create(self, req: Request) -> Response | StreamResponse:
+        src = req.arg("fromSrc")
+        if not src:
+            return self._pull(req)
+        if src != "-":
+            raise InvalidParameter("only fromSrc=- (the request body) is supported: shoal fetches nothing")
+        repo, tag = req.arg("repo"), req.arg("tag")
+        if repo and ":" in repo.rsplit("/", 1)[-1] and not tag:
+            repo, tag = repo.rsplit(":", 1)
+        config = parse_changes(req.query.get("changes", []))
+        img = await asyncio.to_thread(self.images.import_tar, req.body, repo or None, tag or "latest", config)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield json.dumps({"status": img.id}).encode() + b"\r\n"
+
+        return StreamResponse(body())
+
+    def _pull(self, req: Request) -> StreamResponse:
+        """No registry: an image we have is "up to date" (the docker CLI pulls after any 404
+        on create and then retries, so this keeps its real error visible); others fail."""
+        ref = req.arg("fromImage")
+        for prefix in ("docker.io/library/", "docker.io/"):
+            ref = ref.removeprefix(prefix)
+        tag = req.arg("tag") or "latest"
+        try:
+            self.images.get(f"{ref}:{tag}")
+        except NotFound:
+            raise NotFound(
+                f"pull access denied for {ref}:{tag}: shoal has no registry access; import a root "
+                f"filesystem instead: docker import ROOTFS.tar {ref}:{tag} (or shoal image import)"
+            ) from None
+
+        async def body() -> AsyncIterator[bytes]:
+            yield json.dumps({"status": f"Status: Image is up to date for {ref}:{tag}"}).encode() + b"\r\n"
+
+        return StreamResponse(body())
+
+    async def list(self, req: Request) -> Response:
+        f = parse_filters(req.arg("filters"), IMAGE_FILTERS)
+        out = []
+        for img in sorted(self.images.list(), key=lambda i: -i.created):
+            if "reference" in f and not any(
+                any(t == r or t.split(":")[0] == r for t in img.repo_tags) for r in f["reference"]
+            ):
+                continue
+            if "dangling" in f and (f["dangling"][0] in ("true", "1")) != (not img.repo_tags):
+                continue
+            if "label" in f and not match_labels(f["label"], {}):
+                continue
+            out.append(image_summary(img, len(self._users(img))))
+        return json_response(out)
+
+    async def inspect(self, req: Request) -> Response:
+        return json_response(image_inspect(self.images.get(req.params["name"])))
+
+    async def tag(self, req: Request) -> Response:
+        repo = req.arg("repo")
+        if not repo:
+            raise InvalidParameter("repository name must have at least one component")
+        self.images.tag(req.params["name"], repo, req.arg("tag") or None)
+        return Response(201)
+
+    async def remove(self, req: Request) -> Response:
+        name = req.params["name"]
+        img = self.images.get(name)
+        users = self._users(img)
+        if users and not req.flag("force"):
+            raise Conflict(
+                f'conflict: unable to remove repository reference "{name}" (must force) - '
+                f"container {users[0][:12]} is using its referenced image {img.id.removeprefix('sha256:')[:12]}"
+            )
+        report = self.images.remove(name, force=req.flag("force"), in_use=bool(users))
+        return json_response(report)

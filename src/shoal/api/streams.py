@@ -1,0 +1,111 @@
+"""Hijacked attach and exec streams: Docker's framing, stdin, detach keys, half-close.
+
+Rules that matter to the docker CLI:
+- output is raw for a TTY and framed (8-byte headers) otherwise;
+- stdin EOF from the client closes the process's stdin only without a TTY (Docker's
+  rule); with a TTY the client going away is a detach;
+- the detach sequence (default ctrl-p ctrl-q) ends the session and leaves the process
+  running; a partial prefix passes through (runtime.streams.EscapeProxy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Protocol
+
+from shoal.api.app import version_tuple
+from shoal.api.http import Hijack, Request
+from shoal.errors import InvalidParameter
+from shoal.runtime import DEFAULT_DETACH_KEYS, frame, parse_detach_keys
+
+RAW = "application/vnd.docker.raw-stream"
+MUX = "application/vnd.docker.multiplexed-stream"
+
+
+class Session(Protocol):
+    async def read(self) -> tuple[Any, bytes] | None: ...
+
+    async def write(self, data: bytes) -> bool: ...
+
+    async def close_stdin(self) -> None: ...
+
+
+def stream_content_type(req: Request, tty: bool) -> str:
+    if tty or version_tuple(req.version or "1.52") < (1, 42):
+        return RAW
+    return MUX
+
+
+def detach_keys(req: Request, fallback: str = "") -> bytes:
+    raw = req.arg("detachKeys") or fallback
+    if not raw:
+        return DEFAULT_DETACH_KEYS
+    try:
+        return parse_detach_keys(raw)
+    except Exception as exc:  # noqa: BLE001 - the parser's own error is clear enough
+        raise InvalidParameter(str(exc)) from None
+
+
+async def pump(session: Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+               tty: bool, stdin: bool, close: Any) -> None:
+    """Copy output to the client until it ends; copy the client's bytes to stdin."""
+
+    async def output() -> None:
+        while (item := await session.read()) is not None:
+            stream, data = item
+            writer.write(data if tty else frame(stream, data))
+            await writer.drain()
+
+    async def input_() -> None:
+        while data := await reader.read(65536):
+            if stdin and not await session.write(data):
+                close()  # detach keys: end the session, leave the process running
+                return
+        if stdin and not tty:
+            await session.close_stdin()
+        elif tty:
+            close()
+
+    out_task = asyncio.ensure_future(output())
+    in_task = asyncio.ensure_future(input_())
+    try:
+        await out_task
+    except (ConnectionError, OSError):
+        close()
+    finally:
+        in_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await in_task
+        with contextlib.suppress(Exception):
+            writer.close()
+
+
+async def attach_handler(req: Request, containers: Any, rec: Any) -> Hijack:
+    stdin = req.flag("stdin")
+    att = await containers.runtime.attach(
+        rec.id, stdin=stdin, stdout=req.flag("stdout"), stderr=req.flag("stderr"),
+        detach_keys=detach_keys(req),
+    )
+
+    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await pump(att, reader, writer, tty=rec.tty, stdin=stdin, close=att.close)
+
+    return Hijack(run, content_type=stream_content_type(req, rec.tty))
+
+
+async def exec_start_handler(req: Request, containers: Any, exec_id: str, body: dict) -> Hijack | None:
+    pending = containers.exec_get(exec_id)
+    if body.get("Detach"):
+        await containers.exec_start(exec_id, detach=True)
+        return None
+    keys = detach_keys(req, pending.attach.get("DetachKeys", ""))
+    session = await containers.exec_start(exec_id, detach=False, detach_keys=keys)
+    tty = pending.spec.tty
+    stdin = pending.spec.open_stdin
+
+    async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await pump(session, reader, writer, tty=tty, stdin=stdin, close=lambda: None)
+
+    return Hijack(run, content_type=stream_content_type(req, tty))
+

@@ -1,0 +1,358 @@
+"""Containers: runtime processes joined to networks, one lifecycle lock per container.
+
+The Controller owns networks, sandboxes and endpoints; this class owns container records
+and drives the runtime.  A container's sandbox (netns file) lives from create to remove;
+its endpoints live while it runs: start connects them, stop or exit releases them (veth
+gone, address free), as Docker does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shoal.controller.controller import Controller, new_id, now_rfc3339
+from shoal.controller.endpoints import check_mac, check_static_address
+from shoal.controller.etcfiles import EtcFiles
+from shoal.controller.names import generate_name
+from shoal.controller.undo import Undo
+from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified
+from shoal.model import Container, EndpointRequest
+from shoal.runtime import ContainerSpec, ContainerState, ExecSession, ExecSpec, ImageStore, Runtime
+
+log = logging.getLogger("shoal.containers")
+KIND_CONTAINER = "container"
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """A container create after wire parsing (api.container_wire)."""
+
+    image: str
+    name: str = ""
+    cmd: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()
+    working_dir: str = ""
+    hostname: str = ""
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    network_mode: str = "bridge"
+    auto_remove: bool = False
+    endpoints: dict[str, EndpointRequest] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    host_config: dict = field(default_factory=dict)
+
+
+@dataclass
+class PendingExec:
+    id: str
+    container_id: str
+    spec: ExecSpec
+    attach: dict[str, bool]
+    session: ExecSession | None = None
+
+
+@dataclass
+class _Live:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    run: int = 0
+    watcher: asyncio.Task | None = None
+    removed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Containers:
+    def __init__(self, ctl: Controller, runtime: Runtime, images: ImageStore, etc_root: Path,
+                 etc: EtcFiles | None = None) -> None:
+        self.ctl = ctl
+        self.runtime = runtime
+        self.images = images
+        self.etc_root = etc_root
+        self.etc = etc or EtcFiles()
+        self.records: dict[str, Container] = {}
+        self._live: dict[str, _Live] = {}
+        self._names = asyncio.Lock()
+        self._execs: dict[str, PendingExec] = {}
+
+    # -- lookups -----------------------------------------------------------------------
+    def find(self, ref: str) -> Container:
+        """Full id, then name (with or without the leading '/'), then unique id prefix."""
+        if ref in self.records:
+            return self.records[ref]
+        name = ref.lstrip("/")
+        for c in self.records.values():
+            if c.name == name:
+                return c
+        matches = [c for c in self.records.values() if ref and c.id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+        raise NotFound(f"No such container: {ref}")
+
+    def state(self, cid: str) -> ContainerState:
+        return self.runtime.state(cid)
+
+    def live(self, cid: str) -> _Live:
+        return self._live.setdefault(cid, _Live())
+
+    def counts(self) -> dict[str, int]:
+        states = [self.state(c) for c in self.records]
+        running = sum(1 for s in states if s.running)
+        return {"Containers": len(states), "ContainersRunning": running, "ContainersPaused": 0,
+                "ContainersStopped": len(states) - running, "Images": len(self.images.list())}
+
+    # -- create ------------------------------------------------------------------------
+    async def create(self, req: CreateRequest) -> Container:
+        async with self._names:
+            name = self._pick_name(req.name)
+            image = self.images.get(req.image)
+            args = self._args(req, image)
+            mode, requests = self._networks(req)
+            cid = new_id()
+            rec = Container(
+                id=cid, name=name, created=now_rfc3339(), image=req.image, image_id=image.id, args=args,
+                env=tuple(image.config.env) + req.env, working_dir=req.working_dir or image.config.working_dir or "/",
+                hostname=req.hostname or cid[:12], tty=req.tty, open_stdin=req.open_stdin,
+                stdin_once=req.stdin_once, network_mode=mode, auto_remove=req.auto_remove,
+                networks=requests, labels=dict(req.labels), config=req.config, host_config=req.host_config,
+            )
+            undo = Undo()
+            try:
+                await self._make(rec, undo)
+            except BaseException:
+                await undo.run()
+                raise
+            self.records[cid] = rec
+            self.live(cid)
+            return rec
+
+    def _pick_name(self, wanted: str) -> str:
+        taken = {c.name: c.id for c in self.records.values()}
+        if not wanted:
+            return generate_name(lambda n: n in taken)
+        if not NAME_RE.match(wanted):
+            raise InvalidParameter(f"Invalid container name ({wanted}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        name = wanted.lstrip("/")
+        if name in taken:
+            raise Conflict(
+                f'Conflict. The container name "/{name}" is already in use by container "{taken[name]}". '
+                "You have to remove (or rename) that container to be able to reuse that name."
+            )
+        return name
+
+    @staticmethod
+    def _args(req: CreateRequest, image) -> tuple[str, ...]:  # noqa: ANN001 - runtime Image
+        entry = req.entrypoint if req.entrypoint is not None else ()
+        cmd = req.cmd if req.cmd is not None else (() if req.entrypoint else tuple(image.config.cmd or ()))
+        args = tuple(entry) + tuple(cmd)
+        if not args:
+            raise InvalidParameter("No command specified")
+        return args
+
+    def _networks(self, req: CreateRequest) -> tuple[str, tuple[EndpointRequest, ...]]:
+        """Resolve NetworkMode and EndpointsConfig at create (Docker >= 1.44 validates here)."""
+        mode = req.network_mode or "bridge"
+        if mode == "default":
+            mode = "bridge"
+        endpoints = {("bridge" if k == "default" else k): v for k, v in req.endpoints.items()}
+        if mode.startswith("container:"):
+            raise InvalidParameter("network mode container:<name> is not supported by shoal yet")
+        net = self.ctl.find_network(mode)
+        if mode in ("host", "none") or net.driver in ("host", "null"):
+            if len(endpoints) > 1 or any(k not in (mode, net.name, net.id) for k in endpoints):
+                raise InvalidParameter(f"container cannot be connected to host and other networks: {mode}")
+        ordered = [(mode, endpoints.get(mode) or endpoints.get(net.name) or EndpointRequest(mode))]
+        ordered += [(k, v) for k, v in endpoints.items() if k not in (mode, net.name, net.id)]
+        out = []
+        for key, ep in ordered:
+            network = self.ctl.find_network(key)
+            check_static_address(network, ep.ipv4, ep.ipv6)
+            check_mac(ep.mac)
+            self._check_free(network, ep)
+            out.append(EndpointRequest(network.name, ep.ipv4, ep.ipv6, ep.mac, ep.aliases))
+        return net.name, tuple(out)
+
+    def _check_free(self, network, ep: EndpointRequest) -> None:  # noqa: ANN001 - model Network
+        """An address taken now fails at create, so `docker run --ip` leaves nothing behind."""
+        for wanted in (ep.ipv4, ep.ipv6):
+            if wanted and any(wanted == e.ipv4.split("/")[0] or wanted == e.ipv6.split("/")[0]
+                              for e in self.ctl.endpoints_of(network.id)):
+                raise Forbidden("Address already in use")
+            for cfg in network.ipam_configs:
+                if wanted and wanted == cfg.gateway:
+                    raise Forbidden("Address already in use")
+
+    async def _make(self, rec: Container, undo: Undo) -> None:
+        host = rec.network_mode == "host"
+        sb = await self.ctl.create_sandbox(rec.id, host=host)
+        undo.push("sandbox", lambda: self.ctl.delete_sandbox(rec.id))
+        files = self.etc.prepare(self.etc_root / rec.id, rec.hostname)
+        undo.push("etc files", lambda: shutil.rmtree(self.etc_root / rec.id, ignore_errors=True))
+        spec = ContainerSpec(
+            id=rec.id, args=rec.args, env=rec.env, cwd=rec.working_dir, hostname=rec.hostname,
+            tty=rec.tty, open_stdin=rec.open_stdin, stdin_once=rec.stdin_once,
+            netns=sb.path or None, hosts=files.hosts, hostname_file=files.hostname,
+            resolv_conf=files.resolv_conf, labels=rec.labels,
+        )
+        await self.runtime.create(spec, rec.image_id)
+        undo.push("runtime", lambda: self.runtime.delete(rec.id))
+        with self.ctl.store.transaction() as tx:
+            tx.put(KIND_CONTAINER, rec.id, rec.to_dict())
+
+    # -- start / stop ------------------------------------------------------------------
+    async def start(self, ref: str) -> None:
+        rec = self.find(ref)
+        live = self.live(rec.id)
+        async with live.lock:
+            if self.state(rec.id).running:
+                raise NotModified(f"container {rec.id} is already running")
+            await self.ctl.ensure_sandbox(rec.id)
+            undo = Undo()
+            try:
+                eps = await self._connect_all(rec, undo)
+                self.etc.write(self.etc_root / rec.id, rec.hostname, eps, self.ctl)
+                await self.runtime.start(rec.id)
+            except BaseException:
+                await undo.run()
+                raise
+            live.run += 1
+            live.watcher = asyncio.get_running_loop().create_task(self._watch(rec.id, live.run))
+
+    async def _connect_all(self, rec: Container, undo: Undo) -> list:
+        await self._release(rec.id)  # leftovers of a run that ended while we were away
+        eps = []
+        for req in rec.networks:
+            ep = await self.ctl.connect(req.network, rec.id, name=rec.name, ipv4=req.ipv4, ipv6=req.ipv6,
+                                        mac=req.mac, aliases=req.aliases)
+            undo.push(f"disconnect {req.network}", lambda ep=ep: self.ctl.disconnect(ep.network_id, rec.id,
+                                                                                      force=True))
+            eps.append(ep)
+        return eps
+
+    async def _release(self, cid: str) -> None:
+        for ep in self.ctl.endpoints_in(cid):
+            await self.ctl.disconnect(ep.network_id, cid, force=True)
+
+    async def _watch(self, cid: str, run: int) -> None:
+        """When this run's process exits: release its endpoints, honour --rm."""
+        with contextlib.suppress(NotFound):
+            await self.runtime.wait(cid, "not-running")
+        live = self._live.get(cid)
+        if live is None or cid not in self.records:
+            return
+        async with live.lock:
+            if live.run != run or self.state(cid).running:
+                return
+            await self._release(cid)
+        if self.records[cid].auto_remove:
+            with contextlib.suppress(NotFound):
+                await self.remove(cid, force=True)
+
+    async def stop(self, ref: str, timeout: float | None = None) -> None:
+        rec = self.find(ref)
+        live = self.live(rec.id)
+        if not self.state(rec.id).running:
+            raise NotModified(f"container {rec.id} is already stopped")
+        await self.runtime.stop(rec.id, 10 if timeout is None else timeout)
+        async with live.lock:
+            if not self.state(rec.id).running:
+                await self._release(rec.id)
+
+    async def kill(self, ref: str, signal: str = "KILL") -> None:
+        rec = self.find(ref)
+        if not self.state(rec.id).running:
+            raise Conflict(f"Cannot kill container: {ref}: Container {rec.id} is not running")
+        await self.runtime.kill(rec.id, signal or "KILL")
+
+    async def restart(self, ref: str, timeout: float | None = None) -> None:
+        rec = self.find(ref)
+        with contextlib.suppress(NotModified):
+            await self.stop(rec.id, timeout)
+        await self.start(rec.id)
+
+    async def wait(self, ref: str, condition: str = "not-running") -> int:
+        rec = self.find(ref)
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise InvalidParameter(f"invalid condition: {condition}")
+        if condition == "removed":
+            code = await self.runtime.wait(rec.id, "not-running")
+            await self.live(rec.id).removed.wait()
+            return code
+        return await self.runtime.wait(rec.id, condition or "not-running")
+
+    # -- remove ------------------------------------------------------------------------
+    async def remove(self, ref: str, force: bool = False) -> None:
+        rec = self.find(ref)
+        live = self.live(rec.id)
+        async with live.lock:
+            if self.state(rec.id).running and not force:
+                raise Conflict(
+                    f'cannot remove container "/{rec.name}": container is running: '
+                    "stop the container before removing or force remove"
+                )
+            live.run += 1
+            await self.runtime.delete(rec.id)
+            await self.ctl.delete_sandbox(rec.id)
+            shutil.rmtree(self.etc_root / rec.id, ignore_errors=True)
+            with self.ctl.store.transaction() as tx:
+                tx.delete(KIND_CONTAINER, rec.id)
+            self.records.pop(rec.id, None)
+        live.removed.set()
+        self._live.pop(rec.id, None)
+
+    # -- restore -----------------------------------------------------------------------
+    async def restore(self) -> None:
+        """Containers kept running while shoald was away; those that ended get their
+        endpoints released now and their exit code reported from the monitor's files."""
+        await self.runtime.restore()
+        known = {s.id for s in self.runtime.list()}
+        for data in self.ctl.store.list(KIND_CONTAINER):
+            rec = Container.from_dict(data)
+            if rec.id not in known:
+                log.warning("container %s has no runtime state; removing its record", rec.id[:12])
+                await self.ctl.delete_sandbox(rec.id)
+                with self.ctl.store.transaction() as tx:
+                    tx.delete(KIND_CONTAINER, rec.id)
+                continue
+            self.records[rec.id] = rec
+            live = self.live(rec.id)
+            if self.state(rec.id).running:
+                live.run += 1
+                live.watcher = asyncio.get_running_loop().create_task(self._watch(rec.id, live.run))
+            else:
+                await self._release(rec.id)
+
+    # -- exec --------------------------------------------------------------------------
+    def exec_create(self, ref: str, spec: ExecSpec, attach: dict[str, bool]) -> str:
+        """Docker splits exec into create and start; the runtime runs it at start."""
+        rec = self.find(ref)
+        if not self.state(rec.id).running:
+            raise Conflict(f"Container {rec.id} is not running")
+        exec_id = new_id()
+        self._execs[exec_id] = PendingExec(exec_id, rec.id, spec, attach)
+        return exec_id
+
+    def exec_get(self, exec_id: str) -> PendingExec:
+        try:
+            return self._execs[exec_id]
+        except KeyError:
+            raise NotFound(f"No such exec instance: {exec_id}") from None
+
+    async def exec_start(self, exec_id: str, *, detach: bool, detach_keys: bytes | None = None) -> ExecSession:
+        pending = self.exec_get(exec_id)
+        if pending.session is not None:
+            raise Conflict(f"Error: Exec command {exec_id} has already run")
+        if not self.state(pending.container_id).running:
+            raise Conflict(f"Container {pending.container_id} is not running")
+        kwargs = {"detach_keys": detach_keys} if detach_keys else {}
+        pending.session = await self.runtime.exec(pending.container_id, pending.spec, detach=detach, **kwargs)
+        return pending.session

@@ -1,0 +1,54 @@
+"""Containers as shoal records them: what was asked for, decided once at create."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EndpointRequest:
+    """One network a container asked for (`--network`, `network connect`)."""
+
+    network: str  # name or id as given; resolved at start
+    ipv4: str = ""
+    ipv6: str = ""
+    mac: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    created: str
+    image: str  # the reference the user gave
+    image_id: str
+    args: tuple[str, ...]  # entrypoint + cmd, resolved
+    env: tuple[str, ...] = ()
+    working_dir: str = ""
+    hostname: str = ""
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
+    network_mode: str = "bridge"
+    auto_remove: bool = False
+    networks: tuple[EndpointRequest, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # Docker's Config, echoed by inspect
+    host_config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["networks"] = [asdict(n) for n in self.networks]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Container:
+        data = dict(data)
+        data["args"] = tuple(data["args"])
+        data["env"] = tuple(data.get("env", ()))
+        data["networks"] = tuple(
+            EndpointRequest(**{**n, "aliases": tuple(n.get("aliases", ()))}) for n in data.get("networks", ())
+        )
+        return cls(**data)
