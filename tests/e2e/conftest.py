@@ -145,4 +145,23 @@ def shoald(make_shoald):
     return make_shoald()
 
 
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory) -> Path:
+    """The busybox rootfs tarball, built once per session by the repo's script."""
+    if not is_root():
+        pytest.skip("needs root")
+    out = tmp_path_factory.mktemp("img") / "busybox.tar"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "build-busybox-rootfs"
+    subprocess.run([str(script), str(out)], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture
+def box(make_shoald, busybox_tar):
+    """A shoald with busybox:latest imported (CMD sh), like the README's setup leaves it."""
+    d = make_shoald()
+    d.docker("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
+    return d
+
+
 needs_docker = pytest.mark.skipif(shutil.which("docker") is None, reason="docker CLI not installed")

@@ -156,6 +156,7 @@ class ContainerRoutes:
         config.update({k: v for k, v in rec.config.items() if k.startswith("Attach")})
         host_config = {"NetworkMode": rec.network_mode, "AutoRemove": rec.auto_remove,
                        "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                       "LogConfig": {"Type": "json-file", "Config": {}},
                        **{k: v for k, v in rec.host_config.items() if k not in ("NetworkMode", "AutoRemove")}}
         return {
             "Id": rec.id, "Created": rec.created, "Path": rec.args[0], "Args": list(rec.args[1:]),

@@ -48,8 +48,10 @@ def detach_keys(req: Request, fallback: str = "") -> bytes:
 
 
 async def pump(session: Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-               tty: bool, stdin: bool, close: Any) -> None:
-    """Copy output to the client until it ends; copy the client's bytes to stdin."""
+               tty: bool, stdin: bool, close: Any, finish: Any = None) -> None:
+    """Copy output to the client until it ends; copy the client's bytes to stdin.
+    `finish` runs before the connection closes (exec: the exit code must be known by the
+    time a client sees EOF, since it asks for it right away)."""
 
     async def output() -> None:
         while (item := await session.read()) is not None:
@@ -71,7 +73,9 @@ async def pump(session: Session, reader: asyncio.StreamReader, writer: asyncio.S
     in_task = asyncio.ensure_future(input_())
     try:
         await out_task
-    except (ConnectionError, OSError):
+        if finish is not None:
+            await asyncio.wait_for(finish(), 10)
+    except (ConnectionError, OSError, asyncio.TimeoutError):
         close()
     finally:
         in_task.cancel()
@@ -105,7 +109,7 @@ async def exec_start_handler(req: Request, containers: Any, exec_id: str, body: 
     stdin = pending.spec.open_stdin
 
     async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await pump(session, reader, writer, tty=tty, stdin=stdin, close=lambda: None)
+        await pump(session, reader, writer, tty=tty, stdin=stdin, close=lambda: None, finish=session.wait)
 
     return Hijack(run, content_type=stream_content_type(req, tty))
 

@@ -23,6 +23,7 @@ from shoal.controller.names import generate_name
 from shoal.controller.undo import Undo
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified
 from shoal.model import Container, EndpointRequest
+from shoal.runtime.lookup import find_executable
 from shoal.runtime import ContainerSpec, ContainerState, ExecSession, ExecSpec, ImageStore, Runtime
 
 log = logging.getLogger("shoal.containers")
@@ -116,11 +117,17 @@ class Containers:
             name = self._pick_name(req.name)
             image = self.images.get(req.image)
             args = self._args(req, image)
+            env = tuple(image.config.env) + req.env
+            if find_executable(image.rootfs, args[0], env) is None:
+                where = "" if "/" in args[0] else " in $PATH"
+                raise InvalidParameter(
+                    f'failed to create container: exec: "{args[0]}": executable file not found{where}'
+                )
             mode, requests = self._networks(req)
             cid = new_id()
             rec = Container(
                 id=cid, name=name, created=now_rfc3339(), image=req.image, image_id=image.id, args=args,
-                env=tuple(image.config.env) + req.env, working_dir=req.working_dir or image.config.working_dir or "/",
+                env=env, working_dir=req.working_dir or image.config.working_dir or "/",
                 hostname=req.hostname or cid[:12], tty=req.tty, open_stdin=req.open_stdin,
                 stdin_once=req.stdin_once, network_mode=mode, auto_remove=req.auto_remove,
                 networks=requests, labels=dict(req.labels), config=req.config, host_config=req.host_config,

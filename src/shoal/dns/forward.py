@@ -66,7 +66,9 @@ class Forwarder:
         self._tcp = tcp_query
         self.active = 0
 
-    async def __call__(self, query: dns.message.Message, upstreams: Sequence[str], tcp: bool) -> dns.message.Message | None:
+    async def __call__(
+        self, query: dns.message.Message, upstreams: Sequence[str], tcp: bool
+    ) -> dns.message.Message | None:
         if self.active >= self.max_concurrent:
             log.warning("more than %d concurrent DNS forwards; answering SERVFAIL", self.max_concurrent)
             return None

@@ -141,7 +141,20 @@ def render(response: dns.message.Message, query: dns.message.Message, *, udp: bo
         limit = max(UDP_MIN_SIZE, query.payload) if query.edns >= 0 else UDP_MIN_SIZE
     else:
         limit = TCP_MAX_SIZE
+    try:
+        return response.to_wire(max_size=limit)
+    except dns.exception.TooBig:
+        pass
+    # dnspython truncates between RRsets; one record per RRset keeps as many as fit.
+    for section in (response.answer, response.authority, response.additional):
+        section[:] = [_single(rrset, rd) for rrset in section for rd in rrset]
     return response.to_wire(max_size=limit, prefer_truncation=True)
+
+
+def _single(rrset: dns.rrset.RRset, rdata) -> dns.rrset.RRset:
+    one = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype, rrset.covers)
+    one.add(rdata, rrset.ttl)
+    return one
 
 
 Forward = Callable[[dns.message.Message, Sequence[str], bool], Awaitable["dns.message.Message | None"]]

@@ -129,7 +129,7 @@ def elements(state: State) -> Elements:
     for ref, key, value in _all_elements(state):
         have = out[ref]
         if key in have and have[key] != value:
-            raise Conflict(f"host port {key} is already published to {have[key]}, not to {value}")
+            raise Conflict(f"host port {key} is published twice: to {have[key]} and to {value}")
         have[key] = value
     return out
 
