@@ -184,11 +184,14 @@ def states(draw):
     bridge = st.sampled_from([n.bridge for n in nets])
     eps = draw(st.lists(st.builds(EndpointConfig, bridge, st.sampled_from(["v0", "v1", "v2", "v3"])),
                         unique_by=lambda e: e.port))
-    ports = draw(st.lists(st.builds(
-        PortMapping, st.sampled_from(["tcp", "udp"]), st.integers(8000, 8010), st.sampled_from(["10.9.0.2", "fd00:9::2"]),
-        st.integers(80, 82), bridge, st.sampled_from(["", "127.0.0.1"]), st.integers(1, 3)), max_size=4))
-    fixed = [p for p in ports if not p.host_ip or p.version == 4]
-    return State(tuple(nets), tuple(eps), tuple(fixed))
+    addresses = st.sampled_from([("10.9.0.2", ""), ("10.9.0.2", "127.0.0.1"), ("fd00:9::2", ""), ("fd00:9::2", "::1")])
+    ports = [
+        PortMapping(proto, host_port, container_ip, container_port, b, host_ip, count)
+        for proto, host_port, (container_ip, host_ip), container_port, b, count in draw(st.lists(st.tuples(
+            st.sampled_from(["tcp", "udp"]), st.integers(8000, 8010), addresses, st.integers(80, 82), bridge,
+            st.integers(1, 3)), max_size=4))
+    ]
+    return State(tuple(nets), tuple(eps), tuple(ports))
 
 
 def elements_or_none(state):
