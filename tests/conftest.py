@@ -27,6 +27,7 @@ def have(tool: str) -> bool:
 def new_netns(tag: str = "") -> str:
     name = f"{NETNS_PREFIX}{tag}{secrets.token_hex(4)}"
     subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)  # as on any real host
     return name
 
 

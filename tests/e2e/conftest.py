@@ -41,6 +41,12 @@ class Shoald:
         self.proc: subprocess.Popen | None = None
         self.log = root / "shoald.log"
 
+    def resolv_conf(self) -> Path:
+        path = self.root / "host-resolv.conf"
+        if not path.exists():
+            path.write_text("nameserver 127.0.0.53\n")
+        return path
+
     @property
     def host(self) -> str:
         return f"unix://{self.sock}"
@@ -48,7 +54,10 @@ class Shoald:
     def argv(self) -> list[str]:
         return [
             "nsenter", f"--net=/run/netns/{self.netns}", str(BIN / "shoald"),
-            "--data-root", str(self.root / "data"), "-H", self.host, "--log-level", "debug", *self.extra,
+            "--data-root", str(self.root / "data"), "-H", self.host, "--log-level", "debug",
+            # never the machine's resolvers: a loopback address in the throwaway host namespace,
+            # where a test may run a stub upstream
+            "--dns", "127.0.0.53", "--resolv-conf", str(self.resolv_conf()), *self.extra,
         ]
 
     def start(self, wait: bool = True) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from shoal.firewall import (EndpointConfig, NetworkConfig, Nft, NftFirewall, PortMapping, State,
-                            required_sysctls)
+                            bridge_port_flags, required_sysctls)
 
 pytestmark = pytest.mark.netns
 
@@ -133,9 +133,12 @@ class Topology:
 
     # --- using ------------------------------------------------------------------------
     def apply(self, state: State) -> None:
-        """What the kernel layer and controller would do: sysctls, then the whole ruleset."""
+        """What the kernel layer and controller would do: settings, then the whole ruleset."""
         for key, value in required_sysctls(state).items():
             must(self.host, "sysctl", "-qw", f"{key}={value}")
+        for ep in state.endpoints:
+            flags = [word for item in bridge_port_flags(ep).items() for word in item]
+            must(self.host, "ip", "link", "set", "dev", ep.port, "type", "bridge_slave", *flags)
         asyncio.run(self.firewall.apply_state(state))
 
     def canonical(self) -> list:

@@ -3,7 +3,8 @@
 import pytest
 
 from shoal.errors import InvalidParameter, NotFound
-from shoal.firewall import EndpointConfig, NetworkConfig, PortMapping, State, network_sysctls, required_sysctls
+from shoal.firewall import (EndpointConfig, NetworkConfig, PortMapping, State, bridge_port_flags, network_sysctls,
+                            required_sysctls)
 from shoal.firewall.elements import published_host_ip
 
 NET = NetworkConfig("br-a", ("10.1.0.7/24",), ("fd00:1::1/64",))
@@ -96,3 +97,7 @@ def test_sysctls():
     both = State((NET, NetworkConfig("br.b", ("10.3.0.0/24",))))
     assert required_sysctls(both)["net/ipv4/conf/br.b/route_localnet"] == "1"
     assert required_sysctls(State()) == {}
+
+
+def test_bridge_ports_hairpin():
+    assert bridge_port_flags(EndpointConfig("br-a", "veth0")) == {"hairpin": "on"}

@@ -19,6 +19,7 @@ from pathlib import Path
 from shoal.controller.controller import Controller, new_id, now_rfc3339
 from shoal.controller.endpoints import check_mac, check_static_address
 from shoal.controller.etcfiles import EtcFiles
+from shoal.dns import DnsEntry, DnsRecords, DnsServer
 from shoal.controller.names import generate_name
 from shoal.controller.undo import Undo
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified
@@ -72,8 +73,11 @@ class _Live:
 
 class Containers:
     def __init__(self, ctl: Controller, runtime: Runtime, images: ImageStore, etc_root: Path,
-                 etc: EtcFiles | None = None) -> None:
+                 etc: EtcFiles | None = None, dns: DnsServer | None = None,
+                 records: DnsRecords | None = None) -> None:
         self.ctl = ctl
+        self.dns = dns
+        self.dns_records = records or DnsRecords()
         self.runtime = runtime
         self.images = images
         self.etc_root = etc_root
@@ -226,7 +230,9 @@ class Containers:
             undo = Undo()
             try:
                 eps = await self._connect_all(rec, undo)
-                self.etc.write(self.etc_root / rec.id, rec.hostname, eps, self.ctl)
+                embedded = await self._dns_join(rec, eps)
+                undo.push("dns", lambda: self._dns_leave(rec.id))
+                self._write_etc(rec, eps, embedded)
                 await self.runtime.start(rec.id)
             except BaseException:
                 await undo.run()
@@ -246,8 +252,47 @@ class Containers:
         return eps
 
     async def _release(self, cid: str) -> None:
+        await self._dns_leave(cid)
         for ep in self.ctl.endpoints_in(cid):
             await self.ctl.disconnect(ep.network_id, cid, force=True)
+
+    # -- embedded DNS ------------------------------------------------------------------
+    def _dns_networks(self, eps: list) -> list:
+        """Endpoints on user-defined networks: the only ones the embedded DNS serves."""
+        out = []
+        for ep in eps:
+            net = self.ctl.networks.get(ep.network_id)
+            if net is not None and not net.predefined:
+                out.append((net, ep))
+        return out
+
+    async def _dns_join(self, rec: Container, eps: list) -> bool:
+        served = self._dns_networks(eps)
+        for net, ep in served:
+            self.dns_records.add(net.id, net.name, DnsEntry.from_endpoint(ep, name=rec.name, hostname=rec.hostname))
+        sb = self.ctl.sandboxes.get(rec.id)
+        if served and self.dns is not None and sb is not None and sb.path:
+            dns = tuple(rec.host_config.get("Dns") or ()) or None
+            await self.dns.add_sandbox(rec.id, sb.path, upstreams=list(dns) if dns else None,
+                                       ndots_set=any(o.startswith("ndots:") for o in rec.host_config.get("DnsOptions") or ()))
+        return bool(served)
+
+    async def _dns_leave(self, cid: str) -> None:
+        self.dns_records.remove_sandbox(cid)
+        if self.dns is not None:
+            await self.dns.remove_sandbox(cid)
+
+    def _write_etc(self, rec: Container, eps: list, embedded: bool) -> None:
+        hc = rec.host_config
+        extra = []
+        for item in hc.get("ExtraHosts") or ():
+            host, _, ip = item.partition(":")
+            extra.append((host, ip))
+        self.etc.write(
+            self.etc_root / rec.id, rec.hostname, eps, embedded=embedded,
+            dns=tuple(hc.get("Dns") or ()), dns_search=tuple(hc.get("DnsSearch") or ()),
+            dns_options=tuple(hc.get("DnsOptions") or ()), extra_hosts=tuple(extra),
+        )
 
     async def _watch(self, cid: str, run: int) -> None:
         """When this run's process exits: release its endpoints, honour --rm."""
@@ -308,6 +353,7 @@ class Containers:
                 )
             live.run += 1
             await self.runtime.delete(rec.id)
+            await self._dns_leave(rec.id)
             await self.ctl.delete_sandbox(rec.id)
             shutil.rmtree(self.etc_root / rec.id, ignore_errors=True)
             with self.ctl.store.transaction() as tx:
@@ -335,6 +381,7 @@ class Containers:
             if self.state(rec.id).running:
                 live.run += 1
                 live.watcher = asyncio.get_running_loop().create_task(self._watch(rec.id, live.run))
+                await self._dns_join(rec, self.ctl.endpoints_in(rec.id))
             else:
                 await self._release(rec.id)
 

@@ -1,24 +1,17 @@
-"""The files shoal writes for each container: /etc/hosts, /etc/hostname, /etc/resolv.conf."""
+"""The files shoal writes for each container: /etc/hosts, /etc/hostname, /etc/resolv.conf.
+
+Content comes from shoal.dns.conf (Docker's rules): a container on at least one
+user-defined network gets the embedded resolver (127.0.0.11); one only on the default
+bridge gets the upstream servers directly.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from shoal.dns import render_hosts, render_resolv_conf
 from shoal.model import Endpoint
-
-if TYPE_CHECKING:
-    from shoal.controller.controller import Controller
-
-HOSTS_HEADER = (
-    "127.0.0.1\tlocalhost\n"
-    "::1\tlocalhost ip6-localhost ip6-loopback\n"
-    "fe00::0\tip6-localnet\n"
-    "ff00::0\tip6-mcastprefix\n"
-    "ff02::1\tip6-allnodes\n"
-    "ff02::2\tip6-allrouters\n"
-)
 
 
 @dataclass(frozen=True)
@@ -28,39 +21,37 @@ class EtcPaths:
     resolv_conf: Path
 
 
-def host_resolv_conf(path: str = "/etc/resolv.conf") -> list[str]:
-    """The host's resolv.conf without loopback nameservers (unreachable from a container)."""
+def read_host_resolv_conf(path: str = "/etc/resolv.conf") -> str:
     try:
-        lines = Path(path).read_text().splitlines()
+        return Path(path).read_text()
     except OSError:
-        return []
-    out = []
-    for line in lines:
-        parts = line.split()
-        if parts[:1] == ["nameserver"] and len(parts) > 1 and (
-            parts[1].startswith("127.") or parts[1] == "::1"
-        ):
-            continue
-        out.append(line)
-    return out
+        return ""
 
 
 class EtcFiles:
-    def __init__(self, resolv_source: str = "/etc/resolv.conf") -> None:
-        self.resolv_source = resolv_source
+    def __init__(self, host_resolv: str = "", dns: tuple[str, ...] = ()) -> None:
+        self.host_resolv = host_resolv
+        self.dns = tuple(dns)
+
+    def paths(self, directory: Path) -> EtcPaths:
+        return EtcPaths(directory / "hosts", directory / "hostname", directory / "resolv.conf")
 
     def prepare(self, directory: Path, hostname: str) -> EtcPaths:
         directory.mkdir(parents=True, exist_ok=True)
-        paths = EtcPaths(directory / "hosts", directory / "hostname", directory / "resolv.conf")
-        paths.hosts.write_text(HOSTS_HEADER)
+        paths = self.paths(directory)
+        paths.hosts.write_text(render_hosts(hostname, []))
         paths.hostname.write_text(hostname + "\n")
-        paths.resolv_conf.write_text("\n".join(host_resolv_conf(self.resolv_source)) + "\n")
+        paths.resolv_conf.write_text(render_resolv_conf(self.host_resolv, embedded=False, dns=self.dns))
         return paths
 
-    def write(self, directory: Path, hostname: str, eps: list[Endpoint], ctl: Controller) -> None:
-        lines = [HOSTS_HEADER]
-        for ep in eps:
-            for cidr in (ep.ipv4, ep.ipv6):
-                if cidr:
-                    lines.append(f"{cidr.split('/')[0]}\t{hostname}\n")
-        (directory / "hosts").write_text("".join(lines))
+    def write(self, directory: Path, hostname: str, eps: list[Endpoint], *, embedded: bool,
+              dns: tuple[str, ...] = (), dns_search: tuple[str, ...] = (), dns_options: tuple[str, ...] = (),
+              extra_hosts: tuple[tuple[str, str], ...] = ()) -> None:
+        paths = self.paths(directory)
+        first = eps[0] if eps else None
+        ips = [a for a in ((first.ipv4, first.ipv6) if first else ()) if a]
+        paths.hosts.write_text(render_hosts(hostname, ips, extra_hosts))
+        paths.resolv_conf.write_text(render_resolv_conf(
+            self.host_resolv, embedded=embedded, dns=dns or self.dns, dns_search=dns_search,
+            dns_options=dns_options,
+        ))

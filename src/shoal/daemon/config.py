@@ -23,6 +23,8 @@ class DaemonConfig:
     mtu: int = 1500
     bridge_name: str = "shoal0"
     socket_group: str = ""
+    dns: tuple[str, ...] = ()
+    resolv_conf: str = "/etc/resolv.conf"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -62,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "... 172.31.0.0/16 as /16s, then 192.168.0.0/16 as /20s")
     p.add_argument("--mtu", type=int, default=1500, help="default MTU of bridge networks (default 1500)")
     p.add_argument("--bridge-name", default="shoal0", help="Linux bridge of the default network (default shoal0)")
+    p.add_argument("--dns", action="append", default=[], metavar="IP",
+                   help="upstream DNS server for containers (repeatable, at most 3 used); default: the "
+                   "host's resolv.conf without loopback servers")
+    p.add_argument("--resolv-conf", default="/etc/resolv.conf",
+                   help="the host resolv.conf containers' DNS settings derive from (default /etc/resolv.conf)")
     p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
     p.add_argument("--version", action="version", version=f"shoald {__version__}")
     return p
@@ -78,5 +85,5 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
     return DaemonConfig(
         data_root=data_root, exec_root=exec_root, hosts=hosts, log_level=args.log_level,
         pools=tuple(args.default_address_pool), mtu=args.mtu, bridge_name=args.bridge_name,
-        socket_group=args.group,
+        socket_group=args.group, dns=tuple(args.dns), resolv_conf=args.resolv_conf,
     )

@@ -21,6 +21,8 @@ from shoal.api.networks import NetworkRoutes
 from shoal.api.system import SystemRoutes
 from shoal.controller import Controller
 from shoal.controller.containers import Containers
+from shoal.controller.etcfiles import EtcFiles, read_host_resolv_conf
+from shoal.dns import DnsRecords, DnsServer, embedded_upstreams
 from shoal.controller.restore import restore
 from shoal.daemon.config import DaemonConfig, parse_args
 from shoal.drivers import BridgeDriver, HostDriver, NullDriver
@@ -71,6 +73,7 @@ class Parts:
     app: App
     store: SqliteStore
     kernel: Kernel
+    dns: DnsServer
 
 
 def build(cfg: DaemonConfig) -> Parts:
@@ -83,7 +86,11 @@ def build(cfg: DaemonConfig) -> Parts:
     ctl = Controller(store, kernel, ipam, drivers, eid, exec_root=str(cfg.exec_root))  # type: ignore[arg-type]
     images = ImageStore(cfg.data_root / "images")
     runtime = Runtime(cfg.data_root / "runtime", images)
-    containers = Containers(ctl, runtime, images, cfg.data_root / "etc")
+    host_resolv = read_host_resolv_conf(cfg.resolv_conf)
+    records = DnsRecords()
+    dns = DnsServer(embedded_upstreams(host_resolv, cfg.dns), records)
+    containers = Containers(ctl, runtime, images, cfg.data_root / "etc", EtcFiles(host_resolv, cfg.dns),
+                            dns, records)
     pool_json = [{"Base": p.base, "Size": p.size} for p in pools]
     app = App(
         SystemRoutes(ctl, str(cfg.data_root), pool_json, containers.counts).routes()
@@ -92,7 +99,7 @@ def build(cfg: DaemonConfig) -> Parts:
         + ExecRoutes(containers).routes()
         + ImageRoutes(images, containers).routes()
     )
-    return Parts(ctl, containers, app, store, kernel)
+    return Parts(ctl, containers, app, store, kernel, dns)
 
 
 async def listen(app: App, cfg: DaemonConfig) -> list[tuple[asyncio.AbstractServer, str]]:
@@ -133,6 +140,7 @@ async def run(cfg: DaemonConfig) -> None:
             except FileNotFoundError:
                 pass
     finally:
+        await parts.dns.close()
         parts.kernel.close()
         parts.store.close()
 

@@ -3,7 +3,7 @@
 - config: NetworkConfig, EndpointConfig, PortMapping, State (typed, validated inputs).
 - elements: what each set and map holds for a State; diffs between two States.
 - ruleset: nft text: the fixed chains, the full ruleset, incremental and cleanup batches.
-- sysctls: the kernel settings the ruleset needs (the kernel layer sets them).
+- settings: the sysctls and bridge-port flags the ruleset needs (the kernel layer sets them).
 - nft: running `nft -f -` with a batch; NftError with the failing line numbers.
 - base: the Firewall protocol and TrackedFirewall, the state bookkeeping of every backend.
 - nftables: NftFirewall, the real backend.
@@ -20,10 +20,10 @@ from shoal.firewall.nft import Nft, NftError
 from shoal.firewall.nftables import NftFirewall
 from shoal.firewall.none import NoneFirewall
 from shoal.firewall.ruleset import cleanup_batch, diff_batch, full_batch
-from shoal.firewall.sysctls import network_sysctls, required_sysctls
+from shoal.firewall.settings import bridge_port_flags, network_sysctls, required_sysctls
 
 __all__ = [
     "EndpointConfig", "FakeFirewall", "Firewall", "NetworkConfig", "Nft", "NftError", "NftFirewall",
     "NoneFirewall", "PortMapping", "State", "TrackedFirewall", "cleanup_batch", "diff_batch", "full_batch",
-    "network_sysctls", "required_sysctls",
+    "bridge_port_flags", "network_sysctls", "required_sysctls",
 ]

@@ -1,0 +1,53 @@
+"""Embedded DNS through shoald: names on shared user networks, forwarding to a stub upstream."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import needs_docker
+
+pytestmark = needs_docker
+STUB = Path(__file__).with_name("stub_dns.py")
+
+
+@pytest.fixture
+def stub_upstream(box):
+    proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{box.netns}", sys.executable, str(STUB),
+                             "127.0.0.53", "53"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    yield proc
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def lookup(d, container, name):
+    return d.docker("exec", container, "nslookup", name, check=False)
+
+
+def test_names_aliases_and_forwarding(box, stub_upstream):
+    d = box
+    d.docker("network", "create", "app")
+    d.docker("network", "create", "other")
+    d.docker("run", "-d", "--name", "web", "--network", "app", "--network-alias", "www", "busybox", "sleep", "600")
+    d.docker("run", "-d", "--name", "client", "--network", "app", "busybox", "sleep", "600")
+    d.docker("run", "-d", "--name", "lonely", "--network", "other", "busybox", "sleep", "600")
+    web_ip = d.docker("inspect", "-f", "{{(index .NetworkSettings.Networks \"app\").IPAddress}}", "web").stdout.strip()
+    resolv = d.docker("exec", "client", "cat", "/etc/resolv.conf").stdout
+    assert "nameserver 127.0.0.11" in resolv and "ndots:0" in resolv
+    web_id = d.docker("inspect", "-f", "{{.Id}}", "web").stdout.strip()
+    for name in ("web", "www", "WEB", web_id[:12], "web.app"):
+        out = lookup(d, "client", name)
+        assert out.returncode == 0 and web_ip in out.stdout, (name, out.stdout, out.stderr)
+    assert d.docker("exec", "client", "ping", "-c1", "-W2", "web").returncode == 0
+    out = lookup(d, "lonely", "web")  # not on a shared network: forwarded, and the stub says NXDOMAIN
+    assert web_ip not in out.stdout
+    out = lookup(d, "client", "api.upstream.test")
+    assert "10.53.0.1" in out.stdout, out.stdout
+    out = lookup(d, "client", "nothing.invalid")
+    assert "10.53.0.1" not in out.stdout and out.returncode != 0
+    default = d.docker("run", "--rm", "busybox", "cat", "/etc/resolv.conf").stdout
+    assert "127.0.0.11" not in default
+    d.docker("stop", "-t", "0", "web")
+    assert web_ip not in lookup(d, "client", "web").stdout
