@@ -5,8 +5,10 @@ Topology (all names start with `shfw-`, suffixed per run; deleted by exact name)
     upstream ns  eth0 10.200.0.2 / fd00:200::2, routes to 10.201/16 and fd00:201::/32 via the host
          |
     host ns      shfw-up 10.200.0.1 / fd00:200::1   ("beyond the host" is the upstream ns)
-                 shfw-b1 10.201.1.1 / fd00:201:1::1   ports shfw-v1 (c1 .2), shfw-v2 (c2 .3)
-                 shfw-b2 10.201.2.1 / fd00:201:2::1   port  shfw-v3 (c3 .2)
+                 shfw-b1 10.201.1.1 / fd00:201:1::1   ports shfw-v1 (c1 .2), shfw-v2 (c2 .3), shfw-v4 (c4 .4)
+                 shfw-b2 10.201.2.1 / fd00:201:2::1   ports shfw-v3 (c3 .2), shfw-v5 (c4 .4)
+
+c4 is attached to both networks (eth0 on b1, eth1 on b2), like `docker network connect`.
 
 Every container and the upstream run busybox httpd on :80 (c2 also on :81); `/` answers
 the server's name, `/cgi-bin/ip` the client address it saw. The ruleset is applied in the
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -33,10 +37,12 @@ pytestmark = pytest.mark.netns
 
 B1 = NetworkConfig("shfw-b1", ("10.201.1.0/24",), ("fd00:201:1::/64",))
 B2 = NetworkConfig("shfw-b2", ("10.201.2.0/24",), ("fd00:201:2::/64",))
-ENDPOINTS = (EndpointConfig("shfw-b1", "shfw-v1"), EndpointConfig("shfw-b1", "shfw-v2"),
-             EndpointConfig("shfw-b2", "shfw-v3"))
+ENDPOINTS = tuple(EndpointConfig(bridge, port) for bridge, port in (
+    ("shfw-b1", "shfw-v1"), ("shfw-b1", "shfw-v2"), ("shfw-b2", "shfw-v3"), ("shfw-b1", "shfw-v4"),
+    ("shfw-b2", "shfw-v5")))
 C1, C2, C3 = "10.201.1.2", "10.201.1.3", "10.201.2.2"
 C1_6, C2_6, C3_6 = "fd00:201:1::2", "fd00:201:1::3", "fd00:201:2::2"
+C4_B1, C4_B2 = "10.201.1.4", "10.201.2.4"
 HOST, HOST_6, UP, UP_6 = "10.200.0.1", "fd00:200::1", "10.200.0.2", "fd00:200::2"
 WEB = (
     PortMapping("tcp", 8080, C1, 80, "shfw-b1"),
@@ -62,7 +68,7 @@ class Topology:
     def __init__(self) -> None:
         tag = secrets.token_hex(3)
         self.host, self.up = f"shfw-h-{tag}", f"shfw-u-{tag}"
-        self.c = {name: f"shfw-{name}-{tag}" for name in ("c1", "c2", "c3")}
+        self.c = {name: f"shfw-{name}-{tag}" for name in ("c1", "c2", "c3", "c4")}
         self.namespaces = [self.host, self.up, *self.c.values()]
         self.servers: list[subprocess.Popen] = []
         self.www = Path(tempfile.mkdtemp(prefix="shfw-www-"))
@@ -79,9 +85,14 @@ class Topology:
                                ("shfw-b2", "10.201.2.1/24", "fd00:201:2::1/64")):
             must(self.host, "ip", "link", "add", bridge, "type", "bridge")
             self._addresses(self.host, bridge, v4, v6)
-        self._container("c1", "shfw-v1", "shfw-b1", C1, C1_6)
-        self._container("c2", "shfw-v2", "shfw-b1", C2, C2_6)
-        self._container("c3", "shfw-v3", "shfw-b2", C3, C3_6)
+        self._attach("c1", "shfw-v1", "eth0", "shfw-b1", C1, C1_6)
+        self._attach("c2", "shfw-v2", "eth0", "shfw-b1", C2, C2_6)
+        self._attach("c3", "shfw-v3", "eth0", "shfw-b2", C3, C3_6)
+        self._attach("c4", "shfw-v4", "eth0", "shfw-b1", C4_B1, "fd00:201:1::4")
+        self._attach("c4", "shfw-v5", "eth1", "shfw-b2", C4_B2, "fd00:201:2::4")
+        for name in ("c1", "c2", "c3"):
+            self.serve(self.c[name], name, 80)
+        self.serve(self.c["c2"], "c2-81", 81)
         self._upstream()
 
     def _addresses(self, ns: str, dev: str, v4: str, v6: str) -> None:
@@ -89,16 +100,15 @@ class Topology:
         must(ns, "ip", "addr", "add", v6, "dev", dev, "nodad")
         must(ns, "ip", "link", "set", dev, "up")
 
-    def _container(self, name: str, port: str, bridge: str, v4: str, v6: str) -> None:
+    def _attach(self, name: str, port: str, ifname: str, bridge: str, v4: str, v6: str) -> None:
+        """A veth from the bridge into the container; the first interface gets the routes."""
         ns = self.c[name]
-        must(self.host, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        must(self.host, "ip", "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", ns)
         must(self.host, "ip", "link", "set", port, "master", bridge, "up")
-        self._addresses(ns, "eth0", f"{v4}/24", f"{v6}/64")
-        must(ns, "ip", "route", "add", "default", "via", v4.rsplit(".", 1)[0] + ".1")
-        must(ns, "ip", "-6", "route", "add", "default", "via", v6.rsplit(":", 1)[0] + ":1")
-        self.serve(ns, name, 80)
-        if name == "c2":
-            self.serve(ns, "c2-81", 81)
+        self._addresses(ns, ifname, f"{v4}/24", f"{v6}/64")
+        if ifname == "eth0":
+            must(ns, "ip", "route", "add", "default", "via", v4.rsplit(".", 1)[0] + ".1")
+            must(ns, "ip", "-6", "route", "add", "default", "via", v6.rsplit(":", 1)[0] + ":1")
 
     def _upstream(self) -> None:
         must(self.host, "ip", "link", "add", "shfw-up", "type", "veth", "peer", "name", "eth0", "netns", self.up)
@@ -159,7 +169,7 @@ class Topology:
 
 @pytest.fixture(scope="module")
 def topo():
-    if subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0":
+    if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
     for tool in ("nft", "busybox", "nsenter"):
         if not shutil.which(tool):
@@ -195,7 +205,7 @@ def seen_as(ns: str, url: str) -> str | None:
 # --- isolation ----------------------------------------------------------------------------
 
 def test_within_a_bridge_passes_across_bridges_dropped(topo):
-    c1, c2, c3 = topo.c.values()
+    c1, c2, c3, c4 = topo.c.values()
     topo.apply(State((B1, B2), ENDPOINTS))
     asyncio.run(topo.firewall.cleanup())
     assert ping(c1, C3), "without shoal's tables the host routes between the bridges"
@@ -206,6 +216,9 @@ def test_within_a_bridge_passes_across_bridges_dropped(topo):
     assert not ping(c1, C3_6) and not ping(c3, C1_6)
     assert fetch(c3, f"http://{C1}/") is None
     assert fetch(c1, f"http://[{C3_6}]/") is None
+    # a container on both networks reaches each over that network's own bridge
+    assert ping(c4, C1) and ping(c4, C3) and fetch(c4, f"http://{C3}/") == "c3"
+    assert fetch(c3, f"http://{C4_B1}/") is None, "but not the other network's side of it"
 
 
 @pytest.mark.parametrize("br_netfilter", ["1", "0"])
@@ -216,7 +229,7 @@ def test_icc_off_drops_traffic_between_containers(topo, br_netfilter):
     knobs = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
     try:
         must(topo.host, "sysctl", "-qw", *(f"{k}={br_netfilter}" for k in knobs))
-        topo.apply(State((B1.__class__("shfw-b1", B1.subnets4, B1.subnets6, icc=False), B2), ENDPOINTS))
+        topo.apply(State((replace(B1, icc=False), B2), ENDPOINTS))
         assert not ping(c1, C2) and not ping(c1, C2_6)
         assert fetch(c1, f"http://{C2}/") is None
         assert ping(c1, "10.201.1.1"), "the gateway stays reachable"
@@ -227,8 +240,7 @@ def test_icc_off_drops_traffic_between_containers(topo, br_netfilter):
 
 def test_internal_network_has_no_way_out_or_in(topo):
     c1, c2 = topo.c["c1"], topo.c["c2"]
-    internal = NetworkConfig("shfw-b1", B1.subnets4, B1.subnets6, internal=True)
-    topo.apply(State((internal, B2), ENDPOINTS, (WEB[0],)))
+    topo.apply(State((replace(B1, internal=True), B2), ENDPOINTS, (WEB[0],)))
     assert ping(c1, C2) and ping(c1, C2_6), "containers still talk to each other"
     assert ping(c1, "10.201.1.1"), "and to their gateway"
     assert not ping(c1, UP) and not ping(c1, UP_6)
@@ -240,15 +252,14 @@ def test_internal_network_has_no_way_out_or_in(topo):
 
 def test_egress_is_masqueraded_only_where_enabled(topo):
     c1, c3 = topo.c["c1"], topo.c["c3"]
-    plain = NetworkConfig("shfw-b2", B2.subnets4, B2.subnets6, masquerade=False)
-    topo.apply(State((B1, plain), ENDPOINTS))
+    topo.apply(State((B1, replace(B2, masquerade=False)), ENDPOINTS))
     assert seen_as(c1, f"http://{UP}/cgi-bin/ip") == HOST
     assert seen_as(c1, f"http://[{UP_6}]/cgi-bin/ip") == HOST_6
     assert seen_as(c3, f"http://{UP}/cgi-bin/ip") == C3, "upstream routes back to the subnet"
 
 
 def test_published_ports(topo):
-    c1, c2, c3 = topo.c.values()
+    c1, c2, c3, _ = topo.c.values()
     topo.apply(State((B1, B2), ENDPOINTS, WEB))
     # from beyond the host: client address preserved, ranges, IPv6
     assert fetch(topo.up, f"http://{HOST}:8080/") == "c1"
@@ -280,7 +291,7 @@ def test_unpublished_and_direct_access_dropped(topo):
 
 def test_incremental_changes_equal_a_full_rebuild(topo):
     fw = topo.firewall
-    icc_off = NetworkConfig("shfw-b1", B1.subnets4, B1.subnets6, icc=False)
+    icc_off = replace(B1, icc=False)
 
     async def steps():
         await fw.apply_state(State((B2,)))
@@ -300,11 +311,34 @@ def test_incremental_changes_equal_a_full_rebuild(topo):
     assert topo.canonical() == incremental
     asyncio.run(fw.remove_network("shfw-b1"))
     asyncio.run(fw.remove_network("shfw-b2"))
-    assert topo.canonical() == (asyncio.run(fw.apply_state(State())) or topo.canonical())
+    emptied = topo.canonical()
+    asyncio.run(fw.apply_state(State()))
+    assert topo.canonical() == emptied
 
 
 def test_cleanup_removes_both_tables(topo):
     topo.apply(State((B1,), ENDPOINTS[:2]))
     asyncio.run(topo.firewall.cleanup())
     assert sh(topo.host, "nft", "list", "tables").stdout == ""
+    assert topo.nft.list_table("inet") == ""
     asyncio.run(topo.firewall.cleanup())  # idempotent
+
+
+def test_containers_cannot_use_route_localnet_to_reach_host_loopback(topo):
+    """route_localnet=1 on a bridge (for 127.0.0.1 publishing) would accept packets from a
+    container addressed to 127.0.0.0/8; the guard chain drops them. c3 plays the attacker:
+    loopback address removed, 127.0.0.0/8 routed to its gateway."""
+    c3 = topo.c["c3"]
+    topo.serve(topo.host, "host-loopback", 8099)
+    topo.apply(State((B1, B2), ENDPOINTS))
+    try:
+        must(c3, "sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1", "net.ipv4.conf.eth0.route_localnet=1")
+        must(c3, "ip", "addr", "del", "127.0.0.1/8", "dev", "lo")
+        must(c3, "ip", "route", "add", "127.0.0.0/8", "via", "10.201.2.1")
+        assert fetch(c3, "http://127.0.0.1:8099/") is None
+        must(topo.host, "nft", "flush", "chain", "inet", "shoal", "guard")
+        assert fetch(c3, "http://127.0.0.1:8099/") == "host-loopback", "without the guard it would work"
+    finally:
+        must(c3, "ip", "route", "del", "127.0.0.0/8")
+        must(c3, "ip", "addr", "add", "127.0.0.1/8", "dev", "lo")
+        topo.apply(State((B1, B2), ENDPOINTS))

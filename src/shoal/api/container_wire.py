@@ -25,7 +25,7 @@ def _strs(value: Any, field: str) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _endpoint_request(name: str, cfg: Any) -> EndpointRequest:
+def endpoint_request(name: str, cfg: Any) -> EndpointRequest:
     if not isinstance(cfg, dict):
         cfg = {}
     ipam = cfg.get("IPAMConfig") or {}
@@ -46,7 +46,7 @@ def parse_create(body: Any, name: str) -> CreateRequest:
         raise InvalidParameter("No image was specified: give an image reference, e.g. busybox:latest")
     host = body.get("HostConfig") or {}
     endpoints = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
-    requests = {k: _endpoint_request(k, v) for k, v in endpoints.items()}
+    requests = {k: endpoint_request(k, v) for k, v in endpoints.items()}
     mode = host.get("NetworkMode") or "default"
     legacy_mac = body.get("MacAddress") or ""
     if legacy_mac:  # API < 1.44 puts --mac-address on the container

@@ -7,6 +7,7 @@ from typing import Any
 from shoal.api.app import Route
 from shoal.api.filters import created_ts, match_labels, match_text, parse_filters, parse_until
 from shoal.api.http import Request, Response, json_response
+from shoal.api.container_wire import endpoint_request
 from shoal.api.wire import network_json, parse_network_create
 from shoal.controller import Controller
 from shoal.errors import InvalidParameter, NotFound
@@ -17,8 +18,9 @@ PRUNE_FILTERS = {"until", "label", "label!"}
 
 
 class NetworkRoutes:
-    def __init__(self, ctl: Controller) -> None:
+    def __init__(self, ctl: Controller, containers: Any = None) -> None:
         self.ctl = ctl
+        self.containers = containers
 
     def routes(self) -> list[Route]:
         return [
@@ -27,6 +29,8 @@ class NetworkRoutes:
             Route("POST", "/networks/prune", self.prune),
             Route("GET", "/networks/{ref}", self.inspect),
             Route("DELETE", "/networks/{ref}", self.remove),
+            Route("POST", "/networks/{ref}/connect", self.connect),
+            Route("POST", "/networks/{ref}/disconnect", self.disconnect),
         ]
 
     def containers_of(self, net: Network) -> dict[str, Any]:
@@ -88,6 +92,26 @@ class NetworkRoutes:
     async def remove(self, req: Request) -> Response:
         await self.ctl.delete_network(req.params["ref"])
         return Response(204)
+
+    def _container_ref(self, body: Any) -> str:
+        if not isinstance(body, dict) or not isinstance(body.get("Container"), str) or not body["Container"]:
+            raise InvalidParameter("a container name or id is required in the request body (\"Container\")")
+        if self.containers is None:
+            raise InvalidParameter("containers are not available on this daemon")
+        return body["Container"]
+
+    async def connect(self, req: Request) -> Response:
+        body = req.json()
+        ref = self._container_ref(body)
+        cfg = body.get("EndpointConfig") or {}
+        await self.containers.connect(ref, req.params["ref"], endpoint_request(req.params["ref"], cfg))
+        return Response(200)
+
+    async def disconnect(self, req: Request) -> Response:
+        body = req.json()
+        ref = self._container_ref(body)
+        await self.containers.disconnect(ref, req.params["ref"], force=bool(body.get("Force")))
+        return Response(200)
 
     async def prune(self, req: Request) -> Response:
         f = parse_filters(req.arg("filters"), PRUNE_FILTERS)

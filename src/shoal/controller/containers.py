@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import shutil
@@ -410,3 +411,61 @@ class Containers:
         kwargs = {"detach_keys": detach_keys} if detach_keys else {}
         pending.session = await self.runtime.exec(pending.container_id, pending.spec, detach=detach, **kwargs)
         return pending.session
+
+    # -- network connect / disconnect ----------------------------------------------------
+    async def connect(self, ref: str, network_ref: str, req: EndpointRequest) -> None:
+        """Join a running container now; a created one joins at its next start (Docker)."""
+        rec = self.find(ref)
+        net = self.ctl.find_network(network_ref)
+        if rec.network_mode in ("host", "none") or net.driver in ("host", "null"):
+            raise Forbidden(f"container sharing network namespace with another container or host "
+                            f"cannot be connected to any other network ({rec.network_mode} mode)")
+        if any(r.network == net.name for r in rec.networks):
+            raise Forbidden(f"endpoint with name {rec.name} already exists in network {net.name}")
+        check_static_address(net, req.ipv4, req.ipv6)
+        check_mac(req.mac)
+        self._check_free(net, req)
+        wanted = EndpointRequest(net.name, req.ipv4, req.ipv6, req.mac, req.aliases)
+        live = self.live(rec.id)
+        async with live.lock:
+            if self.state(rec.id).running:
+                ep = await self.ctl.connect(net.id, rec.id, name=rec.name, ipv4=req.ipv4, ipv6=req.ipv6,
+                                            mac=req.mac, aliases=req.aliases)
+                try:
+                    await self._dns_join(rec, [ep])
+                except BaseException:
+                    await self.ctl.disconnect(net.id, rec.id, force=True)
+                    raise
+            self._save(dataclasses.replace(rec, networks=rec.networks + (wanted,)))
+
+    async def disconnect(self, ref: str, network_ref: str, force: bool = False) -> None:
+        net = self.ctl.find_network(network_ref)
+        try:
+            rec = self.find(ref)
+        except NotFound:
+            if not force:
+                raise
+            await self._disconnect_gone(ref, net)
+            return
+        if not any(r.network == net.name for r in rec.networks):
+            raise Forbidden(f"container {rec.id[:12]} is not connected to network {net.name}")
+        if rec.network_mode in ("host", "none"):
+            raise Forbidden(f"container cannot be disconnected from the {rec.network_mode} network")
+        live = self.live(rec.id)
+        async with live.lock:
+            self.dns_records.remove(net.id, rec.id)
+            if any(e.network_id == net.id for e in self.ctl.endpoints_in(rec.id)):
+                await self.ctl.disconnect(net.id, rec.id, force=True)
+            self._save(dataclasses.replace(rec, networks=tuple(r for r in rec.networks if r.network != net.name)))
+
+    async def _disconnect_gone(self, ref: str, net) -> None:  # noqa: ANN001 - model Network
+        """`disconnect -f` for a container that no longer exists: drop its stale endpoint."""
+        for ep in self.ctl.endpoints_of(net.id):
+            if ep.name == ref.lstrip("/") or ep.sandbox_id.startswith(ref):
+                self.dns_records.remove(net.id, ep.sandbox_id)
+                await self.ctl.disconnect(net.id, ep.sandbox_id, force=True)
+
+    def _save(self, rec: Container) -> None:
+        with self.ctl.store.transaction() as tx:
+            tx.put(KIND_CONTAINER, rec.id, rec.to_dict())
+        self.records[rec.id] = rec

@@ -94,7 +94,7 @@ def build(cfg: DaemonConfig) -> Parts:
     pool_json = [{"Base": p.base, "Size": p.size} for p in pools]
     app = App(
         SystemRoutes(ctl, str(cfg.data_root), pool_json, containers.counts).routes()
-        + NetworkRoutes(ctl).routes()
+        + NetworkRoutes(ctl, containers).routes()
         + ContainerRoutes(ctl, containers).routes()
         + ExecRoutes(containers).routes()
         + ImageRoutes(images, containers).routes()

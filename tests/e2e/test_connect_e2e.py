@@ -1,0 +1,48 @@
+"""docker network connect/disconnect on running, created and vanished containers."""
+
+import json
+
+from .conftest import needs_docker
+
+pytestmark = needs_docker
+
+
+def addrs(d, name):
+    out = d.docker("exec", name, "ip", "-o", "-4", "addr").stdout
+    return {line.split()[1]: line.split()[3] for line in out.splitlines()}
+
+
+def test_connect_disconnect(box):
+    d = box
+    d.docker("network", "create", "--subnet", "10.81.0.0/24", "--ipv6", "--subnet", "fd00:81::/64", "n81")
+    d.docker("run", "-d", "--name", "web", "busybox", "sleep", "600")
+    d.docker("network", "connect", "--ip", "10.81.0.50", "--ip6", "fd00:81::50", "--alias", "db", "n81", "web")
+    assert addrs(d, "web") == {"lo": "127.0.0.1/8", "eth0": "172.17.0.2/16", "eth1": "10.81.0.50/24"}
+    v6 = d.docker("exec", "web", "ip", "-o", "-6", "addr", "show", "eth1").stdout
+    assert "fd00:81::50/64" in v6
+    routes = d.docker("exec", "web", "ip", "route").stdout
+    assert routes.splitlines()[0] == "default via 172.17.0.1 dev eth0 "  # the first network keeps the gateway
+    d.docker("run", "-d", "--name", "peer", "--network", "n81", "busybox", "sleep", "600")
+    assert d.docker("exec", "peer", "ping", "-c1", "-W2", "db").returncode == 0
+    info = json.loads(d.docker("inspect", "web").stdout)[0]["NetworkSettings"]["Networks"]
+    assert set(info) == {"bridge", "n81"} and info["n81"]["Aliases"] == ["db"]
+    p = d.docker("network", "connect", "n81", "web", check=False)
+    assert p.returncode != 0 and "already exists" in p.stderr
+    d.docker("network", "disconnect", "n81", "web")
+    assert set(addrs(d, "web")) == {"lo", "eth0"}
+    assert d.docker("exec", "peer", "ping", "-c1", "-W1", "10.81.0.50", check=False).returncode != 0
+    p = d.docker("network", "disconnect", "n81", "web", check=False)
+    assert p.returncode != 0 and "is not connected" in p.stderr
+    # created but not started: joins at start, as in Docker
+    d.docker("create", "--name", "later", "busybox", "sleep", "600")
+    d.docker("network", "connect", "n81", "later")
+    d.docker("start", "later")
+    assert set(addrs(d, "later")) == {"lo", "eth0", "eth1"}
+    # the network's view
+    net = json.loads(d.docker("network", "inspect", "n81").stdout)[0]
+    assert {c["Name"] for c in net["Containers"].values()} == {"peer", "later"}
+    p = d.docker("network", "rm", "n81", check=False)
+    assert p.returncode != 0 and "active endpoints" in p.stderr
+    d.docker("network", "disconnect", "-f", "n81", "gone-container")  # nothing to do, no error
+    d.docker("rm", "-f", "peer", "later")
+    d.docker("network", "rm", "n81")
