@@ -20,6 +20,7 @@ def test_subnets_are_normalised():
     ({"bridge": "br", "subnets4": ("fd00::/64",)}, "is not IPv4"),
     ({"bridge": "br", "subnets6": ("nonsense",)}, "invalid subnet"),
     ({"bridge": "br", "host_binding_ipv4": "localhost"}, "invalid host_binding_ipv4"),
+    ({"bridge": "br", "host_binding_ipv4": "::1"}, "cannot publish on ::1"),
 ])
 def test_bad_network(kwargs, message):
     with pytest.raises(InvalidParameter, match=message):
@@ -34,6 +35,7 @@ def test_bad_network(kwargs, message):
     (("tcp", 80, "10.1.0.x", 80, "br-a"), {}, "invalid container address"),
     (("tcp", 80, "10.1.0.2", 80, "br-a"), {"host_ip": "::"}, "different families"),
     (("tcp", 80, "10.1.0.2", 80, "br a"), {}, "invalid bridge name"),
+    (("tcp", 80, "fd00::2", 80, "br-a"), {"host_ip": "::1"}, "cannot publish on ::1"),
 ])
 def test_bad_mapping(args, kwargs, message):
     with pytest.raises(InvalidParameter, match=message):
@@ -75,7 +77,7 @@ def test_state_transitions():
     ("127.0.0.1", "", "10.1.0.2", "127.0.0.1"),
     ("127.0.0.1", "", "fd00:1::2", None),  # Docker: a specific IPv4 default publishes IPv4 only
     ("127.0.0.1", "0.0.0.0", "10.1.0.2", ""),  # an explicit host IP wins
-    ("", "::1", "fd00:1::2", "::1"),
+    ("", "2001:db8::1", "fd00:1::2", "2001:db8::1"),
 ])
 def test_published_host_ip(binding, host_ip, container, expected):
     net = NetworkConfig("br-a", host_binding_ipv4=binding)

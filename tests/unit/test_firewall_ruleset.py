@@ -40,7 +40,8 @@ STATES = {
     "default_bridge": State((DEFAULT,)),
     "icc_on_and_off": State(
         (FRONT, BACK),
-        (EndpointConfig("br-front", "veth0a"), EndpointConfig("br-back", "veth1a"), EndpointConfig("br-back", "veth1b")),
+        (EndpointConfig("br-front", "veth0a"), EndpointConfig("br-back", "veth1a"),
+         EndpointConfig("br-back", "veth1b")),
     ),
     "internal_and_no_masquerade": State(
         (VAULT, PLAIN),
@@ -177,14 +178,15 @@ def states(draw):
         nets.append(NetworkConfig(
             bridge, (f"10.{i}.0.0/16",), (f"fd00:{i}::/64",) if draw(st.booleans()) else (),
             icc=draw(st.booleans()), masquerade=draw(st.booleans()), internal=draw(st.booleans()),
-            host_binding_ipv4=draw(st.sampled_from(["", "0.0.0.0", "127.0.0.1", "::1"])),
+            host_binding_ipv4=draw(st.sampled_from(["", "0.0.0.0", "127.0.0.1", "2001:db8::1"])),
         ))
     if not nets:
         return State()
     bridge = st.sampled_from([n.bridge for n in nets])
     eps = draw(st.lists(st.builds(EndpointConfig, bridge, st.sampled_from(["v0", "v1", "v2", "v3"])),
                         unique_by=lambda e: e.port))
-    addresses = st.sampled_from([("10.9.0.2", ""), ("10.9.0.2", "127.0.0.1"), ("fd00:9::2", ""), ("fd00:9::2", "::1")])
+    addresses = st.sampled_from([("10.9.0.2", ""), ("10.9.0.2", "127.0.0.1"),
+                                 ("fd00:9::2", ""), ("fd00:9::2", "2001:db8::1")])
     ports = [
         PortMapping(proto, host_port, container_ip, container_port, b, host_ip, count)
         for proto, host_port, (container_ip, host_ip), container_port, b, count in draw(st.lists(st.tuples(

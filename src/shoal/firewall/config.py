@@ -47,6 +47,12 @@ def _address(text: str, what: str) -> ipaddress.IPv4Address | ipaddress.IPv6Addr
         raise InvalidParameter(f"invalid {what} {text!r}") from None
 
 
+def _refuse_ipv6_loopback(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    """DNAT from [::1] cannot leave lo (IPv6 has no route_localnet): refuse, don't half-work."""
+    if addr.version == 6 and addr.is_loopback:
+        raise InvalidParameter("cannot publish on ::1 without a userland proxy; use 127.0.0.1 or ::")
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     """One bridge network as the firewall needs it; subnets are normalised to CIDR."""
@@ -69,6 +75,7 @@ class NetworkConfig:
         object.__setattr__(self, "subnets6", tuple(_subnet(s, 6) for s in self.subnets6))
         if self.host_binding_ipv4:
             binding = _address(self.host_binding_ipv4, "host_binding_ipv4")
+            _refuse_ipv6_loopback(binding)
             object.__setattr__(self, "host_binding_ipv4", str(binding))
 
 
@@ -90,8 +97,10 @@ class PortMapping:
 
     The family is the container address's. `host_ip` "" means the network's
     `host_binding_ipv4`, or else every local address of that family ("0.0.0.0" and "::"
-    say "every address" explicitly). A Docker range `8000-8002:80-82` is
-    `host_port=8000, container_port=80, count=3`; the caller has already picked the ports.
+    say "every address" explicitly; "::1" is refused, and a "::" mapping is not
+    reachable on [::1]: IPv6 cannot forward from loopback). A Docker range
+    `8000-8002:80-82` is `host_port=8000, container_port=80, count=3`; the caller has
+    already picked the ports.
     """
 
     proto: str
@@ -118,6 +127,7 @@ class PortMapping:
             if host.version != container.version:
                 raise InvalidParameter(f"host address {self.host_ip} and container address "
                                        f"{self.container_ip} are of different families")
+            _refuse_ipv6_loopback(host)
             object.__setattr__(self, "host_ip", str(host))
 
     @property

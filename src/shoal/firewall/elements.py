@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator
 
 from shoal.errors import Conflict
 from shoal.firewall.config import EndpointConfig, NetworkConfig, PortMapping, State
@@ -24,8 +24,8 @@ INET = "inet"
 BRIDGE = "bridge"
 SetRef = tuple[str, str]
 """(table family, set name); both tables are called `shoal`."""
-Elements = dict[SetRef, dict[str, Optional[str]]]
-Element = tuple[SetRef, str, Optional[str]]
+Elements = dict[SetRef, dict[str, "str | None"]]
+Element = tuple[SetRef, str, "str | None"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def endpoint_elements(ep: EndpointConfig, net: NetworkConfig) -> Iterator[Elemen
         yield (BRIDGE, "icc_off_ports"), _quoted(ep.port), None
 
 
-def published_host_ip(mapping: PortMapping, net: NetworkConfig) -> Optional[str]:
+def published_host_ip(mapping: PortMapping, net: NetworkConfig) -> str | None:
     """"" for every local address, an address, or None: not published (internal network, or
     a default binding of the other family: Docker publishes `-p 80` on that address only)."""
     if net.internal:
@@ -141,7 +141,7 @@ class Change:
     op: str
     ref: SetRef
     key: str
-    value: Optional[str] = None
+    value: str | None = None
 
 
 _MISSING = object()
