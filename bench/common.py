@@ -1,6 +1,7 @@
-"""Shared bench helpers: throwaway host namespaces, a shoald per run, statistics.
+"""Shared bench helpers: throwaway namespaces, timed subprocesses, memory, progress, the machine.
 
-Everything runs inside namespaces the bench creates (prefix `shb-`) and deletes by name.
+Everything the bench creates is named `shb-...` and deleted by that exact name; processes
+are stopped by the exact pid the bench started.
 """
 
 from __future__ import annotations
@@ -9,80 +10,173 @@ import os
 import platform
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 BIN = Path(sys.executable).parent
-
-
-def stats(samples_ms: list[float]) -> dict[str, float]:
-    s = sorted(samples_ms)
-    p90 = s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
-    return {"median": statistics.median(s), "p90": p90, "n": len(s)}
-
-
-def machine() -> str:
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.node()} {platform.machine()} {os.cpu_count()} cores {mem:.0f} GiB, kernel {platform.release()}"
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Netns:
-    def __init__(self, tag: str) -> None:
+    """A named network namespace (`shb-TAG-hex`), loopback up so 127.0.0.1 works inside it."""
+
+    def __init__(self, tag: str, lo_up: bool = True) -> None:
         self.name = f"shb-{tag}-{secrets.token_hex(3)}"
         subprocess.run(["ip", "netns", "add", self.name], check=True)
+        if lo_up:
+            subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
 
     @property
     def path(self) -> str:
         return f"/run/netns/{self.name}"
 
     def close(self) -> None:
-        subprocess.run(["ip", "netns", "delete", self.name], check=False)
+        subprocess.run(["ip", "netns", "delete", self.name], check=False, stderr=subprocess.DEVNULL)
 
 
-class Daemon:
-    """shoald in its own namespace and data root."""
+def in_ns(ns_path: str, cmd: list[str]) -> list[str]:
+    """nsenter execs the command in place (same pid), so Popen's pid is the tool's."""
+    return ["nsenter", f"--net={ns_path}", *cmd]
 
-    def __init__(self) -> None:
-        self.ns = Netns("host")
-        self.root = Path(tempfile.mkdtemp(prefix="shb-"))
-        self.sock = str(self.root / "s.sock")
-        self.proc = subprocess.Popen(
-            ["nsenter", f"--net={self.ns.path}", str(BIN / "shoald"), "--data-root", str(self.root / "d"),
-             "-H", f"unix://{self.sock}", "--log-level", "warning"],
-            stdout=subprocess.DEVNULL, stderr=open(self.root / "log", "wb"),
-        )
-        self.client = httpx.Client(transport=httpx.HTTPTransport(uds=self.sock), base_url="http://shoal")
-        for _ in range(200):
-            if os.path.exists(self.sock):
-                try:
-                    self.client.get("/_ping")
-                    return
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.05)
-        raise RuntimeError((self.root / "log").read_text())
 
-    def rss_kib(self) -> int:
-        for pid in self._pids():
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        return 0
+@dataclass
+class Timed:
+    ms: float
+    out: str
+    maxrss_kib: int
 
-    def _pids(self) -> list[int]:
-        # nsenter execs shoald in place, so the Popen pid is shoald's
-        return [self.proc.pid]
 
-    def close(self) -> None:
-        self.client.close()
-        self.proc.terminate()
-        self.proc.wait(timeout=15)
-        self.ns.close()
-        shutil.rmtree(self.root, ignore_errors=True)
+def timed(cmd: list[str], stdin: bytes | None = None, env: dict | None = None) -> Timed:
+    """Run a one-shot tool; its own peak RSS comes from wait4 (no shared rusage of children)."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=err, env=env)
+        if stdin is not None:
+            p.stdin.write(stdin)
+            p.stdin.close()
+        out = p.stdout.read()
+        p.stdout.close()
+        _, status, ru = os.wait4(p.pid, 0)
+        ms = (time.perf_counter() - t0) * 1e3
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            msg = (err.read().decode(errors="replace") + out.decode(errors="replace")).strip()
+            raise RuntimeError(f"{' '.join(cmd[-3:])}: exit {p.returncode}: {msg[-400:]}")
+    return Timed(ms, out.decode(errors="replace"), ru.ru_maxrss)
+
+
+def rss_kib(pid: int) -> int:
+    return _status_field(pid, "VmRSS:")
+
+
+def ppid(pid: int) -> int:
+    return _status_field(pid, "PPid:")
+
+
+def _status_field(pid: int, key: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of one pid (to find the containerd a dockerd started)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and ppid(int(entry)) == pid:
+            out.append(int(entry))
+    return out
+
+
+def stop_pid(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM the exact process we started, SIGKILL it if it does not go."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+class Progress:
+    """One line on stderr at most every few seconds: long runs show they are alive."""
+
+    def __init__(self, label: str, total: int, every_s: float = 3.0) -> None:
+        self.label, self.total, self.every = label, total, every_s
+        self.t0 = self.last = time.monotonic()
+
+    def tick(self, done: int, note: str = "") -> None:
+        now = time.monotonic()
+        if done == self.total or now - self.last >= self.every:
+            self.last = now
+            print(f"  [{self.label}] {done}/{self.total} {note} ({now - self.t0:.0f}s)", file=sys.stderr, flush=True)
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def busybox_tar(workdir: Path) -> Path:
+    """The busybox rootfs every peer imports: build/busybox.tar if setup made one, else build it."""
+    prebuilt = REPO / "build" / "busybox.tar"
+    if prebuilt.is_file() and prebuilt.stat().st_size > 0:
+        return prebuilt
+    out = workdir / "busybox.tar"
+    subprocess.run([str(REPO / "scripts" / "build-busybox-rootfs"), str(out)], check=True, capture_output=True)
+    return out
+
+
+def _first_line(cmd: list[str]) -> str:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (r.stdout or r.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def machine() -> dict[str, str]:
+    """What the numbers were measured on: read them against this, never across machines."""
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    pkgs = ["docker.io", "containerd", "runc", "conmon", "netavark", "containernetworking-plugins", "iperf3"]
+    versions = {p: _first_line(["dpkg-query", "-W", "-f", "${Version}", p]) for p in pkgs}
+    try:
+        distro = Path("/etc/debian_version").read_text().strip()
+    except OSError:
+        distro = "?"
+    return {
+        "host": platform.node(), "cpu": f"{_cpu_model()}, {os.cpu_count()} cores", "memory": f"{mem:.1f} GiB",
+        "kernel": platform.release(), "debian": distro, "python": platform.python_version(),
+        "shoal": _first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
+        "load average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        **{f"pkg {k}": v for k, v in versions.items()},
+    }
+
+
+def need(binary: str, package: str) -> str:
+    path = shutil.which(binary) or (binary if os.access(binary, os.X_OK) else None)
+    if not path:
+        raise RuntimeError(f"{binary} not found: apt-get install {package}")
+    return path

@@ -140,3 +140,34 @@ def status_text(st: Any, now: float | None = None) -> str:
     if st.status == "exited":
         return f"Exited ({st.exit_code}) {human_duration(now - (st.finished_at or now))} ago"
     return "Created"
+
+
+def ports_json(container: Container, running: bool) -> dict[str, Any]:
+    """NetworkSettings.Ports: every exposed or requested port; bindings while running."""
+    out: dict[str, Any] = {}
+    for key in (container.config.get("ExposedPorts") or {}):
+        out[key if "/" in key else f"{key}/tcp"] = None
+    for key in (container.host_config.get("PortBindings") or {}):
+        out[key if "/" in key else f"{key}/tcp"] = None
+    if running:
+        for b in container.ports:
+            entries = out.get(b.key) or []
+            entries.append({"HostIp": b.host_ip, "HostPort": str(b.host_port)})
+            out[b.key] = entries
+    return out
+
+
+def ports_summary(container: Container, running: bool) -> list[dict[str, Any]]:
+    """`GET /containers/json` Ports: bound ports with IP/PublicPort, exposed ones without."""
+    out = []
+    bound = set()
+    if running:
+        for b in container.ports:
+            out.append({"IP": b.host_ip, "PrivatePort": b.container_port, "PublicPort": b.host_port,
+                        "Type": b.proto})
+            bound.add(b.key)
+    for key in ports_json(container, False):
+        if key not in bound:
+            port, _, proto = key.partition("/")
+            out.append({"PrivatePort": int(port), "Type": proto})
+    return out

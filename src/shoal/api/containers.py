@@ -8,7 +8,7 @@ from typing import Any
 
 from shoal.api.app import Route, version_tuple
 from shoal.api.container_wire import (
-    networks_json, parse_create, rfc3339, state_json, status_text, unix_time,
+    networks_json, parse_create, ports_json, ports_summary, rfc3339, state_json, status_text, unix_time,
 )
 from shoal.api.filters import match_labels, match_text, parse_filters
 from shoal.api.http import Request, Response, StreamResponse, json_response
@@ -128,7 +128,7 @@ class ContainerRoutes:
         sb = self.ctl.sandboxes.get(rec.id)
         out: dict[str, Any] = {
             "SandboxID": rec.id if sb else "", "SandboxKey": (sb.path if sb else "") or "",
-            "Ports": {}, "Networks": nets,
+            "Ports": ports_json(rec, running), "Networks": nets,
         }
         if version_tuple(version) < (1, 52):
             first = nets.get(rec.network_mode) or next(iter(nets.values()), {})
@@ -154,10 +154,10 @@ class ContainerRoutes:
             "Labels": dict(rec.labels),
         }
         config.update({k: v for k, v in rec.config.items() if k.startswith("Attach")})
-        host_config = {"NetworkMode": rec.network_mode, "AutoRemove": rec.auto_remove,
-                       "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        host_config = {"NetworkMode": rec.network_mode, "AutoRemove": rec.auto_remove, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
                        "LogConfig": {"Type": "json-file", "Config": {}},
                        **{k: v for k, v in rec.host_config.items() if k not in ("NetworkMode", "AutoRemove")}}
+        host_config.setdefault("PortBindings", {})
         return {
             "Id": rec.id, "Created": rec.created, "Path": rec.args[0], "Args": list(rec.args[1:]),
             "State": state_json(st), "Image": rec.image_id,
@@ -178,7 +178,8 @@ class ContainerRoutes:
         nets = self._netsettings(rec, version, st.running)["Networks"]
         return {
             "Id": rec.id, "Names": ["/" + rec.name], "Image": rec.image, "ImageID": rec.image_id,
-            "Command": " ".join(rec.args), "Created": unix_time(rec.created), "Ports": [],
+            "Command": " ".join(rec.args), "Created": unix_time(rec.created),
+            "Ports": ports_summary(rec, st.running),
             "Labels": dict(rec.labels), "State": st.status, "Status": status_text(st),
             "HostConfig": {"NetworkMode": rec.network_mode}, "NetworkSettings": {"Networks": nets},
             "Mounts": [],

@@ -22,6 +22,7 @@ from shoal.controller.endpoints import check_mac, check_static_address
 from shoal.controller.etcfiles import EtcFiles
 from shoal.dns import DnsEntry, DnsRecords, DnsServer
 from shoal.controller.names import generate_name
+from shoal.controller.publishing import Publisher
 from shoal.controller.undo import Undo
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified
 from shoal.model import Container, EndpointRequest
@@ -79,6 +80,7 @@ class Containers:
         self.ctl = ctl
         self.dns = dns
         self.dns_records = records or DnsRecords()
+        self.publisher = Publisher(ctl)
         self.runtime = runtime
         self.images = images
         self.etc_root = etc_root
@@ -129,6 +131,7 @@ class Containers:
                     f'failed to create container: exec: "{args[0]}": executable file not found{where}'
                 )
             mode, requests = self._networks(req)
+            self.publisher.check_free(req.host_config, req.config.get("ExposedPorts"))
             cid = new_id()
             rec = Container(
                 id=cid, name=name, created=now_rfc3339(), image=req.image, image_id=image.id, args=args,
@@ -234,6 +237,9 @@ class Containers:
                 embedded = await self._dns_join(rec, eps)
                 undo.push("dns", lambda: self._dns_leave(rec.id))
                 self._write_etc(rec, eps, embedded)
+                bindings = await self.publisher.publish(rec, eps, undo)
+                self._save(dataclasses.replace(self.records[rec.id], ports=bindings))
+                undo.push("ports record", lambda: self._save(dataclasses.replace(self.records[rec.id], ports=())))
                 await self.runtime.start(rec.id)
             except BaseException:
                 await undo.run()
@@ -253,6 +259,12 @@ class Containers:
         return eps
 
     async def _release(self, cid: str) -> None:
+        rec = self.records.get(cid)
+        if rec is not None and rec.ports:
+            await self.publisher.unpublish(rec)
+            self._save(dataclasses.replace(rec, ports=()))
+        elif rec is not None:
+            self.publisher.ports.release(cid)
         await self._dns_leave(cid)
         for ep in self.ctl.endpoints_in(cid):
             await self.ctl.disconnect(ep.network_id, cid, force=True)
@@ -383,6 +395,7 @@ class Containers:
                 live.run += 1
                 live.watcher = asyncio.get_running_loop().create_task(self._watch(rec.id, live.run))
                 await self._dns_join(rec, self.ctl.endpoints_in(rec.id))
+                await self.publisher.republish(rec)
             else:
                 await self._release(rec.id)
 

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from shoal.controller.endpoints import EndpointOps
+from shoal.controller.firewalling import network_config
 from shoal.controller.undo import Undo
 from shoal.drivers import NetworkDriver
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from shoal.firewall import Firewall, NoneFirewall, network_sysctls
 from shoal.ipam import DefaultIpam
 from shoal.ipam.validate import check_ipam_configs
 from shoal.kernel import Kernel
@@ -50,7 +52,9 @@ class Controller(EndpointOps):
         engine_id: str,
         clock: Callable[[], str] = now_rfc3339,
         exec_root: str = "/run/shoal",
+        firewall: Firewall | None = None,
     ) -> None:
+        self.firewall: Firewall = firewall or NoneFirewall()
         self.store = store
         self.kernel = kernel
         self.ipam = ipam
@@ -138,6 +142,7 @@ class Controller(EndpointOps):
                 network = self._build(spec, configs, predefined)
                 await driver.create_network(network, self.alias("net", network.id))
                 undo.push("delete network objects", lambda: driver.delete_network(network))
+                await self._firewall_add(network, undo)
                 with self.store.transaction() as tx:
                     tx.put(KIND_NETWORK, network.id, network.to_dict())
             except BaseException:
@@ -145,6 +150,14 @@ class Controller(EndpointOps):
                 raise
             self.networks[network.id] = network
             return network
+
+    async def _firewall_add(self, network: Network, undo: Undo) -> None:
+        cfg = network_config(network)
+        if cfg is None:
+            return
+        await self.kernel.set_sysctls(network_sysctls(cfg))
+        await self.firewall.add_network(cfg)
+        undo.push("firewall", lambda: self.firewall.remove_network(cfg.bridge))
 
     def _build(self, spec: NetworkSpec, configs: list[IPAMConfig], predefined: bool) -> Network:
         uses_ipam = self.drivers[spec.driver].capabilities.uses_ipam
@@ -205,6 +218,9 @@ class Controller(EndpointOps):
             for cfg in network.ipam_configs:
                 self.ipam.release_pool(cfg.subnet)
             try:
+                fw = network_config(network)
+                if fw is not None:
+                    await self.firewall.remove_network(fw.bridge)
                 await self.driver(network.driver).delete_network(network)
             except Exception:  # noqa: BLE001 - the store is the truth; restore removes leftovers
                 log.exception("network %s removed, but its kernel objects were not", network.name)

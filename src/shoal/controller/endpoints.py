@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shoal.controller.firewalling import endpoint_config
 from shoal.controller.undo import Undo
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from shoal.model import Endpoint, Network, Sandbox
@@ -139,6 +140,7 @@ class EndpointOps:
                 if not sb.is_host and network.driver != "null":
                     ep = await driver.join(network, ep, sb.path, self.alias("ep", ep.id), gateway)
                     undo.push("leave", lambda: driver.leave(network, ep))
+                    await self._firewall_endpoint(network, ep, undo)
                 with self.store.transaction() as tx:
                     tx.put(KIND_ENDPOINT, ep.id, ep.to_dict())
             except BaseException:
@@ -146,6 +148,14 @@ class EndpointOps:
                 raise
             self.endpoints[ep.id] = ep
             return ep
+
+    async def _firewall_endpoint(self: Controller, network: Network, ep: Endpoint, undo: Undo) -> None:
+        cfg = endpoint_config(network, ep)
+        if cfg is None:
+            return
+        await self.kernel.set_hairpin(ep.host_ifname)
+        await self.firewall.add_endpoint(cfg)
+        undo.push("firewall endpoint", lambda: self.firewall.remove_endpoint(cfg))
 
     def _new_endpoint(
         self: Controller, network: Network, sb: Sandbox, present: list[Endpoint], name: str,
@@ -203,6 +213,9 @@ class EndpointOps:
             if cidr:
                 iface = ipaddress.ip_interface(cidr)
                 self.ipam.release_address(str(iface.network), str(iface.ip))
+        cfg = endpoint_config(network, ep)
+        if cfg is not None:
+            await self.firewall.remove_endpoint(cfg)
         await self.driver(network.driver).leave(network, ep)
 
     def network_containers(self: Controller, network: Network) -> dict[str, Any]:

@@ -44,7 +44,7 @@ class PortAllocator:
     def bindings_of(self, owner: str) -> list[PortBinding]:
         return [h.binding for h in self._held if h.owner == owner]
 
-    def _taken_by_container(self, proto: str, host_ip: str, port: int) -> bool:
+    def taken_by_container(self, proto: str, host_ip: str, port: int) -> bool:
         return any(h.binding.proto == proto and h.binding.host_port == port
                    and _overlaps(h.binding.host_ip, host_ip) for h in self._held)
 
@@ -57,7 +57,7 @@ class PortAllocator:
         else:
             candidates = list(range(*self.ephemeral))
         for port in candidates:
-            if self._taken_by_container(req.proto, host_ip, port):
+            if self.taken_by_container(req.proto, host_ip, port):
                 if req.host_port:
                     raise Conflict(f"Bind for {_show(host_ip)}:{port} failed: port is already allocated")
                 continue

@@ -15,6 +15,8 @@ import ipaddress
 
 from shoal.controller.controller import KIND_NETWORK, Controller
 from shoal.controller.endpoints import KIND_ENDPOINT, KIND_SANDBOX
+from shoal.controller.firewalling import state_of
+from shoal.firewall import required_sysctls
 from shoal.model import Endpoint, Network, NetworkSpec, Sandbox
 
 log = logging.getLogger("shoal.restore")
@@ -49,6 +51,7 @@ async def restore(ctl: Controller, bridge_name: str = DEFAULT_BRIDGE, mtu: int =
         except Exception:  # noqa: BLE001 - one broken network must not stop the daemon
             log.exception("could not restore network %s (%s)", network.name, network.id[:12])
     _restore_endpoints(ctl)
+    await apply_firewall(ctl)  # the table must exist before incremental changes
     names = {n.name for n in ctl.networks.values()}
     for name, spec in (
         ("bridge", default_bridge_spec(bridge_name, mtu)),
@@ -59,6 +62,16 @@ async def restore(ctl: Controller, bridge_name: str = DEFAULT_BRIDGE, mtu: int =
             await ctl.create_network(spec, predefined=True)
             log.info("created predefined network %s", name)
     await remove_stale(ctl)
+
+
+async def apply_firewall(ctl: Controller) -> None:
+    """The whole ruleset rebuilt from the store in one batch: no duplicates, nothing stale."""
+    state = state_of(ctl)
+    await ctl.kernel.set_sysctls(required_sysctls(state))
+    await ctl.firewall.apply_state(state)
+    for ep in ctl.endpoints.values():
+        if ep.host_ifname and await ctl.kernel.link(ep.host_ifname) is not None:
+            await ctl.kernel.set_hairpin(ep.host_ifname)
 
 
 def _reserve(ctl: Controller, network: Network) -> None:

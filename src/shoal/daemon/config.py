@@ -24,6 +24,8 @@ class DaemonConfig:
     bridge_name: str = "shoal0"
     socket_group: str = ""
     dns: tuple[str, ...] = ()
+    firewall: str = "nftables"
+    cleanup: bool = False
     resolv_conf: str = "/etc/resolv.conf"
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -69,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "host's resolv.conf without loopback servers")
     p.add_argument("--resolv-conf", default="/etc/resolv.conf",
                    help="the host resolv.conf containers' DNS settings derive from (default /etc/resolv.conf)")
+    p.add_argument("--firewall-backend", choices=["nftables", "none"], default="nftables",
+                   help="nftables (default): isolation, NAT and published ports in shoal's own tables; "
+                   "none: touch no firewall (no isolation, no published ports)")
+    p.add_argument("--cleanup", action="store_true",
+                   help="stop for good: remove every container, and every namespace, bridge, address and "
+                   "nftables table this daemon made, then exit (networks and images stay in the store)")
     p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
     p.add_argument("--version", action="version", version=f"shoald {__version__}")
     return p
@@ -86,4 +94,5 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
         data_root=data_root, exec_root=exec_root, hosts=hosts, log_level=args.log_level,
         pools=tuple(args.default_address_pool), mtu=args.mtu, bridge_name=args.bridge_name,
         socket_group=args.group, dns=tuple(args.dns), resolv_conf=args.resolv_conf,
+        firewall=args.firewall_backend, cleanup=args.cleanup,
     )

@@ -27,6 +27,7 @@ from shoal.controller.restore import restore
 from shoal.daemon.config import DaemonConfig, parse_args
 from shoal.drivers import BridgeDriver, HostDriver, NullDriver
 from shoal.errors import ShoalError
+from shoal.firewall import NftFirewall, NoneFirewall
 from shoal.ipam import DefaultIpam, default_pools, ula_pool
 from shoal.kernel import Kernel
 from shoal.runtime import ImageStore, Runtime
@@ -83,7 +84,9 @@ def build(cfg: DaemonConfig) -> Parts:
     pools = list(cfg.pools) or default_pools()
     ipam = DefaultIpam(pools, [ula_pool(eid)])
     drivers = {"bridge": BridgeDriver(kernel, cfg.mtu), "host": HostDriver(), "null": NullDriver()}
-    ctl = Controller(store, kernel, ipam, drivers, eid, exec_root=str(cfg.exec_root))  # type: ignore[arg-type]
+    firewall = NftFirewall() if cfg.firewall == "nftables" else NoneFirewall()
+    ctl = Controller(store, kernel, ipam, drivers, eid, exec_root=str(cfg.exec_root),  # type: ignore[arg-type]
+                     firewall=firewall)
     images = ImageStore(cfg.data_root / "images")
     runtime = Runtime(cfg.data_root / "runtime", images)
     host_resolv = read_host_resolv_conf(cfg.resolv_conf)
@@ -125,6 +128,9 @@ async def run(cfg: DaemonConfig) -> None:
     try:
         await restore(ctl, cfg.bridge_name, cfg.mtu)
         await parts.containers.restore()
+        if cfg.cleanup:
+            await cleanup(parts)
+            return
         servers = await listen(app, cfg)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -143,6 +149,21 @@ async def run(cfg: DaemonConfig) -> None:
         await parts.dns.close()
         parts.kernel.close()
         parts.store.close()
+
+
+async def cleanup(parts: Parts) -> None:
+    """`shoald --cleanup`: containers are removed, and nothing shoal made stays in the
+    kernel; networks stay in the store (their bridges come back at the next start)."""
+    for cid in list(parts.containers.records):
+        await parts.containers.remove(cid, force=True)
+    ctl = parts.ctl
+    for sid in list(ctl.sandboxes):
+        await ctl.delete_sandbox(sid)
+    for link in await ctl.kernel.links():
+        if link.alias.startswith(ctl.alias_prefix):
+            await ctl.kernel.delete_link(link.name)
+    await ctl.firewall.cleanup()
+    log.info("cleaned up: containers stopped, namespaces, links and firewall tables removed")
 
 
 def _quiet_forked_child() -> None:

@@ -44,6 +44,12 @@ class Kernel:
     async def delete_link(self, name: str) -> None:
         await self._run(Netlink.delete_link, name)
 
+    async def set_hairpin(self, ifname: str) -> None:
+        await self._run(Netlink.set_hairpin, ifname)
+
+    async def set_sysctls(self, values: dict[str, str]) -> None:
+        await self._run(Netlink.set_sysctls, values)
+
     async def add_veth(
         self, host_name: str, peer_name: str, netns_path: str, *, mac: str, mtu: int, bridge: str, alias: str
     ) -> None:

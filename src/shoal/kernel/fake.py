@@ -40,6 +40,13 @@ class FakeKernel:
         self._maybe_fail("delete_link", name)
         self.links_by_name.pop(name, None)
 
+    async def set_hairpin(self, ifname: str) -> None:
+        self._maybe_fail("set_hairpin", ifname)
+
+    async def set_sysctls(self, values: dict[str, str]) -> None:
+        self._maybe_fail("set_sysctls", ",".join(values))
+        self.sysctls = {**getattr(self, "sysctls", {}), **values}
+
     def close(self) -> None:
         pass
 

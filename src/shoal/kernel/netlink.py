@@ -35,6 +35,17 @@ class LinkInfo:
     addresses: tuple[str, ...] = field(default=())  # "ip/prefixlen", global scope only
 
 
+def _write_sysctls(values: dict[str, str]) -> None:
+    for key, value in values.items():
+        if ".." in key or key.startswith("/"):
+            raise KernelError(f"invalid sysctl key {key}")
+        try:
+            with open(f"/proc/sys/{key}", "w") as f:
+                f.write(value)
+        except OSError as exc:
+            raise KernelError(f"cannot set sysctl {key.replace('/', '.')}={value}: {exc.strerror}") from exc
+
+
 def _fail(action: str, exc: NetlinkError) -> KernelError:
     reason = errno.errorcode.get(exc.code, str(exc.code))
     return KernelError(f"{action}: {exc.args[1] if len(exc.args) > 1 else exc} ({reason})")
@@ -44,6 +55,7 @@ class Netlink:
     """Owns one IPRoute; must be used from a single thread (the facade's)."""
 
     def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
         if netns:
             self._ipr = IPRoute(netns=netns, flags=0)
         else:
@@ -145,6 +157,29 @@ class Netlink:
         sandbox.add_veth(
             self._ipr, host_name, peer_name, netns_path, mac=mac, mtu=mtu, master_index=found[0], alias=alias
         )
+
+    def set_hairpin(self, ifname: str) -> None:
+        """Hairpin mode on a bridge port: a container may reach itself through a published port."""
+        found = self._ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise KernelError(f"bridge port {ifname} not found")
+        try:
+            self._ipr.brport("set", index=found[0], mode=1)
+        except NetlinkError as exc:
+            raise _fail(f"failed to set hairpin on {ifname}", exc) from exc
+
+    def set_sysctls(self, values: dict[str, str]) -> None:
+        """Write /proc/sys keys (`net/ipv4/ip_forward`) in this kernel's namespace only."""
+        from shoal.kernel import sandbox
+
+        if not values:
+            return
+        if self.netns:
+            path = self.netns if self.netns.startswith("/") else f"/run/netns/{self.netns}"
+            with sandbox.entered(path):
+                _write_sysctls(values)
+        else:
+            _write_sysctls(values)
 
     def delete_link(self, name: str) -> None:
         """Delete by exact name; a link that is already gone is fine."""

@@ -40,7 +40,7 @@ def _setns(fd: int) -> None:
 
 
 @contextmanager
-def _inside(path: str) -> Iterator[None]:
+def entered(path: str) -> Iterator[None]:
     """Run the body with this thread in the namespace at `path`, then come home."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
@@ -61,7 +61,7 @@ def _inside(path: str) -> Iterator[None]:
 
 def open_netlink(path: str) -> IPRoute:
     """An IPRoute whose socket lives in the namespace at `path`."""
-    with _inside(path):
+    with entered(path):
         return IPRoute()
 
 

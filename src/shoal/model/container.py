@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shoal.model.ports import PortBinding
+
 
 @dataclass(frozen=True)
 class EndpointRequest:
@@ -37,10 +39,12 @@ class Container:
     labels: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)  # Docker's Config, echoed by inspect
     host_config: dict[str, Any] = field(default_factory=dict)
+    ports: tuple[PortBinding, ...] = ()  # published while running
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["networks"] = [asdict(n) for n in self.networks]
+        data["ports"] = [asdict(p) for p in self.ports]
         return data
 
     @classmethod
@@ -51,4 +55,5 @@ class Container:
         data["networks"] = tuple(
             EndpointRequest(**{**n, "aliases": tuple(n.get("aliases", ()))}) for n in data.get("networks", ())
         )
+        data["ports"] = tuple(PortBinding(**p) for p in data.get("ports", ()))
         return cls(**data)

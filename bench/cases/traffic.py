@@ -1,0 +1,138 @@
+"""Throughput and latency: container to container on one network, and host to a published port.
+
+Per peer: a server container (iperf3 -s on 5201, tcprr echo on 5202, both published as
+15201/15202) and a client container on the same network. Tools run from the host's
+binaries inside the namespaces (nsenter --net), so every peer runs the same iperf3.
+Paths: client container -> server address (the bridge); the peer's host namespace ->
+127.0.0.1:15201 (what `curl localhost:PORT` does: Docker's userland proxy, netavark's and
+portmap's DNAT). The raw peer dials the server's address directly: no NAT, the floor.
+Rounds are interleaved across peers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cases import CaseRun, Config
+from common import Progress, in_ns, stop_pid
+from peers import Ctr, Peer
+from report import Row
+
+ROWS = [
+    Row("tp.c2c", "throughput container -> container (iperf3)", "Gbit/s", higher_better=True),
+    Row("lat.c2c", "ping RTT container -> container", "us"),
+    Row("rr.c2c", "TCP round trip container -> container", "us"),
+    Row("tp.port", "throughput host -> published port on 127.0.0.1 (iperf3)", "Gbit/s", higher_better=True),
+    Row("rr.port", "TCP round trip host -> published port on 127.0.0.1", "us"),
+]
+C2C = ["tp.c2c", "lat.c2c", "rr.c2c"]
+PORT = ["tp.port", "rr.port"]
+IPERF, RR = 5201, 5202
+PUBLISH = {IPERF: 15201, RR: 15202}
+TCPRR = str(Path(__file__).resolve().parents[1] / "tcprr.py")
+
+
+class Pair:
+    """One peer's server and client containers and the servers running inside."""
+
+    def __init__(self, peer: Peer) -> None:
+        net = peer.ensure_network("shbtraffic")
+        self.server: Ctr | None = None
+        self.client: Ctr | None = None
+        self.procs: list[subprocess.Popen] = []
+        self.server = peer.inspect(peer.run(net, publish=PUBLISH))
+        self.client = peer.inspect(peer.run(net))
+        self.port: dict[int, tuple[str, int]] = {}
+        for argv in (["iperf3", "-s", "-p", str(IPERF)], [sys.executable, TCPRR, "serve", str(RR)]):
+            self.procs.append(subprocess.Popen(in_ns(self.server.netns, argv), stdin=subprocess.DEVNULL,
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                               start_new_session=True))
+
+    def close(self, peer: Peer) -> None:
+        for p in self.procs:
+            stop_pid(p, timeout=5)
+        for ctr in (self.client, self.server):
+            if ctr is not None:
+                peer.rm(ctr)
+
+
+def iperf(ns: str, ip: str, port: int, seconds: int) -> list[float]:
+    """Gbit/s per half-second interval of one iperf3 run."""
+    r = subprocess.run(in_ns(ns, ["iperf3", "-c", ip, "-p", str(port), "-t", str(seconds), "-i", "0.5", "-J"]),
+                       capture_output=True, text=True, timeout=seconds + 30)
+    try:
+        j = json.loads(r.stdout)
+    except json.JSONDecodeError:
+        raise RuntimeError(f"iperf3 to {ip}:{port}: {(r.stderr or r.stdout)[-300:]}") from None
+    if j.get("error"):
+        raise RuntimeError(f"iperf3 to {ip}:{port}: {j['error']}")
+    return [iv["sum"]["bits_per_second"] / 1e9 for iv in j["intervals"]]
+
+
+def ping(ns: str, ip: str, count: int) -> list[float]:
+    """ICMP round trips in microseconds (busybox ping, 20 ms apart)."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    r = subprocess.run(in_ns(ns, [busybox, "ping", "-c", str(count), "-i", "0.02", "-W", "2", ip]),
+                       capture_output=True, text=True, timeout=count * 0.1 + 30)
+    rtts = [float(m) * 1e3 for m in re.findall(r"time=([0-9.]+) ms", r.stdout)]
+    if not rtts:
+        raise RuntimeError(f"ping {ip}: no reply: {(r.stderr or r.stdout)[-300:]}")
+    return rtts
+
+
+def tcp_rr(ns: str, ip: str, port: int, count: int) -> list[float]:
+    r = subprocess.run(in_ns(ns, [sys.executable, TCPRR, "client", ip, str(port), str(count)]),
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(f"tcprr to {ip}:{port}: {r.stderr.strip()[-300:]}")
+    return json.loads(r.stdout)
+
+
+def _round(case: CaseRun, peer: Peer, pair: Pair, cfg: Config) -> None:
+    srv, cli = pair.server, pair.client
+    if peer in case.active(C2C):
+        with case.guard(peer, keys=C2C):
+            for v in iperf(cli.netns, srv.ip, IPERF, cfg.seconds):
+                case.add(peer, "tp.c2c", v)
+            for v in ping(cli.netns, srv.ip, cfg.pings):
+                case.add(peer, "lat.c2c", v)
+            for v in tcp_rr(cli.netns, srv.ip, RR, cfg.pings):
+                case.add(peer, "rr.c2c", v)
+    if peer in case.active(PORT):
+        with case.guard(peer, keys=PORT):
+            if not pair.port:
+                pair.port = {c: peer.published(srv, c) for c in (IPERF, RR)}
+            ip, port = pair.port[IPERF]
+            for v in iperf(peer.host_ns, ip, port, cfg.seconds):
+                case.add(peer, "tp.port", v)
+            ip, port = pair.port[RR]
+            for v in tcp_rr(peer.host_ns, ip, port, cfg.pings):
+                case.add(peer, "rr.port", v)
+
+
+def run(peers: list[Peer], cfg: Config) -> CaseRun:
+    case = CaseRun("traffic", peers, ROWS)
+    pairs: dict[str, Pair] = {}
+    try:
+        for peer in peers:
+            with case.guard(peer):
+                pairs[peer.name] = Pair(peer)
+        time.sleep(0.5)  # the servers were just started: do not race the first client
+        progress = Progress("traffic rounds", cfg.rounds)
+        for r in range(cfg.rounds):
+            for peer in peers:
+                if peer.name in pairs:
+                    _round(case, peer, pairs[peer.name], cfg)
+            progress.tick(r + 1)
+    finally:
+        for peer in peers:
+            if peer.name in pairs:
+                with case.guard(peer, keys=[]):
+                    pairs[peer.name].close(peer)
+    return case

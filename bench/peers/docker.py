@@ -1,0 +1,112 @@
+"""Docker (Debian's docker.io): a dockerd of our own, inside a throwaway host namespace.
+
+dockerd runs with its own data root, exec root, pidfile and socket under our temp dir, and
+starts its own containerd there (state under the exec root). It also runs in a private
+mount namespace with a tmpfs on /run and on /etc/docker, so nothing it writes (shim
+sockets under /run/containerd, /etc/docker/key.json) lands on the machine, and its mounts
+(overlay2, netns files) vanish with it. Images come only from `docker import` of the
+busybox tarball: the bench never pulls.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from common import Netns, children, in_ns, need, rss_kib, stop_pid
+from peers.engine import EnginePeer
+
+# Runs as `sh -c SCRIPT sh dockerd ARGS...`: private /run and /etc/docker, then exec dockerd.
+_LAUNCH = ('mount -t tmpfs shb-run /run && '
+           '{ [ ! -d /etc/docker ] || mount -t tmpfs shb-etc /etc/docker; } && exec "$@"')
+
+
+class DockerPeer(EnginePeer):
+    name = "docker"
+
+    def __init__(self, workdir: str) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="shb-docker-", dir=workdir))
+        self.ns: Netns | None = None
+        self.proc: subprocess.Popen | None = None
+        self.containerd_pid = 0
+        self.client = None
+
+    def start(self, image_tar: str) -> None:
+        dockerd = need("dockerd", "docker.io")
+        need("containerd", "containerd")
+        self.ns = Netns("docker")
+        self.host_ns = self.ns.path
+        self.sock = str(self.root / "docker.sock")
+        log = str(self.root / "log")
+        args = [dockerd, "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+                "--pidfile", str(self.root / "pid"), "-H", f"unix://{self.sock}", "--log-level", "warn"]
+        cmd = in_ns(self.ns.path, ["unshare", "--mount", "--propagation", "private", "sh", "-c", _LAUNCH, "sh", *args])
+        with open(log, "wb") as logf:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=logf,
+                                         start_new_session=True)
+        self.client = self._client()
+        self._wait_ping(self.proc, log, 60)
+        self.containerd_pid = self._find_containerd()
+        self.import_image(image_tar)
+
+    def _find_containerd(self) -> int:
+        for _ in range(100):
+            for pid in children(self.proc.pid):
+                if _comm(pid) == "containerd":
+                    return pid
+            time.sleep(0.05)
+        return 0
+
+    def describe(self) -> str:
+        v = self.client.get("/version").json() if self.client else {}
+        return f"dockerd {v.get('Version', '?')} (API {v.get('ApiVersion', '?')}), own containerd, userland-proxy on"
+
+    def daemon_rss_kib(self) -> int:
+        """dockerd plus the containerd it started: both are what a Docker host keeps running."""
+        return rss_kib(self.proc.pid) + (rss_kib(self.containerd_pid) if self.containerd_pid else 0)
+
+    def close(self) -> None:
+        try:
+            if self.client is not None and self.proc is not None and self.proc.poll() is None:
+                self.remove_all_containers()
+                self.client.close()
+        finally:
+            if self.proc is not None:
+                stop_pid(self.proc, timeout=30)
+            self._stop_leftovers()
+            if self.ns is not None:
+                self.ns.close()
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _stop_leftovers(self) -> None:
+        """containerd and shims outlive dockerd only on failure: stop them by pid, found by our unique root."""
+        mine = str(self.root)
+        pids = [self.containerd_pid] if self.containerd_pid else []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and mine in _cmdline(int(entry)):
+                pids.append(int(entry))
+        for pid in dict.fromkeys(pids):
+            if mine in _cmdline(pid):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

@@ -1,0 +1,54 @@
+"""shoald from this checkout, in its own throwaway host namespace and data root."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from common import BIN, Netns, in_ns, rss_kib, stop_pid
+from peers.engine import EnginePeer
+
+
+class ShoalPeer(EnginePeer):
+    name = "shoal"
+
+    def __init__(self, workdir: str) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="shb-shoal-", dir=workdir))
+        self.ns: Netns | None = None
+        self.proc: subprocess.Popen | None = None
+        self.client = None
+
+    def start(self, image_tar: str) -> None:
+        self.ns = Netns("shoal")
+        self.host_ns = self.ns.path
+        self.sock = str(self.root / "s.sock")
+        log = str(self.root / "log")
+        with open(log, "wb") as logf:
+            self.proc = subprocess.Popen(
+                in_ns(self.ns.path, [str(BIN / "shoald"), "--data-root", str(self.root / "d"),
+                                     "-H", f"unix://{self.sock}", "--log-level", "warning"]),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=logf, start_new_session=True)
+        self.client = self._client()
+        self._wait_ping(self.proc, log, 30)
+        self.import_image(image_tar)
+
+    def describe(self) -> str:
+        v = self.client.get("/version").json() if self.client else {}
+        return f"shoald {v.get('Version', '?')} (API {v.get('ApiVersion', '?')})"
+
+    def daemon_rss_kib(self) -> int:
+        return rss_kib(self.proc.pid)
+
+    def close(self) -> None:
+        try:
+            if self.client is not None and self.proc is not None and self.proc.poll() is None:
+                self.remove_all_containers()
+                self.client.close()
+        finally:
+            if self.proc is not None:
+                stop_pid(self.proc)
+            if self.ns is not None:
+                self.ns.close()
+            shutil.rmtree(self.root, ignore_errors=True)

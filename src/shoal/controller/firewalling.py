@@ -1,0 +1,46 @@
+"""From networks and endpoints to the firewall's typed inputs (shoal.firewall.config).
+
+Only bridge networks have rules; host and none have nothing to isolate or publish.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shoal.drivers.bridge import BridgeOptions
+from shoal.firewall import EndpointConfig, NetworkConfig, State
+from shoal.model import Endpoint, Network
+
+if TYPE_CHECKING:
+    from shoal.controller.controller import Controller
+
+
+def network_config(net: Network) -> NetworkConfig | None:
+    if net.driver != "bridge":
+        return None
+    opts = BridgeOptions.parse(net.options, net.id)
+    return NetworkConfig(
+        bridge=opts.bridge_name,
+        subnets4=tuple(c.subnet for c in net.v4_configs),
+        subnets6=tuple(c.subnet for c in net.v6_configs),
+        icc=opts.enable_icc, masquerade=opts.enable_ip_masquerade, internal=net.internal,
+        host_binding_ipv4="" if opts.host_binding_ipv4 == "0.0.0.0" else opts.host_binding_ipv4,
+    )
+
+
+def endpoint_config(net: Network, ep: Endpoint) -> EndpointConfig | None:
+    cfg = network_config(net)
+    if cfg is None or not ep.host_ifname:
+        return None
+    return EndpointConfig(cfg.bridge, ep.host_ifname)
+
+
+def state_of(ctl: Controller) -> State:
+    """Networks and endpoints as the controller holds them (ports come from containers)."""
+    nets = [c for n in ctl.networks.values() if (c := network_config(n)) is not None]
+    eps = []
+    for ep in ctl.endpoints.values():
+        net = ctl.networks.get(ep.network_id)
+        if net is not None and (c := endpoint_config(net, ep)) is not None:
+            eps.append(c)
+    return State(networks=tuple(nets), endpoints=tuple(eps))

@@ -1,0 +1,113 @@
+"""Published ports of running containers: host ports held, DNAT elements in the firewall.
+
+Ports go on the container's first network that has IPv4 and is not internal (the one
+giving its default route), as Docker does; a container only on internal networks
+publishes nothing.  An unspecified host address means the network's host_binding_ipv4
+(default 0.0.0.0), plus `::` with the same port when the container has IPv6.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING
+
+from shoal.controller.firewalling import network_config
+from shoal.controller.ports import PortAllocator, parse_port_bindings
+from shoal.controller.undo import Undo
+from shoal.errors import Conflict
+from shoal.firewall import PortMapping
+from shoal.model import Container, Endpoint, Network
+from shoal.model.ports import PortBinding, PortRequest
+
+if TYPE_CHECKING:
+    from shoal.controller.controller import Controller
+
+
+def gateway_endpoint(ctl: Controller, eps: list[Endpoint]) -> tuple[Network, Endpoint] | None:
+    for ep in eps:
+        net = ctl.networks.get(ep.network_id)
+        if net is not None and net.driver == "bridge" and not net.internal and ep.ipv4:
+            return net, ep
+    return None
+
+
+def mappings(ctl: Controller, rec: Container, bindings: tuple[PortBinding, ...]) -> list[PortMapping]:
+    out = []
+    for b in bindings:
+        net = _network_with(ctl, rec, b.container_ip)
+        cfg = network_config(net) if net else None
+        if cfg is not None:
+            out.append(PortMapping(b.proto, b.host_port, b.container_ip, b.container_port, cfg.bridge, b.host_ip))
+    return out
+
+
+def _network_with(ctl: Controller, rec: Container, ip: str) -> Network | None:
+    for ep in ctl.endpoints_in(rec.id):
+        if ip in (ep.ipv4.split("/")[0], ep.ipv6.split("/")[0]):
+            return ctl.networks.get(ep.network_id)
+    return None
+
+
+class Publisher:
+    def __init__(self, ctl: Controller, allocator: PortAllocator | None = None) -> None:
+        self.ctl = ctl
+        self.ports = allocator or PortAllocator()
+
+    def requests(self, rec: Container) -> list[PortRequest]:
+        return parse_port_bindings(rec.host_config, rec.config.get("ExposedPorts"))
+
+    async def publish(self, rec: Container, eps: list[Endpoint], undo: Undo) -> tuple[PortBinding, ...]:
+        reqs = self.requests(rec)
+        found = gateway_endpoint(self.ctl, eps)
+        if not reqs or found is None:
+            return ()
+        net, ep = found
+        undo.push("release host ports", lambda: self.ports.release(rec.id))
+        bindings = []
+        default_ip = network_config(net).host_binding_ipv4 or "0.0.0.0"
+        for req in reqs:
+            bindings += self._bind_one(rec.id, req, ep, default_ip)
+        maps = mappings(self.ctl, rec, tuple(bindings))
+        await self.ctl.firewall.add_ports(maps)
+        undo.push("firewall ports", lambda: self.ctl.firewall.remove_ports(maps))
+        return tuple(bindings)
+
+    def _bind_one(self, owner: str, req: PortRequest, ep: Endpoint, default_ip: str) -> list[PortBinding]:
+        v4, v6 = ep.ipv4.split("/")[0], ep.ipv6.split("/")[0] if ep.ipv6 else ""
+        if req.host_ip and ipaddress.ip_address(req.host_ip).version == 6:
+            return [self.ports.allocate(owner, req, v6)] if v6 else []
+        first = self.ports.allocate(owner, PortRequest(req.container_port, req.proto,
+                                                       req.host_ip or default_ip, req.host_port), v4)
+        out = [first]
+        if not req.host_ip and default_ip == "0.0.0.0" and v6:
+            out.append(self.ports.allocate(owner, PortRequest(req.container_port, req.proto, "::",
+                                                              first.host_port), v6))
+        return out
+
+    async def unpublish(self, rec: Container) -> None:
+        maps = mappings(self.ctl, rec, rec.ports)
+        if maps:
+            await self.ctl.firewall.remove_ports(maps)
+        self.ports.release(rec.id)
+
+    async def republish(self, rec: Container) -> None:
+        """After a daemon restart: hold the same host ports again and restore the DNAT."""
+        for b in rec.ports:
+            self.ports.allocate(rec.id, PortRequest(b.container_port, b.proto, b.host_ip, b.host_port),
+                                b.container_ip)
+        maps = mappings(self.ctl, rec, rec.ports)
+        if maps:
+            await self.ctl.firewall.add_ports(maps)
+
+    def check_free(self, rec_host_config: dict, exposed: dict | None) -> None:
+        """Explicit host ports taken now fail at create, so nothing is left behind."""
+        probe = PortAllocator()
+        for req in parse_port_bindings(rec_host_config, exposed):
+            if not req.host_port:
+                continue
+            host_ip = req.host_ip or "0.0.0.0"
+            fam_ip = "172.17.0.2" if ":" not in host_ip else "fd00::2"
+            if self.ports.taken_by_container(req.proto, host_ip, req.host_port):
+                raise Conflict(f"Bind for {host_ip}:{req.host_port} failed: port is already allocated")
+            probe.allocate("probe", PortRequest(req.container_port, req.proto, host_ip, req.host_port), fam_ip)
+            probe.release("probe")
