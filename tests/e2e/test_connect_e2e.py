@@ -46,3 +46,19 @@ def test_connect_disconnect(box):
     d.docker("network", "disconnect", "-f", "n81", "gone-container")  # nothing to do, no error
     d.docker("rm", "-f", "peer", "later")
     d.docker("network", "rm", "n81")
+
+
+def test_links_and_ipv6(box):
+    d = box
+    d.docker("network", "create", "--ipv6", "--subnet", "fd00:91::/64", "--subnet", "10.91.0.0/24", "v6net")
+    d.docker("run", "-d", "--name", "srv", "--network", "v6net", "busybox", "sleep", "600")
+    d.docker("run", "-d", "--name", "cl", "--network", "v6net", "--link", "srv:backend", "busybox", "sleep", "600")
+    assert d.docker("exec", "cl", "ping", "-c1", "-W2", "backend").returncode == 0
+    srv = json.loads(d.docker("inspect", "srv").stdout)[0]["NetworkSettings"]["Networks"]["v6net"]
+    assert srv["GlobalIPv6Address"] == "fd00:91::2" and srv["IPv6Gateway"] == "fd00:91::1"
+    assert d.docker("exec", "cl", "ping", "-c1", "-W2", "fd00:91::2").returncode == 0
+    route = d.docker("exec", "cl", "ip", "-6", "route").stdout
+    assert "default via fd00:91::1" in route
+    d.docker("run", "-d", "--name", "legacy", "busybox", "sleep", "600")
+    d.docker("run", "-d", "--name", "legacy2", "--link", "legacy:old", "busybox", "sleep", "600")
+    assert d.docker("exec", "legacy2", "ping", "-c1", "-W2", "old").returncode == 0

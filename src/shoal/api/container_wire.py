@@ -35,6 +35,7 @@ def endpoint_request(name: str, cfg: Any) -> EndpointRequest:
         ipv6=ipam.get("IPv6Address") or "",
         mac=cfg.get("MacAddress") or "",
         aliases=tuple(cfg.get("Aliases") or ()),
+        links=tuple(cfg.get("Links") or ()),
     )
 
 
@@ -52,7 +53,7 @@ def parse_create(body: Any, name: str) -> CreateRequest:
     if legacy_mac:  # API < 1.44 puts --mac-address on the container
         key = "bridge" if mode == "default" else mode
         base = requests.get(key) or EndpointRequest(key)
-        requests[key] = EndpointRequest(base.network, base.ipv4, base.ipv6, legacy_mac, base.aliases)
+        requests[key] = EndpointRequest(base.network, base.ipv4, base.ipv6, legacy_mac, base.aliases, base.links)
     labels = body.get("Labels") or {}
     if not isinstance(labels, dict):
         raise InvalidParameter("json: cannot unmarshal into Go struct field Config.Labels of type map[string]string")
@@ -95,7 +96,7 @@ def endpoint_json(ep: Endpoint, net: Network, req: EndpointRequest | None, conta
     aliases = list(req.aliases) if req else []
     dns_names = [container.name, *aliases, container.id[:12]] if not net.predefined else None
     out = {
-        "IPAMConfig": ipam, "Links": None,
+        "IPAMConfig": ipam, "Links": list(req.links) if req and req.links else None,
         "Aliases": aliases + ([container.id[:12]] if version_tuple(version) < (1, 45) and dns_names else []) or None,
         "MacAddress": ep.mac, "DriverOpts": None, "GwPriority": 0,
         "NetworkID": net.id, "EndpointID": ep.id, "Gateway": gw4, "IPAddress": v4[0],

@@ -193,7 +193,7 @@ class Containers:
             check_static_address(network, ep.ipv4, ep.ipv6)
             check_mac(ep.mac)
             self._check_free(network, ep)
-            out.append(EndpointRequest(network.name, ep.ipv4, ep.ipv6, ep.mac, ep.aliases))
+            out.append(EndpointRequest(network.name, ep.ipv4, ep.ipv6, ep.mac, ep.aliases, ep.links))
         return net.name, tuple(out)
 
     def _check_free(self, network, ep: EndpointRequest) -> None:  # noqa: ANN001 - model Network
@@ -295,12 +295,35 @@ class Containers:
         if self.dns is not None:
             await self.dns.remove_sandbox(cid)
 
+    def _link_hosts(self, rec: Container, legacy: list[str]) -> list[tuple[str, str]]:
+        """`--link name:alias`: the target's address under both names, for this container only
+        (on user networks Docker answers these from its DNS; a hosts entry gives the same)."""
+        wanted = [(r.network, link) for r in rec.networks for link in r.links]
+        for link in legacy:  # HostConfig.Links: "name:alias" or Docker's "/name:/me/alias"
+            target, _, alias = link.partition(":")
+            wanted.append((rec.network_mode, f"{target.strip('/')}:{alias.rsplit('/', 1)[-1]}"))
+        out = []
+        for network, link in wanted:
+            target, _, alias = link.partition(":")
+            try:
+                other = self.find(target.strip("/"))
+                net = self.ctl.find_network(network)
+            except (NotFound, InvalidParameter):
+                raise InvalidParameter(f"could not get container for {target}") from None
+            ep = next((e for e in self.ctl.endpoints_in(other.id) if e.network_id == net.id), None)
+            if ep is None or not ep.ipv4:
+                raise InvalidParameter(f"cannot link to {target}: it is not running on network {net.name}")
+            ip = ep.ipv4.split("/")[0]
+            out += [(n, ip) for n in dict.fromkeys((alias.strip("/") or other.name, other.name)) if n]
+        return out
+
     def _write_etc(self, rec: Container, eps: list, embedded: bool) -> None:
         hc = rec.host_config
         extra = []
         for item in hc.get("ExtraHosts") or ():
             host, _, ip = item.partition(":")
             extra.append((host, ip))
+        extra += self._link_hosts(rec, hc.get("Links") or ())
         self.etc.write(
             self.etc_root / rec.id, rec.hostname, eps, embedded=embedded,
             dns=tuple(hc.get("Dns") or ()), dns_search=tuple(hc.get("DnsSearch") or ()),
@@ -438,7 +461,7 @@ class Containers:
         check_static_address(net, req.ipv4, req.ipv6)
         check_mac(req.mac)
         self._check_free(net, req)
-        wanted = EndpointRequest(net.name, req.ipv4, req.ipv6, req.mac, req.aliases)
+        wanted = EndpointRequest(net.name, req.ipv4, req.ipv6, req.mac, req.aliases, req.links)
         live = self.live(rec.id)
         async with live.lock:
             if self.state(rec.id).running:

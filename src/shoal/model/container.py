@@ -17,6 +17,7 @@ class EndpointRequest:
     ipv6: str = ""
     mac: str = ""
     aliases: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()  # "container:alias", visible to this container only
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class Container:
         data["args"] = tuple(data["args"])
         data["env"] = tuple(data.get("env", ()))
         data["networks"] = tuple(
-            EndpointRequest(**{**n, "aliases": tuple(n.get("aliases", ()))}) for n in data.get("networks", ())
+            EndpointRequest(**{**n, "aliases": tuple(n.get("aliases", ())), "links": tuple(n.get("links", ()))})
+            for n in data.get("networks", ())
         )
         data["ports"] = tuple(PortBinding(**p) for p in data.get("ports", ()))
         return cls(**data)
