@@ -32,20 +32,21 @@ def test_ping_version_headers():
 
 def test_create_inspect_list_remove():
     async def go(w):
-        status, body = await w.call("POST", "/v1.45/networks/create", {"Name": "a", "Labels": {"k": "v"}})
+        # names that are not hex: "a" could also be the prefix of some random network id
+        status, body = await w.call("POST", "/v1.45/networks/create", {"Name": "net-a", "Labels": {"k": "v"}})
         assert status == 201 and len(body["Id"]) == 64 and body["Warning"] == ""
         status, net = await w.call("GET", f"/v1.52/networks/{body['Id']}")
-        assert net["Name"] == "a" and net["IPAM"]["Config"] == [{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]
+        assert net["Name"] == "net-a" and net["IPAM"]["Config"] == [{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]
         assert net["IPAM"]["Options"] is None and net["EnableIPv4"] is True
         assert net["Status"]["IPAM"]["Subnets"]["172.18.0.0/16"] == {"IPsInUse": 3, "DynamicIPsAvailable": 65533}
-        status, old = await w.call("GET", f"/v1.41/networks/a")
+        status, old = await w.call("GET", "/v1.41/networks/net-a")
         assert "EnableIPv4" not in old and "Status" not in old
         status, nets = await w.call("GET", "/networks")
-        assert [n["Name"] for n in nets] == ["a", "bridge", "host", "none"]
-        status, _ = await w.call("DELETE", "/networks/a")
+        assert [n["Name"] for n in nets] == ["bridge", "host", "net-a", "none"]
+        status, _ = await w.call("DELETE", "/networks/net-a")
         assert status == 204
-        status, body = await w.call("DELETE", "/networks/a")
-        assert status == 404 and body["message"] == "network a not found"
+        status, body = await w.call("DELETE", "/networks/net-a")
+        assert status == 404 and body["message"] == "network net-a not found"
     api(go)
 
 
