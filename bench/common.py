@@ -1,4 +1,4 @@
-"""Shared bench helpers: throwaway namespaces, timed subprocesses, memory, progress, the machine.
+"""Shared bench helpers: throwaway namespaces, one-shot tools, memory, progress, the machine.
 
 Everything the bench creates is named `shb-...` and deleted by that exact name; processes
 are stopped by the exact pid the bench started.
@@ -12,9 +12,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -43,36 +41,29 @@ def in_ns(ns_path: str, cmd: list[str]) -> list[str]:
     return ["nsenter", f"--net={ns_path}", *cmd]
 
 
-@dataclass
-class Timed:
-    ms: float
-    out: str
-    maxrss_kib: int
-
-
-def timed(cmd: list[str], stdin: bytes | None = None, env: dict | None = None) -> Timed:
-    """Run a one-shot tool; its own peak RSS comes from wait4 (no shared rusage of children)."""
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=err, env=env)
-        if stdin is not None:
-            p.stdin.write(stdin)
-            p.stdin.close()
-        out = p.stdout.read()
-        p.stdout.close()
-        _, status, ru = os.wait4(p.pid, 0)
-        ms = (time.perf_counter() - t0) * 1e3
-        p.returncode = os.waitstatus_to_exitcode(status)
-        if p.returncode != 0:
-            err.seek(0)
-            msg = (err.read().decode(errors="replace") + out.decode(errors="replace")).strip()
-            raise RuntimeError(f"{' '.join(cmd[-3:])}: exit {p.returncode}: {msg[-400:]}")
-    return Timed(ms, out.decode(errors="replace"), ru.ru_maxrss)
+def tool(cmd: list[str], stdin: bytes, env: dict | None = None) -> str:
+    """Run a one-shot tool (netavark, a CNI plugin) with JSON on stdin; its stdout, or an error."""
+    r = subprocess.run(cmd, input=stdin, capture_output=True, env=env)
+    if r.returncode != 0:
+        msg = (r.stderr + r.stdout).decode(errors="replace").strip()
+        raise RuntimeError(f"{' '.join(cmd[-2:])}: exit {r.returncode}: {msg[-400:]}")
+    return r.stdout.decode(errors="replace")
 
 
 def rss_kib(pid: int) -> int:
     return _status_field(pid, "VmRSS:")
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages (a Go binary's text) split among their users."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def ppid(pid: int) -> int:
@@ -147,6 +138,10 @@ def _first_line(cmd: list[str]) -> str:
         return "?"
 
 
+def pkg_version(package: str) -> str:
+    return _first_line(["dpkg-query", "-W", "-f", "${Version}", package])
+
+
 def _cpu_model() -> str:
     try:
         for line in open("/proc/cpuinfo"):
@@ -161,7 +156,7 @@ def machine() -> dict[str, str]:
     """What the numbers were measured on: read them against this, never across machines."""
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     pkgs = ["docker.io", "containerd", "runc", "conmon", "netavark", "containernetworking-plugins", "iperf3"]
-    versions = {p: _first_line(["dpkg-query", "-W", "-f", "${Version}", p]) for p in pkgs}
+    versions = {p: pkg_version(p) for p in pkgs}
     try:
         distro = Path("/etc/debian_version").read_text().strip()
     except OSError:

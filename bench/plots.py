@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from report import NA, Cell, Samples, percentile  # noqa: E402
 
@@ -32,11 +33,14 @@ def per_container(series: dict[str, list[float]], path: Path) -> None:
         ax.scatter(xs, ys, s=6, alpha=0.25, color=color)
         ax.plot(xs, rolling_median(ys, max(3, len(ys) // 20)), color=color, label=peer, linewidth=1.8)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ticker.FuncFormatter(lambda y, _: f"{y:g}" if str(int(y))[0] in "25" else ""))
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel("container number (containers already running + 1)")
     ax.set_ylabel("time to start it, ms (log)")
     ax.set_title("Time per container as the count grows (line: rolling median)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -44,8 +48,9 @@ def per_container(series: dict[str, list[float]], path: Path) -> None:
 
 def throughput(results: dict[str, dict[str, Cell]], peers: list[str], path: Path) -> None:
     """Median bars with p10-p90 whiskers per path; a peer without the path says n/a."""
-    paths = [("tp.c2c", "container -> container"), ("tp.port", "host -> published port (127.0.0.1)")]
-    fig, ax = plt.subplots(figsize=(9, 5))
+    paths = [("tp.c2c", "container -> container"), ("tp.port", "host -> published port (127.0.0.1)"),
+             ("tp.ext", "outside -> published port (host address)")]
+    fig, ax = plt.subplots(figsize=(10, 5))
     width = 0.8 / max(1, len(peers))
     for j, peer in enumerate(peers):
         for i, (key, _) in enumerate(paths):

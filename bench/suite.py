@@ -46,7 +46,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.count = args.count or (20 if q else 100)
     args.seconds = args.seconds or (2 if q else 4)
     args.rounds = args.rounds or (1 if q else 5)
-    args.peers = [p for p in args.peers.split(",") if p]
+    wanted = {p for p in args.peers.split(",") if p}
+    args.peers = [p for p in PEER_NAMES if p in wanted] + sorted(wanted - set(PEER_NAMES))
     args.cases = [c for c in args.cases.split(",") if c]
     for c in args.cases:
         if c not in CASES:
@@ -57,8 +58,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _sigterm(signum, frame):  # noqa: ANN001 - signal handler signature
-    raise KeyboardInterrupt
+def _on_sigterm(owner: int):
+    """SIGTERM cleans up like Ctrl-C, in this process only: forked helpers (pyroute2's) just exit."""
+    def handler(signum, frame):  # noqa: ANN001 - signal handler signature
+        if os.getpid() != owner:
+            os._exit(128 + signum)
+        raise KeyboardInterrupt
+    return handler
 
 
 def start_peers(names: list[str], workdir: str, tar: str, peers: list[Peer]) -> dict[str, report.NA]:
@@ -112,7 +118,7 @@ def write(args: argparse.Namespace, m: dict, host: dict, wall_s: float) -> Path:
     if m["series"]:
         plots.per_container(m["series"], out / "per-container.png")
         pics.append("![time per container](per-container.png)")
-    if any(k in c for c in m["results"].values() for k in ("tp.c2c", "tp.port")):
+    if any(k in c for c in m["results"].values() for k in ("tp.c2c", "tp.port", "tp.ext")):
         plots.throughput(m["results"], args.peers, out / "throughput.png")
         pics.append("![throughput per path](throughput.png)")
     text = (f"# shoal bench {stamp} ({config['mode']})\n\n"
@@ -134,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         say("bench: run as root (it makes network namespaces and starts daemons)")
         return 2
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, _on_sigterm(os.getpid()))
     t0 = time.monotonic()
     host = machine()
     workdir = tempfile.mkdtemp(prefix="shb-bench-")

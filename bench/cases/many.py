@@ -3,7 +3,8 @@
 Interleaved per container (shoal #1, docker #1, ... shoal #2, ...), so every peer holds i
 containers when its (i+1)th starts. Reported: time per container overall and by quarter
 of the count (the plot has every point), the daemon's RSS before and with N running, and
-the RSS of the per-container monitor process (shoal: conmon; Docker: containerd-shim).
+the RSS and PSS of the per-container monitor process (shoal: conmon; Docker:
+containerd-shim-runc-v2).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 
 from cases import CaseRun, Config, ms_since
-from common import Progress, say
+from common import Progress, pss_kib, rss_kib, say
 from peers import Ctr, Peer, Unsupported
 from report import Row, Samples, Value
 
@@ -31,6 +32,7 @@ def rows(count: int) -> list[Row]:
         Row("many.rss1", f"daemon RSS with {count} running", "MiB"),
         Row("many.grow", "daemon RSS growth per container", "KiB"),
         Row("many.mon", "monitor process RSS per container", "MiB"),
+        Row("many.pss", "monitor process PSS per container (shared pages split)", "MiB"),
     ]
     return out
 
@@ -79,13 +81,12 @@ def _memory(case: CaseRun, peer: Peer, ctrs: list[Ctr], rss0: int | None, count:
             case.put(peer, "many.rss1", Value(rss1 / 1024))
             if len(ctrs) == count:
                 case.put(peer, "many.grow", Value((rss1 - rss0) / max(count, 1)))
-    with case.guard(peer, keys=["many.mon"]):
+    with case.guard(peer, keys=["many.mon", "many.pss"]):
         if not ctrs:
             raise Unsupported(f"{peer.name}: no container was started")
-        values = []
-        for ctr in ctrs:
-            values.append(peer.monitor_rss_kib(peer.inspect(ctr)) / 1024)
-        case.put(peer, "many.mon", Samples(values))
+        pids = [peer.monitor_pid(peer.inspect(ctr)) for ctr in ctrs]
+        case.put(peer, "many.mon", Samples([rss_kib(p) / 1024 for p in pids]))
+        case.put(peer, "many.pss", Samples([pss_kib(p) / 1024 for p in pids]))
 
 
 def _remove_all(case: CaseRun, ctrs: dict[str, list[Ctr]]) -> None:

@@ -1,11 +1,15 @@
-"""Throughput and latency: container to container on one network, and host to a published port.
+"""Throughput and latency: container to container, and to a published port from two places.
 
 Per peer: a server container (iperf3 -s on 5201, tcprr echo on 5202, both published as
 15201/15202) and a client container on the same network. Tools run from the host's
 binaries inside the namespaces (nsenter --net), so every peer runs the same iperf3.
-Paths: client container -> server address (the bridge); the peer's host namespace ->
-127.0.0.1:15201 (what `curl localhost:PORT` does: Docker's userland proxy, netavark's and
-portmap's DNAT). The raw peer dials the server's address directly: no NAT, the floor.
+Paths:
+* container -> container: client container to the server's address, over the bridge;
+* host -> 127.0.0.1:15201 in the peer's host namespace, what `curl localhost:PORT` does
+  (Docker: its userland proxy; netavark and portmap: DNAT with route_localnet);
+* outside -> host address:15201 from a namespace standing for a remote client, joined to
+  the host namespace by a veth (10.250.0.2 -> 10.250.0.1): DNAT and forwarding.
+The raw peer dials the server's address directly on both port paths (no NAT): the floor.
 Rounds are interleaved across peers.
 """
 
@@ -20,7 +24,7 @@ import time
 from pathlib import Path
 
 from cases import CaseRun, Config
-from common import Progress, in_ns, stop_pid
+from common import Netns, Progress, in_ns, stop_pid
 from peers import Ctr, Peer
 from report import Row
 
@@ -30,9 +34,14 @@ ROWS = [
     Row("rr.c2c", "TCP round trip container -> container", "us"),
     Row("tp.port", "throughput host -> published port on 127.0.0.1 (iperf3)", "Gbit/s", higher_better=True),
     Row("rr.port", "TCP round trip host -> published port on 127.0.0.1", "us"),
+    Row("tp.ext", "throughput outside -> published port on the host address (iperf3)", "Gbit/s",
+        higher_better=True),
+    Row("rr.ext", "TCP round trip outside -> published port on the host address", "us"),
 ]
 C2C = ["tp.c2c", "lat.c2c", "rr.c2c"]
 PORT = ["tp.port", "rr.port"]
+EXT = ["tp.ext", "rr.ext"]
+HOST_ADDR, OUTSIDE_ADDR = "10.250.0.1", "10.250.0.2"
 IPERF, RR = 5201, 5202
 PUBLISH = {IPERF: 15201, RR: 15202}
 TCPRR = str(Path(__file__).resolve().parents[1] / "tcprr.py")
@@ -42,24 +51,47 @@ class Pair:
     """One peer's server and client containers and the servers running inside."""
 
     def __init__(self, peer: Peer) -> None:
-        net = peer.ensure_network("shbtraffic")
         self.server: Ctr | None = None
         self.client: Ctr | None = None
+        self.outside: Netns | None = None
         self.procs: list[subprocess.Popen] = []
-        self.server = peer.inspect(peer.run(net, publish=PUBLISH))
-        self.client = peer.inspect(peer.run(net))
         self.port: dict[int, tuple[str, int]] = {}
-        for argv in (["iperf3", "-s", "-p", str(IPERF)], [sys.executable, TCPRR, "serve", str(RR)]):
-            self.procs.append(subprocess.Popen(in_ns(self.server.netns, argv), stdin=subprocess.DEVNULL,
-                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                               start_new_session=True))
+        try:
+            net = peer.ensure_network("shbtraffic")
+            self.server = peer.inspect(peer.run(net, publish=PUBLISH))
+            self.client = peer.inspect(peer.run(net))
+            self.outside = Netns("ext")
+            _join_outside(peer, self.outside)
+            for argv in (["iperf3", "-s", "-p", str(IPERF)], [sys.executable, TCPRR, "serve", str(RR)]):
+                self.procs.append(subprocess.Popen(in_ns(self.server.netns, argv), stdin=subprocess.DEVNULL,
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                   start_new_session=True))
+        except BaseException:
+            self.close(peer)
+            raise
 
     def close(self, peer: Peer) -> None:
         for p in self.procs:
             stop_pid(p, timeout=5)
+        if self.outside is not None:
+            self.outside.close()
         for ctr in (self.client, self.server):
             if ctr is not None:
                 peer.rm(ctr)
+
+
+def _join_outside(peer: Peer, outside: Netns) -> None:
+    """A veth from the peer's host namespace to `outside`, default route back through the host."""
+    host = Path(peer.host_ns).name
+    subprocess.run(["ip", "-n", host, "link", "add", "shbext0", "type", "veth", "peer", "name", "eth0",
+                    "netns", outside.name], check=True)
+    subprocess.run(["ip", "-n", host, "-batch", "-"], check=True,
+                   input=f"addr add {HOST_ADDR}/30 dev shbext0\nlink set shbext0 up\n".encode())
+    subprocess.run(["ip", "-n", outside.name, "-batch", "-"], check=True,
+                   input=f"addr add {OUTSIDE_ADDR}/30 dev eth0\nlink set eth0 up\n"
+                         f"route add default via {HOST_ADDR}\n".encode())
+    if peer.name == "raw":  # the floor routes to the container itself; every other peer enables forwarding
+        subprocess.run(in_ns(peer.host_ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]), check=True)
 
 
 def iperf(ns: str, ip: str, port: int, seconds: int) -> list[float]:
@@ -114,6 +146,15 @@ def _round(case: CaseRun, peer: Peer, pair: Pair, cfg: Config) -> None:
             ip, port = pair.port[RR]
             for v in tcp_rr(peer.host_ns, ip, port, cfg.pings):
                 case.add(peer, "rr.port", v)
+    if peer in case.active(EXT):
+        with case.guard(peer, keys=EXT):
+            if not pair.port:
+                pair.port = {c: peer.published(srv, c) for c in (IPERF, RR)}
+            outside = {c: (HOST_ADDR if ip == "127.0.0.1" else ip, port) for c, (ip, port) in pair.port.items()}
+            for v in iperf(pair.outside.path, *outside[IPERF], cfg.seconds):
+                case.add(peer, "tp.ext", v)
+            for v in tcp_rr(pair.outside.path, *outside[RR], cfg.pings):
+                case.add(peer, "rr.ext", v)
 
 
 def run(peers: list[Peer], cfg: Config) -> CaseRun:
@@ -124,12 +165,14 @@ def run(peers: list[Peer], cfg: Config) -> CaseRun:
             with case.guard(peer):
                 pairs[peer.name] = Pair(peer)
         time.sleep(0.5)  # the servers were just started: do not race the first client
-        progress = Progress("traffic rounds", cfg.rounds)
-        for r in range(cfg.rounds):
+        progress = Progress("traffic rounds x peers", cfg.rounds * len(pairs), every_s=0)
+        done = 0
+        for _ in range(cfg.rounds):
             for peer in peers:
                 if peer.name in pairs:
                     _round(case, peer, pairs[peer.name], cfg)
-            progress.tick(r + 1)
+                    done += 1
+                    progress.tick(done, peer.name)
     finally:
         for peer in peers:
             if peer.name in pairs:

@@ -76,7 +76,8 @@ class Peer:
     def daemon_rss_kib(self) -> int:
         raise Unsupported(f"{self.name} has no daemon")
 
-    def monitor_rss_kib(self, ctr: Ctr) -> int:
+    def monitor_pid(self, ctr: Ctr) -> int:
+        """The process a peer keeps per container besides the container's own (after inspect)."""
         raise Unsupported(f"{self.name} has no per-container process")
 
 

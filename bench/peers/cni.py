@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 
-from common import in_ns, timed
+from common import in_ns, pkg_version, tool
 from peers import Ctr, Unsupported
 from peers.tools import ToolPeer
 
@@ -22,7 +22,7 @@ VERSION = "1.0.0"
 
 class CniPeer(ToolPeer):
     name = "cni"
-    tool = "CNI plugin"
+    no_daemon = "cni: no daemon (one plugin process per ADD/DEL)"
 
     def __init__(self, workdir: str) -> None:
         super().__init__(workdir)
@@ -35,11 +35,8 @@ class CniPeer(ToolPeer):
         super().start(image_tar)
 
     def describe(self) -> str:
-        try:
-            v = timed([f"{CNI_PATH}/bridge"], stdin=b"").out.strip()
-        except RuntimeError as e:  # prints its version and exits 1 without CNI_COMMAND
-            v = str(e).split(": ", 2)[-1]
-        return f"{v} + host-local (cniVersion {VERSION}, ipMasq on)"
+        return (f"CNI bridge + host-local {pkg_version('containernetworking-plugins')} "
+                f"(cniVersion {VERSION}, ipMasq on; portmap chained for published ports)")
 
     def network_create(self, name: str) -> str:
         raise Unsupported("cni: no network object (a conf file; the bridge appears at the first ADD)")
@@ -58,9 +55,7 @@ class CniPeer(ToolPeer):
     def _call(self, plugin: str, command: str, ctr: Ctr, ifname: str, conf: dict) -> str:
         env = {**os.environ, "CNI_COMMAND": command, "CNI_CONTAINERID": ctr.id, "CNI_NETNS": ctr.netns,
                "CNI_IFNAME": ifname, "CNI_PATH": CNI_PATH}
-        t = timed(in_ns(self.host_ns, [f"{CNI_PATH}/{plugin}"]), stdin=json.dumps(conf).encode(), env=env)
-        self.peak_kib = max(self.peak_kib, t.maxrss_kib)
-        return t.out
+        return tool(in_ns(self.host_ns, [f"{CNI_PATH}/{plugin}"]), json.dumps(conf).encode(), env)
 
     def _portmap_conf(self, ctr: Ctr, net: str, prev: dict) -> dict:
         return {"cniVersion": VERSION, "name": net, "type": "portmap", "capabilities": {"portMappings": True},

@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from common import ppid, rss_kib
+from common import ppid
 from peers import Ctr, Peer, Unsupported
 
 IMAGE = "busybox:latest"
@@ -105,12 +105,12 @@ class EnginePeer(Peer):
             raise Unsupported(f"{self.name}: published ports: inspect shows no host binding (not implemented)")
         return "127.0.0.1", int(bindings[0]["HostPort"])
 
-    def monitor_rss_kib(self, ctr: Ctr) -> int:
+    def monitor_pid(self, ctr: Ctr) -> int:
         """The container's parent process: conmon for shoal, containerd-shim-runc-v2 for Docker."""
         parent = ppid(ctr.pid) if ctr.pid else 0
         if parent <= 1:
             raise Unsupported(f"{self.name}: no monitor process found above pid {ctr.pid}")
-        return rss_kib(parent)
+        return parent
 
     def remove_all_containers(self) -> None:
         try:

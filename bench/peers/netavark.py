@@ -14,8 +14,9 @@ import ipaddress
 import json
 import os
 import secrets
+import subprocess
 
-from common import Netns, in_ns, timed
+from common import Netns, in_ns, tool
 from peers import Ctr, Unsupported
 from peers.tools import ToolPeer
 
@@ -24,7 +25,7 @@ NETAVARK = "/usr/lib/podman/netavark"
 
 class NetavarkPeer(ToolPeer):
     name = "netavark"
-    tool = "netavark"
+    no_daemon = "netavark: no daemon (one netavark process per setup/teardown)"
 
     def __init__(self, workdir: str) -> None:
         super().__init__(workdir)
@@ -37,10 +38,12 @@ class NetavarkPeer(ToolPeer):
         super().start(image_tar)
 
     def describe(self) -> str:
-        return timed([NETAVARK, "--version"]).out.strip() + " (iptables, DNS off)"
+        v = subprocess.run([NETAVARK, "--version"], capture_output=True, text=True).stdout.strip()
+        return f"{v} (firewall driver iptables, DNS off; podman-style static IPs)"
 
     def network_create(self, name: str) -> str:
-        raise Unsupported("netavark: no network object (podman writes a JSON file; the bridge appears at the first setup)")
+        raise Unsupported("netavark: no network object (podman writes a JSON file; "
+                          "the bridge appears at the first setup)")
 
     def ensure_network(self, name: str) -> str:
         if name not in self.nets:
@@ -71,10 +74,8 @@ class NetavarkPeer(ToolPeer):
 
     def _call(self, verb: str, netns: str, opts: dict) -> str:
         env = {**os.environ, "NETAVARK_FW": "iptables"}
-        t = timed(in_ns(self.host_ns, [NETAVARK, "--config", str(self.root / "config"), verb, netns]),
-                  stdin=json.dumps(opts).encode(), env=env)
-        self.peak_kib = max(self.peak_kib, t.maxrss_kib)
-        return t.out
+        return tool(in_ns(self.host_ns, [NETAVARK, "--config", str(self.root / "config"), verb, netns]),
+                    json.dumps(opts).encode(), env)
 
     def attach(self, ctr: Ctr, net: str, ifname: str) -> str:
         n = self.nets[net]

@@ -21,7 +21,8 @@ from peers.tools import ToolPeer
 
 class RawPeer(ToolPeer):
     name = "raw"
-    tool = "ip"
+    no_daemon = "raw: no daemon (netlink calls from the bench process)"
+    no_monitor = "raw: no per-container process (runc run -d directly)"
 
     def __init__(self, workdir: str) -> None:
         super().__init__(workdir)

@@ -49,6 +49,16 @@ class ShoalPeer(EnginePeer):
         finally:
             if self.proc is not None:
                 stop_pid(self.proc)
+            self._delete_leftovers()
             if self.ns is not None:
                 self.ns.close()
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def _delete_leftovers(self) -> None:
+        """Containers a failed shoald left running: runc state lives under our data root only."""
+        state = self.root / "d" / "runtime" / "runc"
+        if not state.is_dir():
+            return
+        r = subprocess.run(["runc", "--root", str(state), "list", "-q"], capture_output=True, text=True)
+        for cid in r.stdout.split():
+            subprocess.run(["runc", "--root", str(state), "delete", "-f", cid], capture_output=True)

@@ -13,6 +13,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -47,14 +48,20 @@ class RuncBox:
         spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
         spec["linux"]["namespaces"].append({"type": "network", "path": netns_path})
         (bundle / "config.json").write_text(json.dumps(spec))
-        subprocess.run([self.runc, "--root", str(self.state), "run", "-d", "--bundle", str(bundle), cid],
-                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.live.add(cid)
+        self.live.add(cid)  # before run: a half-started container is deleted too
+        # The detached container inherits runc's stdio: a pipe would never see EOF, so a file.
+        with open(bundle / "runc.err", "wb") as err:
+            r = subprocess.run([self.runc, "--root", str(self.state), "run", "-d", "--bundle", str(bundle), cid],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        if r.returncode != 0:
+            raise RuntimeError(f"runc run {cid}: {(bundle / 'runc.err').read_text(errors='replace')[-300:]}")
 
     def delete(self, cid: str) -> None:
         if cid in self.live:
-            subprocess.run([self.runc, "--root", str(self.state), "delete", "-f", cid], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            r = subprocess.run([self.runc, "--root", str(self.state), "delete", "-f", cid],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            if r.returncode != 0 and "does not exist" not in r.stderr:
+                raise RuntimeError(f"runc delete {cid}: {r.stderr.strip()[-300:]}")
             self.live.discard(cid)
         shutil.rmtree(self.dir / "b" / cid, ignore_errors=True)
 
@@ -62,21 +69,22 @@ class RuncBox:
         for cid in list(self.live):
             try:
                 self.delete(cid)
-            except subprocess.CalledProcessError:
-                pass
+            except RuntimeError as e:
+                print(f"  {e}", file=sys.stderr)
 
 
 class ToolPeer(Peer):
     """Container verbs over `attach`/`detach` of one endpoint, which each tool implements."""
 
-    tool = "tool"
+    no_daemon = "no daemon"
+    no_monitor_fmt = "{}: no per-container process (runc run -d directly; podman would add a conmon)"
+    no_monitor = ""
 
     def __init__(self, workdir: str) -> None:
         self.root = Path(tempfile.mkdtemp(prefix=f"shb-{self.name}-", dir=workdir))
         self.ns: Netns | None = None
         self.box: RuncBox | None = None
         self.ctrs: dict[str, Ctr] = {}
-        self.peak_kib = 0
 
     def start(self, image_tar: str) -> None:
         self.ns = Netns(self.name)
@@ -122,11 +130,10 @@ class ToolPeer(Peer):
         return "127.0.0.1", ctr.publish[container_port]
 
     def daemon_rss_kib(self) -> int:
-        raise Unsupported(f"{self.name}: no daemon (one {self.tool} process per call, "
-                          f"peak RSS {self.peak_kib / 1024:.1f} MiB)")
+        raise Unsupported(self.no_daemon)
 
-    def monitor_rss_kib(self, ctr: Ctr) -> int:
-        raise Unsupported(f"{self.name}: no per-container process (runc run -d directly; podman would add a conmon)")
+    def monitor_pid(self, ctr: Ctr) -> int:
+        raise Unsupported(self.no_monitor or self.no_monitor_fmt.format(self.name))
 
     def close(self) -> None:
         try:
