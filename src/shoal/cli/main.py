@@ -15,7 +15,13 @@ from shoal import __version__
 from shoal.cli.client import DEFAULT_HOST
 from shoal.cli.cmdutil import AppContext, RootGroup
 
-COMMAND_MODULES = ("shoal.cli.network", "shoal.cli.system")
+COMMAND_MODULES = (
+    "shoal.cli.network",
+    "shoal.cli.system",
+    "shoal.cli.containers",
+    "shoal.cli.lifecycle",
+    "shoal.cli.images",
+)
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
