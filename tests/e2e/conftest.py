@@ -90,6 +90,26 @@ class Shoald:
                 self.proc.wait()
         return self.proc.returncode if self.proc else None
 
+    def remove_containers(self) -> None:
+        """Containers outlive shoald by design: remove them while it is still up."""
+        if not self.proc or self.proc.poll() is not None:
+            return
+        try:
+            status, listing = self.api("GET", "/containers/json?all=1")
+            for c in listing if status == 200 else []:
+                self.api("DELETE", f"/containers/{c['Id']}?force=1")
+        except Exception:  # noqa: BLE001 - teardown goes on
+            pass
+
+    def kill_leftover_containers(self) -> None:
+        """If shoald died first: delete what runc still runs under this daemon's own root."""
+        state = self.root / "data" / "runtime" / "runc"
+        if not state.is_dir():
+            return
+        ids = subprocess.run(["runc", "--root", str(state), "list", "-q"], capture_output=True, text=True).stdout
+        for cid in ids.split():
+            subprocess.run(["runc", "--root", str(state), "delete", "-f", cid], capture_output=True)
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -127,6 +147,15 @@ class Shoald:
         return found[0] if found else None
 
 
+def unmount_below(root: Path) -> None:
+    """Overlay and netns mounts a crashed test left under its own temp dir, deepest first."""
+    prefix = str(root) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+    for point in sorted(points, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+
+
 @pytest.fixture
 def make_shoald():
     if not is_root():
@@ -144,8 +173,11 @@ def make_shoald():
 
     yield factory
     for d, netns, root in made:
+        d.remove_containers()
         d.stop()
+        d.kill_leftover_containers()
         delete_netns(netns)
+        unmount_below(root)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -46,10 +46,12 @@ def test_import_from_path_and_fileobj_give_the_same_id(store, tmp_path):
     data = make_tar({"a": b"1"})
     (tmp_path / "x.tar").write_bytes(data)
     one = store.import_tar(tmp_path / "x.tar", "one")
-    two = store.import_tar(io.BytesIO(data), "two", "v1", config=ImageConfig(cmd=("sh",)))
+    two = store.import_tar(io.BytesIO(data), "two", "v1")
     assert one.id == two.id
     assert store.get("one").repo_tags == ("one:latest", "two:v1")
     assert len(store.list()) == 1
+    other = store.import_tar(io.BytesIO(data), "three", "v1", config=ImageConfig(cmd=("sh",)))
+    assert other.id != one.id and other.config.cmd == ("sh",)  # another --change: another image
 
 
 def test_lookup_like_docker(store):

@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 
@@ -137,7 +137,7 @@ class _Conn:
         url = urlsplit(event.target.decode("latin-1"))
         return Request(
             method=event.method.decode(),
-            path=url.path,
+            path=unquote(url.path),
             query=parse_qs(url.query, keep_blank_values=True),
             headers={k.decode().lower(): v.decode("latin-1") for k, v in event.headers},
             body=b"".join(chunks),

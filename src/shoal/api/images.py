@@ -39,9 +39,13 @@ def parse_changes(changes: list[str]) -> ImageConfig:
     return ImageConfig(cmd=cmd, env=tuple(base.env) + tuple(env), working_dir=workdir)
 
 
-def image_summary(img: Image, containers: int) -> dict[str, Any]:
+def _full(name: str) -> str:
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+def image_summary(img: Image, containers: int, tags: list[str] | None = None) -> dict[str, Any]:
     return {
-        "Id": img.id, "ParentId": "", "RepoTags": list(img.repo_tags), "RepoDigests": [],
+        "Id": img.id, "ParentId": "", "RepoTags": list(img.repo_tags) if tags is None else tags, "RepoDigests": [],
         "Created": img.created, "Size": img.size, "SharedSize": -1, "VirtualSize": img.size,
         "Labels": {}, "Containers": containers,
     }
@@ -123,15 +127,16 @@ class ImageRoutes:
         f = parse_filters(req.arg("filters"), IMAGE_FILTERS)
         out = []
         for img in sorted(self.images.list(), key=lambda i: -i.created):
-            if "reference" in f and not any(
-                any(t == r or t.split(":")[0] == r for t in img.repo_tags) for r in f["reference"]
-            ):
-                continue
+            tags = list(img.repo_tags)
+            if "reference" in f:
+                tags = [t for t in tags if any(t == r or t.split(":")[0] == r or t == _full(r) for r in f["reference"])]
+                if not tags:
+                    continue
             if "dangling" in f and (f["dangling"][0] in ("true", "1")) != (not img.repo_tags):
                 continue
             if "label" in f and not match_labels(f["label"], {}):
                 continue
-            out.append(image_summary(img, len(self._users(img))))
+            out.append(image_summary(img, len(self._users(img)), tags))
         return json_response(out)
 
     async def inspect(self, req: Request) -> Response:
@@ -148,6 +153,10 @@ class ImageRoutes:
         name = req.params["name"]
         img = self.images.get(name)
         users = self._users(img)
+        if users and len(img.repo_tags) > 1 and not name.startswith("sha256:") and not img.id.removeprefix(
+                "sha256:").startswith(name):
+            self.images.untag(name)  # other names remain: only this one goes, as in Docker
+            return json_response([{"Untagged": _full(name)}])
         if users and not req.flag("force"):
             raise Conflict(
                 f'conflict: unable to remove repository reference "{name}" (must force) - '

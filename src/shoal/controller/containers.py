@@ -372,10 +372,22 @@ class Containers:
         if condition not in ("", "not-running", "next-exit", "removed"):
             raise InvalidParameter(f"invalid condition: {condition}")
         if condition == "removed":
-            code = await self.runtime.wait(rec.id, "not-running")
-            await self.live(rec.id).removed.wait()
-            return code
+            return await self._wait_removed(rec.id)
         return await self.runtime.wait(rec.id, condition or "not-running")
+
+    async def _wait_removed(self, cid: str) -> int:
+        """`docker run --rm` asks for this before start: the code is that of the coming run."""
+        st = self.state(cid)
+        code = st.exit_code
+        if st.running or st.status == "created":
+            try:
+                code = await self.runtime.wait(cid, "next-exit" if st.status == "created" else "not-running")
+            except NotFound:  # removed before it ever ran
+                return code
+        live = self._live.get(cid)
+        if live is not None:
+            await live.removed.wait()
+        return code
 
     # -- remove ------------------------------------------------------------------------
     async def remove(self, ref: str, force: bool = False) -> None:

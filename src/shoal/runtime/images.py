@@ -2,7 +2,8 @@
 
 Layout under `root/images/<hex id>/`: `rootfs/` (the overlay lowerdir shared by containers) and
 `image.json` (id, repo_tags, created, size, architecture, os, config). The id is
-"sha256:" + sha256 of the tar bytes, so importing the same tar twice yields one image.
+"sha256:" + sha256 of the tar bytes and the config, so importing the same tar twice (with the
+same --change) yields one image.
 Names are kept in Docker's familiar form (`busybox:latest`, not `docker.io/library/...`).
 
 The store is synchronous (file I/O and `tar`); call it through `asyncio.to_thread` from the daemon.
@@ -183,7 +184,11 @@ class ImageStore:
         name = normalize_name(f"{repo}:{tag or 'latest'}") if repo else None
         tmpdir = Path(tempfile.mkdtemp(prefix=".import-", dir=self.root))
         try:
-            image_id = self._copy_hashing(source, tmpdir / "layer.tar")
+            layer_id = self._copy_hashing(source, tmpdir / "layer.tar")
+            # the id covers the config too: the same tarball imported with another --change
+            # is another image, as in Docker
+            cfg_json = json.dumps((config or ImageConfig()).to_json(), sort_keys=True)
+            image_id = "sha256:" + hashlib.sha256(f"{layer_id}\n{cfg_json}".encode()).hexdigest()
             hexid = image_id.removeprefix("sha256:")
             with self._lock:
                 existing = self._images.get(image_id)
