@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import re
 import secrets
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -31,6 +32,7 @@ from shoal.store import Store
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 KIND_NETWORK = "network"
+ROUTES_TTL = 5.0
 log = logging.getLogger("shoal.controller")
 
 
@@ -66,6 +68,8 @@ class Controller(EndpointOps):
         self.endpoints: dict[str, Endpoint] = {}
         self.sandboxes: dict[str, Sandbox] = {}
         self.exec_root = exec_root
+        self._routes: list = []
+        self._routes_at: float | None = None
 
     # -- ownership marks ---------------------------------------------------------------
     @property
@@ -176,7 +180,7 @@ class Controller(EndpointOps):
         """Pools and reserved addresses for each family, v4 first (Docker's order)."""
         if not driver.capabilities.uses_ipam:
             return []
-        reserved = [ipaddress.ip_network(r) for r in await self.kernel.routes()]
+        reserved = await self._host_routes()
         out: list[IPAMConfig] = []
         for v6, enabled in ((False, spec.enable_ipv4), (True, spec.enable_ipv6)):
             if not enabled:
@@ -186,6 +190,16 @@ class Controller(EndpointOps):
             for cfg in wanted or [IPAMConfig(subnet="")]:
                 out.append(self._allocate_one(cfg, v6, reserved, undo))
         return out
+
+    async def _host_routes(self) -> list:
+        """The host's routes, for skipping pools that overlap them.  Re-read at most every
+        ROUTES_TTL seconds: parsing a dump of thousands of routes costs hundreds of ms in
+        pyroute2, and routes shoal adds itself are its own pools, which IPAM already knows."""
+        now = time.monotonic()
+        if self._routes_at is None or now - self._routes_at > ROUTES_TTL:
+            self._routes = [ipaddress.ip_network(r) for r in await self.kernel.routes()]
+            self._routes_at = now
+        return self._routes
 
     def _allocate_one(self, cfg: IPAMConfig, v6: bool, reserved: list, undo: Undo) -> IPAMConfig:
         subnet = str(ipaddress.ip_network(cfg.subnet, strict=False)) if cfg.subnet else ""
