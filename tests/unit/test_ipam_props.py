@@ -81,3 +81,31 @@ def test_pools_never_overlap(program):
     for i, a in enumerate(nets):
         for b in nets[i + 1:]:
             assert not a.overlaps(b)
+
+
+nets24 = st.builds(lambda a, b, p: ipaddress.ip_network((int(ipaddress.ip_address("172.16.0.0")) + (a << 16) + (b << 8), p),
+                                                        strict=False), st.integers(0, 31), st.integers(0, 255),
+                   st.integers(12, 28))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(nets24, max_size=12), st.integers(0, 8))
+def test_first_fit_matches_brute_force(routes, held):
+    ipam = DefaultIpam(default_pools())
+    for _ in range(held):
+        ipam.request_pool()
+    taken = [p.subnet for p in ipam.pools()] + routes
+    expected = None
+    for spec in default_pools():
+        base = ipaddress.ip_network(spec.base)
+        for cand in base.subnets(new_prefix=spec.size):
+            if not any(cand.overlaps(t) for t in taken):
+                expected = cand
+                break
+        if expected is not None:
+            break
+    try:
+        got = ipam.request_pool(reserved=routes).subnet
+    except Exception:
+        got = None
+    assert got == expected

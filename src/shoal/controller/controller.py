@@ -24,6 +24,7 @@ from shoal.drivers import NetworkDriver
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound
 from shoal.firewall import Firewall, NoneFirewall, network_sysctls
 from shoal.ipam import DefaultIpam
+from shoal.ipam.pools import Spans
 from shoal.ipam.validate import check_ipam_configs
 from shoal.kernel import Kernel
 from shoal.model import Endpoint, IPAMConfig, Network, NetworkSpec, Sandbox
@@ -68,7 +69,7 @@ class Controller(EndpointOps):
         self.endpoints: dict[str, Endpoint] = {}
         self.sandboxes: dict[str, Sandbox] = {}
         self.exec_root = exec_root
-        self._routes: list = []
+        self._routes = Spans()
         self._routes_at: float | None = None
 
     # -- ownership marks ---------------------------------------------------------------
@@ -191,17 +192,17 @@ class Controller(EndpointOps):
                 out.append(self._allocate_one(cfg, v6, reserved, undo))
         return out
 
-    async def _host_routes(self) -> list:
+    async def _host_routes(self) -> Spans:
         """The host's routes, for skipping pools that overlap them.  Re-read at most every
         ROUTES_TTL seconds: parsing a dump of thousands of routes costs hundreds of ms in
         pyroute2, and routes shoal adds itself are its own pools, which IPAM already knows."""
         now = time.monotonic()
         if self._routes_at is None or now - self._routes_at > ROUTES_TTL:
-            self._routes = [ipaddress.ip_network(r) for r in await self.kernel.routes()]
+            self._routes = Spans(ipaddress.ip_network(r) for r in await self.kernel.routes())
             self._routes_at = now
         return self._routes
 
-    def _allocate_one(self, cfg: IPAMConfig, v6: bool, reserved: list, undo: Undo) -> IPAMConfig:
+    def _allocate_one(self, cfg: IPAMConfig, v6: bool, reserved: Spans, undo: Undo) -> IPAMConfig:
         subnet = str(ipaddress.ip_network(cfg.subnet, strict=False)) if cfg.subnet else ""
         pool = self.ipam.request_pool(subnet, v6=v6, ip_range=cfg.ip_range, reserved=reserved)
         undo.push(f"release pool {pool.id}", lambda: self.ipam.release_pool(pool.id))

@@ -53,6 +53,10 @@ class TrackedFirewall:
     def __init__(self) -> None:
         self._state = State()
         self._lock = asyncio.Lock()
+        # the element contents of the current and the proposed state, computed once per
+        # change (backends diff these instead of recomputing both from the states)
+        self._elements = elements(self._state)
+        self._next_elements = self._elements
 
     @property
     def state(self) -> State:
@@ -67,9 +71,9 @@ class TrackedFirewall:
     async def _move(self, verb: str, step: Callable[[State], State], *, full: bool = False) -> None:
         async with self._lock:
             new = step(self._state)
-            elements(new)
+            self._next_elements = elements(new)
             await self._commit(verb, self._state, new, full=full)
-            self._state = new
+            self._state, self._elements = new, self._next_elements
 
     async def apply_state(self, state: State) -> None:
         await self._move("apply_state", lambda _: state, full=True)
@@ -98,3 +102,4 @@ class TrackedFirewall:
         async with self._lock:
             await self._remove_all()
             self._state = State()
+            self._elements = self._next_elements = elements(self._state)

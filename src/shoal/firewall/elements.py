@@ -153,12 +153,12 @@ def natural_key(text: str) -> list:
 
 
 def _changes(op: str, source: Elements, other: Elements) -> list[Change]:
+    """Only the differing keys are sorted: a change costs O(size) dict lookups, not a sort."""
     out = []
     for ref in SETS:
-        for key in sorted(source[ref], key=natural_key):
-            value = source[ref][key]
-            if other[ref].get(key, _MISSING) != value:
-                out.append(Change(op, ref, key, value))
+        src, oth = source[ref], other[ref]
+        keys = [k for k, v in src.items() if oth.get(k, _MISSING) != v]
+        out += [Change(op, ref, key, src[key]) for key in sorted(keys, key=natural_key)]
     return out
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from shoal.firewall.config import State
-from shoal.firewall.elements import BRIDGE, INET, SETS, Change, SetRef, SetSpec, diff, elements
+from shoal.firewall.elements import BRIDGE, INET, SETS, Change, Elements, SetRef, SetSpec, diff, elements
 
 TABLE = "shoal"
 HEADER = "# shoal firewall: generated from shoal's state; changes made here are overwritten"
@@ -170,7 +170,12 @@ def full_batch(state: State) -> str:
 
 def diff_batch(old: State, new: State) -> str:
     """Element changes only; applied to the ruleset of `old` it gives that of `new`."""
-    lines = change_lines(diff(elements(old), elements(new)))
+    return diff_elements_batch(elements(old), elements(new))
+
+
+def diff_elements_batch(old: Elements, new: Elements) -> str:
+    """The same from precomputed element contents (what a tracked backend holds)."""
+    lines = change_lines(diff(old, new))
     return "\n".join(lines) + "\n" if lines else ""
 
 

@@ -42,30 +42,56 @@ def ula_pool(host_id: str) -> PoolSpec:
     return PoolSpec(str(ipaddress.IPv6Network((base, 48))), 64)
 
 
-def _merged(nets: Iterable[IPNetwork]) -> list[tuple[int, int]]:
-    """Taken subnets as sorted, merged [first, last] integer ranges."""
-    spans = sorted((int(n.network_address), int(n.broadcast_address)) for n in nets)
-    out: list[tuple[int, int]] = []
-    for lo, hi in spans:
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
+class Spans:
+    """Sorted, disjoint [first, last] integer ranges of taken subnets, per IP version.
+
+    Pools never overlap, so the pools' spans stay disjoint as they come and go; route
+    lists, which may nest, are merged when built (once per refresh of the host's routes).
+    Either way a clash test is one bisection, whatever the number of networks."""
+
+    def __init__(self, nets: Iterable[IPNetwork] = ()) -> None:
+        self.ranges: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        nets = list(nets)
+        for version in (4, 6):
+            spans = sorted((int(n.network_address), int(n.broadcast_address)) for n in nets if n.version == version)
+            for lo, hi in spans:
+                merged = self.ranges[version]
+                if merged and lo <= merged[-1][1] + 1:
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+                else:
+                    merged.append((lo, hi))
+
+    def add(self, net: IPNetwork) -> None:
+        bisect.insort(self.ranges[net.version], (int(net.network_address), int(net.broadcast_address)))
+
+    def remove(self, net: IPNetwork) -> None:
+        spans = self.ranges[net.version]
+        item = (int(net.network_address), int(net.broadcast_address))
+        i = bisect.bisect_left(spans, item)
+        if i < len(spans) and spans[i] == item:
+            del spans[i]
+
+    def clash(self, version: int, lo: int, hi: int) -> int | None:
+        """The end of the taken range overlapping [lo, hi], or None (ranges are disjoint, so
+        only the last one starting at or before `hi` can reach back to `lo`)."""
+        spans = self.ranges[version]
+        i = bisect.bisect_right(spans, (hi, 1 << 130)) - 1
+        if i >= 0 and spans[i][1] >= lo:
+            return spans[i][1]
+        return None
 
 
-def _first_gap(base: IPNetwork, size: int, taken: list[tuple[int, int]], starts: list[int]) -> IPNetwork | None:
+def _first_gap(base: IPNetwork, size: int, taken: list[Spans]) -> IPNetwork | None:
     """The lowest subnet of prefix `size` inside `base` that overlaps no taken range."""
-    if size < base.prefixlen:
-        size = base.prefixlen
+    size = max(size, base.prefixlen)
     block = 1 << (base.max_prefixlen - size)
     cand, end = int(base.network_address), int(base.broadcast_address)
     while cand + block - 1 <= end:
-        i = bisect.bisect_right(starts, cand + block - 1) - 1
-        if i >= 0 and taken[i][1] >= cand:  # the range starting last before our end reaches us
-            cand = (taken[i][1] // block + 1) * block  # jump past it, staying aligned
-            continue
-        return ipaddress.ip_network((cand, size))
+        hit = max((e for s in taken if (e := s.clash(base.version, cand, cand + block - 1)) is not None),
+                  default=None)
+        if hit is None:
+            return ipaddress.ip_network((cand, size))
+        cand = (hit // block + 1) * block  # jump past the clash, staying aligned
     return None
 
 
@@ -94,6 +120,7 @@ class DefaultIpam:
         self.v4_pools = list(v4_pools)
         self.v6_pools = list(v6_pools)
         self._pools: dict[str, Pool] = {}
+        self._spans = Spans()
 
     # -- pools -------------------------------------------------------------------------
     def request_pool(
@@ -102,34 +129,34 @@ class DefaultIpam:
         *,
         v6: bool = False,
         ip_range: str = "",
-        reserved: Iterable[IPNetwork] = (),
+        reserved: Iterable[IPNetwork] | Spans = (),
     ) -> Pool:
         """An explicit subnet must not overlap another pool; none means first free default."""
         if subnet:
             net = ipaddress.ip_network(subnet)
-            if any(net.overlaps(p.subnet) for p in self._pools.values()):
+            lo, hi = int(net.network_address), int(net.broadcast_address)
+            if self._spans.clash(net.version, lo, hi) is not None:
                 raise Forbidden(OVERLAP)
         else:
-            net = self._first_free(v6, list(reserved))
+            net = self._first_free(v6, reserved if isinstance(reserved, Spans) else Spans(reserved))
         rng = ipaddress.ip_network(ip_range) if ip_range else None
         pool = Pool(str(net), net, rng, AddressSet(net))
         self._pools[pool.id] = pool
+        self._spans.add(net)
         return pool
 
-    def _first_free(self, v6: bool, reserved: list[IPNetwork]) -> IPNetwork:
-        """First fit over the predefined pools, skipping taken ranges by bisection: with
-        thousands of networks each step is O(log n), not a scan of every taken subnet."""
-        version = 6 if v6 else 4
-        taken = _merged(n for n in [p.subnet for p in self._pools.values()] + reserved if n.version == version)
-        starts = [a for a, _ in taken]
+    def _first_free(self, v6: bool, reserved: Spans) -> IPNetwork:
+        """First fit over the predefined pools, skipping taken ranges by bisection."""
         for spec in self.v6_pools if v6 else self.v4_pools:
-            found = _first_gap(ipaddress.ip_network(spec.base), spec.size, taken, starts)
+            found = _first_gap(ipaddress.ip_network(spec.base), spec.size, [self._spans, reserved])
             if found is not None:
                 return found
         raise InvalidParameter(EXHAUSTED)
 
     def release_pool(self, pool_id: str) -> None:
-        self._pools.pop(pool_id, None)
+        pool = self._pools.pop(pool_id, None)
+        if pool is not None:
+            self._spans.remove(pool.subnet)
 
     def pool(self, pool_id: str) -> Pool:
         try:
