@@ -196,3 +196,24 @@ def test_restart_rebuilds_the_same_ruleset_and_cleanup_removes_it(make_shoald, b
     assert "shoal" not in in_ns(d.netns, "nft", "list", "ruleset").stdout
     links = [l["ifname"] for l in d.ip("link")]
     assert links == ["lo"], links
+
+
+def test_host_binding_ipv6_ports_and_run_dns(box, upstream, servers):
+    d = box
+    d.docker("network", "create", "-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.1", "local-only")
+    serve(d, "lo1", "local-only", servers, "-p", "8088:80")
+    assert in_ns(d.netns, "busybox", "timeout", "2", "wget", "-q", "-O", "-", "http://127.0.0.1:8088/").stdout.strip() == "lo1"
+    assert in_ns(upstream, "busybox", "timeout", "2", "wget", "-q", "-O", "-", f"http://{HOST_UP}:8088/").returncode != 0
+    ports = d.docker("port", "lo1").stdout
+    assert "127.0.0.1:8088" in ports
+
+    d.docker("network", "create", "--ipv6", "--subnet", "fd00:77::/64", "--subnet", "10.77.7.0/24", "dual")
+    serve(d, "six", "dual", servers, "-p", "8089:80")
+    ports = d.docker("port", "six").stdout
+    assert "0.0.0.0:8089" in ports and "[::]:8089" in ports
+    # the host reaching its own IPv6 address on the published port (DNAT to the container's v6)
+    got = in_ns(d.netns, "busybox", "timeout", "2", "wget", "-q", "-O", "-", "http://[fd00:77::1]:8089/").stdout.strip()
+    assert got == "six"
+
+    resolv = d.docker("run", "--rm", "--dns", "10.53.0.53", "busybox", "cat", "/etc/resolv.conf").stdout
+    assert "nameserver 10.53.0.53" in resolv
