@@ -125,7 +125,7 @@ def test_missing_socket_end_to_end(short_tmp: Path) -> None:
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr == (
         f"Cannot connect to the shoal daemon at {host} (no such socket). Is shoald running?\n"
-        "Start it with `sudo scripts/setup` (installs and starts it) or `sudo .venv/bin/shoald`,\n"
+        "Start it as root with `scripts/setup` (installs and starts it) or `.venv/bin/shoald`,\n"
         "or point -H/--host (or SHOAL_HOST) at a running daemon.\n"
     )
 

@@ -21,7 +21,7 @@ from shoal.cli.errors import CliError, DaemonError, DaemonUnreachable
 
 DEFAULT_HOST = "unix:///run/shoal/shoal.sock"
 START_HINT = (
-    "Start it with `sudo scripts/setup` (installs and starts it) or `sudo .venv/bin/shoald`,\n"
+    "Start it as root with `scripts/setup` (installs and starts it) or `.venv/bin/shoald`,\n"
     "or point -H/--host (or SHOAL_HOST) at a running daemon."
 )
 DEFAULT_TCP_PORT = 2375
