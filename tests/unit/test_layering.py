@@ -17,9 +17,9 @@ ALLOWED = {
     "dns": {"errors", "model", "kernel"},
     "runtime": {"errors", "model", "kernel"},
     "controller": {"errors", "model", "kernel", "ipam", "store", "firewall", "drivers", "dns", "runtime"},
-    "api": {"errors", "model", "controller", "runtime", "api"},
+    "api": {"errors", "model", "controller", "runtime", "api", "humanize"},
     "daemon": None,  # composition root: anything
-    "cli": {"cli"},
+    "cli": {"cli", "humanize"},
 }
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from shoal.api.app import version_tuple
-from shoal.api.humanize import human_duration
+from shoal.humanize import human_duration
 from shoal.controller.containers import CreateRequest
 from shoal.errors import InvalidParameter
 from shoal.model import Container, Endpoint, EndpointRequest, Network

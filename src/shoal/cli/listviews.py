@@ -16,6 +16,7 @@ from shoal.cli.govalues import GoValue, encode_json
 from shoal.cli.netviews import truncate_id
 from shoal.cli.refs import Reference, parse_normalized
 from shoal.cli.template_funcs import go_quote
+from shoal.humanize import human_duration
 
 CONTAINER_TABLE_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 CONTAINER_RAW_FORMAT = (
@@ -46,34 +47,6 @@ _HTML = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 
 # ---------------------------------------------------------------------------------------------
 # go-units and Go's time/fmt
-
-
-def human_duration(seconds: float) -> str:
-    """units.HumanDuration."""
-    secs = int(seconds)
-    if secs < 1:
-        return "Less than a second"
-    if secs == 1:
-        return "1 second"
-    if secs < 60:
-        return f"{secs} seconds"
-    minutes = secs // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def human_size(size: float, precision: int = 4) -> str:

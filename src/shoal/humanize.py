@@ -1,22 +1,24 @@
-"""Docker's human-readable durations and sizes (go-units), for ps and images."""
+"""Docker's human-readable durations (go-units HumanDuration), shared by the API's `ps`
+Status and the CLI's CREATED column: pure, so every layer may import it."""
 
 from __future__ import annotations
 
 
 def human_duration(seconds: float) -> str:
-    s = int(seconds)
-    if seconds < 1:
+    """units.HumanDuration: "Up 5 seconds", "Exited (0) About a minute ago"."""
+    secs = int(seconds)
+    if secs < 1:
         return "Less than a second"
-    if s == 1:
+    if secs == 1:
         return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
+    if secs < 60:
+        return f"{secs} seconds"
+    minutes = secs // 60
     if minutes == 1:
         return "About a minute"
     if minutes < 60:
         return f"{minutes} minutes"
-    hours = round(s / 3600)
+    hours = int(seconds / 3600 + 0.5)
     if hours == 1:
         return "About an hour"
     if hours < 48:
@@ -27,4 +29,4 @@ def human_duration(seconds: float) -> str:
         return f"{hours // 24 // 7} weeks"
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
+    return f"{int(seconds / 3600) // 24 // 365} years"
