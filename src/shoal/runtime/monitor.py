@@ -124,6 +124,9 @@ async def _pipe_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTrans
     return reader, transport
 
 
+ACCEPT_GRACE = 0.02
+
+
 async def launch(spec: Launch, on_attach_ready=None) -> tuple[int, int]:
     """Start conmon; return (process pid, conmon pid) once runc has created the process.
 
@@ -164,6 +167,10 @@ async def launch(spec: Launch, on_attach_ready=None) -> tuple[int, int]:
             await _read_sync(readers[1], "attach socket")
             if on_attach_ready is not None:
                 await on_attach_ready()
+                # our connect() returns once the connection is queued, but conmon forwards output
+                # only to clients it has accept()ed in its main loop; a very short process could
+                # otherwise finish before that (seen under load: `sh -c 'echo hi'` lost its output)
+                await asyncio.sleep(ACCEPT_GRACE)
             os.write(parent_fds[0], b"1")  # and a second one before it runs `runc exec`
         pid = await _read_sync(readers[0], "container pid")
         return pid, int(spec.paths.conmon_pidfile.read_text().strip())
