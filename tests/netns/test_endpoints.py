@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import shutil
 import subprocess
 import tempfile
 
@@ -39,6 +40,7 @@ async def cleanup(ctl):
         if sb.path:
             await ctl.kernel.delete_netns(sb.path)
     ctl.kernel.close()
+    shutil.rmtree(ctl.exec_root, ignore_errors=True)
 
 
 def test_two_sandboxes_on_the_default_bridge_talk(netns):
