@@ -16,7 +16,7 @@ import asyncio
 from typing import Callable, Iterable, Protocol
 
 from shoal.firewall.config import EndpointConfig, NetworkConfig, PortMapping, State
-from shoal.firewall.elements import elements
+from shoal.firewall.elements import endpoint_elements, elements, network_elements, port_elements, with_added
 
 
 class Firewall(Protocol):
@@ -68,10 +68,12 @@ class TrackedFirewall:
     async def _remove_all(self) -> None:
         raise NotImplementedError
 
-    async def _move(self, verb: str, step: Callable[[State], State], *, full: bool = False) -> None:
+    async def _move(self, verb: str, step: Callable[[State], State], *, full: bool = False,
+                    added: Callable[[State], Iterable] | None = None) -> None:
+        """`added`, for pure additions: the new elements alone, so the change costs what it adds."""
         async with self._lock:
             new = step(self._state)
-            self._next_elements = elements(new)
+            self._next_elements = with_added(self._elements, added(new)) if added else elements(new)
             await self._commit(verb, self._state, new, full=full)
             self._state, self._elements = new, self._next_elements
 
@@ -79,20 +81,28 @@ class TrackedFirewall:
         await self._move("apply_state", lambda _: state, full=True)
 
     async def add_network(self, network: NetworkConfig) -> None:
-        await self._move("add_network", lambda s: s.with_network(network))
+        replacing = any(n.bridge == network.bridge for n in self._state.networks)
+        await self._move("add_network", lambda s: s.with_network(network),
+                         added=None if replacing else lambda s: network_elements(network))
 
     async def remove_network(self, bridge: str) -> None:
         await self._move("remove_network", lambda s: s.without_network(bridge))
 
     async def add_endpoint(self, endpoint: EndpointConfig) -> None:
-        await self._move("add_endpoint", lambda s: s.with_endpoint(endpoint))
+        replacing = any(e.port == endpoint.port for e in self._state.endpoints)
+        await self._move("add_endpoint", lambda s: s.with_endpoint(endpoint),
+                         added=None if replacing else lambda s: endpoint_elements(endpoint, s.network(endpoint.bridge)))
 
     async def remove_endpoint(self, endpoint: EndpointConfig) -> None:
         await self._move("remove_endpoint", lambda s: s.without_endpoint(endpoint.port))
 
     async def add_ports(self, ports: Iterable[PortMapping]) -> None:
         wanted = tuple(ports)
-        await self._move("add_ports", lambda s: s.with_ports(wanted))
+
+        def added(s: State) -> Iterable:
+            return [el for p in wanted for el in port_elements(p, s.network(p.bridge))]
+
+        await self._move("add_ports", lambda s: s.with_ports(wanted), added=added)
 
     async def remove_ports(self, ports: Iterable[PortMapping]) -> None:
         gone = tuple(ports)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -121,6 +122,19 @@ def _all_elements(state: State) -> Iterator[Element]:
         yield from endpoint_elements(ep, state.network(ep.bridge))
     for mapping in state.ports:
         yield from port_elements(mapping, state.network(mapping.bridge))
+
+
+def with_added(old: Elements, new_items: Iterable[Element]) -> Elements:
+    """`old` plus some elements, without recomputing the rest: the per-change cost of a
+    publish is that of its own elements, whatever the number already published (the dict
+    copies are C-speed)."""
+    out: Elements = {ref: dict(items) for ref, items in old.items()}
+    for ref, key, value in new_items:
+        have = out[ref]
+        if key in have and have[key] != value:
+            raise Conflict(f"host port {key} is published twice: to {have[key]} and to {value}")
+        have[key] = value
+    return out
 
 
 def elements(state: State) -> Elements:

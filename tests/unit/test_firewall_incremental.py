@@ -1,0 +1,57 @@
+"""The tracked element contents, kept incrementally on additions, equal a full recompute."""
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shoal.errors import Conflict
+from shoal.firewall import EndpointConfig, NetworkConfig, NoneFirewall, PortMapping
+from shoal.firewall.elements import elements
+
+NETS = [NetworkConfig("br-a", subnets4=("10.1.0.0/24",)), NetworkConfig("br-b", subnets4=("10.2.0.0/24",), icc=False),
+        NetworkConfig("br-i", subnets4=("10.3.0.0/24",), internal=True)]
+ops = st.lists(st.tuples(st.sampled_from(["ep", "port", "unport", "unep", "net", "unnet"]), st.integers(0, 2),
+                         st.integers(0, 30)), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops)
+def test_incremental_equals_full(program):
+    async def go():
+        fw = NoneFirewall()
+        for net in NETS:
+            await fw.add_network(net)
+        for op, n, i in program:
+            bridge = NETS[n].bridge
+            if op == "net":
+                await fw.add_network(NETS[n])
+            elif op == "unnet":
+                await fw.remove_network(bridge)
+            elif op == "ep":
+                await fw.add_endpoint(EndpointConfig(bridge, f"veth{n}{i}"))
+            elif op == "unep":
+                await fw.remove_endpoint(EndpointConfig(bridge, f"veth{n}{i}"))
+            else:
+                m = PortMapping("tcp", 20000 + i, f"10.{n + 1}.0.{i + 2}", 80, bridge)
+                try:
+                    await (fw.add_ports([m]) if op == "port" else fw.remove_ports([m]))
+                except Conflict:
+                    pass
+            assert fw._elements == elements(fw.state)  # noqa: SLF001
+
+    asyncio.run(go())
+
+
+def test_conflict_leaves_state_unchanged():
+    async def go():
+        fw = NoneFirewall()
+        await fw.add_network(NETS[0])
+        await fw.add_ports([PortMapping("tcp", 8080, "10.1.0.2", 80, "br-a")])
+        before = (fw.state, fw._elements)  # noqa: SLF001
+        with pytest.raises(Conflict):
+            await fw.add_ports([PortMapping("tcp", 8080, "10.1.0.3", 80, "br-a")])
+        assert (fw.state, fw._elements) == before  # noqa: SLF001
+
+    asyncio.run(go())
