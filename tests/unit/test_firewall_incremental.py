@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shoal.errors import Conflict
+from shoal.errors import Conflict, InvalidParameter
 from shoal.firewall import EndpointConfig, NetworkConfig, NoneFirewall, PortMapping
 from shoal.firewall.elements import elements
 
@@ -25,21 +25,18 @@ def test_incremental_equals_full(program):
             await fw.add_network(net)
         for op, n, i in program:
             bridge = NETS[n].bridge
-            if op == "net":
-                await fw.add_network(NETS[n])
-            elif op == "unnet":
-                await fw.remove_network(bridge)
-            elif op == "ep":
-                await fw.add_endpoint(EndpointConfig(bridge, f"veth{n}{i}"))
-            elif op == "unep":
-                await fw.remove_endpoint(EndpointConfig(bridge, f"veth{n}{i}"))
-            else:
-                m = PortMapping("tcp", 20000 + i, f"10.{n + 1}.0.{i + 2}", 80, bridge)
-                try:
-                    await (fw.add_ports([m]) if op == "port" else fw.remove_ports([m]))
-                except Conflict:
-                    pass
+            m = PortMapping("tcp", 20000 + i, f"10.{n + 1}.0.{i + 2}", 80, bridge)
+            ep = EndpointConfig(bridge, f"veth{n}{i}")
+            step = {"net": lambda: fw.add_network(NETS[n]), "unnet": lambda: fw.remove_network(bridge),
+                    "ep": lambda: fw.add_endpoint(ep), "unep": lambda: fw.remove_endpoint(ep),
+                    "port": lambda: fw.add_ports([m]), "unport": lambda: fw.remove_ports([m])}[op]
+            try:
+                await step()
+            except (Conflict, InvalidParameter):  # a port taken twice; a network that is gone
+                pass
             assert fw._elements == elements(fw.state)  # noqa: SLF001
+            if fw._next_changes is not None:  # noqa: SLF001 - the exact additions were right too
+                assert all(c.op == "add" for c in fw._next_changes)  # noqa: SLF001
 
     asyncio.run(go())
 

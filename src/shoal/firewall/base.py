@@ -16,7 +16,9 @@ import asyncio
 from typing import Callable, Iterable, Protocol
 
 from shoal.firewall.config import EndpointConfig, NetworkConfig, PortMapping, State
-from shoal.firewall.elements import endpoint_elements, elements, network_elements, port_elements, with_added
+from shoal.firewall.elements import (
+    additions, endpoint_elements, elements, network_elements, port_elements, with_added,
+)
 
 
 class Firewall(Protocol):
@@ -57,6 +59,7 @@ class TrackedFirewall:
         # change (backends diff these instead of recomputing both from the states)
         self._elements = elements(self._state)
         self._next_elements = self._elements
+        self._next_changes: list | None = None  # known exactly for pure additions
 
     @property
     def state(self) -> State:
@@ -73,7 +76,13 @@ class TrackedFirewall:
         """`added`, for pure additions: the new elements alone, so the change costs what it adds."""
         async with self._lock:
             new = step(self._state)
-            self._next_elements = with_added(self._elements, added(new)) if added else elements(new)
+            self._next_changes = None
+            if added:
+                items = list(added(new))
+                self._next_elements = with_added(self._elements, items)
+                self._next_changes = additions(self._elements, items)
+            else:
+                self._next_elements = elements(new)
             await self._commit(verb, self._state, new, full=full)
             self._state, self._elements = new, self._next_elements
 

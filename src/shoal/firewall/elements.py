@@ -137,6 +137,15 @@ def with_added(old: Elements, new_items: Iterable[Element]) -> Elements:
     return out
 
 
+def additions(old: Elements, new_items: Iterable[Element]) -> list[Change]:
+    """The changes that adding `new_items` to `old` makes, without comparing whole sets."""
+    seen: dict[tuple[SetRef, str], Change] = {}
+    for ref, key, value in new_items:
+        if old[ref].get(key, _MISSING) != value:
+            seen[(ref, key)] = Change("add", ref, key, value)
+    return sorted(seen.values(), key=lambda c: (SETS_ORDER[c.ref], natural_key(c.key)))
+
+
 def elements(state: State) -> Elements:
     """Every set's contents; Conflict if one host port would lead to two places."""
     out: Elements = {ref: {} for ref in SETS}
@@ -159,6 +168,9 @@ class Change:
 
 
 _MISSING = object()
+
+
+SETS_ORDER = {ref: i for i, ref in enumerate(SETS)}
 
 
 def natural_key(text: str) -> list:

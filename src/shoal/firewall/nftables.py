@@ -15,7 +15,7 @@ import asyncio
 from shoal.firewall.base import TrackedFirewall
 from shoal.firewall.config import State
 from shoal.firewall.nft import Nft
-from shoal.firewall.ruleset import cleanup_batch, diff_elements_batch, full_batch
+from shoal.firewall.ruleset import changes_batch, cleanup_batch, diff_elements_batch, full_batch
 
 
 class NftFirewall(TrackedFirewall):
@@ -28,7 +28,12 @@ class NftFirewall(TrackedFirewall):
         self.nft = nft or Nft()
 
     async def _commit(self, verb: str, old: State, new: State, *, full: bool) -> None:
-        batch = full_batch(new) if full else diff_elements_batch(self._elements, self._next_elements)
+        if full:
+            batch = full_batch(new)
+        elif self._next_changes is not None:
+            batch = changes_batch(self._next_changes)
+        else:
+            batch = diff_elements_batch(self._elements, self._next_elements)
         if batch:
             await asyncio.to_thread(self.nft.run, batch)
 

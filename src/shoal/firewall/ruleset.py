@@ -175,7 +175,11 @@ def diff_batch(old: State, new: State) -> str:
 
 def diff_elements_batch(old: Elements, new: Elements) -> str:
     """The same from precomputed element contents (what a tracked backend holds)."""
-    lines = change_lines(diff(old, new))
+    return changes_batch(diff(old, new))
+
+
+def changes_batch(changes: list[Change]) -> str:
+    lines = change_lines(changes)
     return "\n".join(lines) + "\n" if lines else ""
 
 
