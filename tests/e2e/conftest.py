@@ -66,7 +66,7 @@ class Shoald:
         if wait:
             self.wait_ready()
 
-    def wait_ready(self, timeout: float = 15) -> None:
+    def wait_ready(self, timeout: float = 45) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc and self.proc.poll() is not None:
