@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,27 +28,19 @@ class DockerPeer(EnginePeer):
     name = "docker"
 
     def __init__(self, workdir: str) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="shb-docker-", dir=workdir))
-        self.ns: Netns | None = None
-        self.proc: subprocess.Popen | None = None
+        super().__init__(workdir)
         self.containerd_pid = 0
-        self.client = None
 
     def start(self, image_tar: str) -> None:
         dockerd = need("dockerd", "docker.io")
         need("containerd", "containerd")
         self.ns = Netns("docker")
         self.host_ns = self.ns.path
-        self.sock = str(self.root / "docker.sock")
-        log = str(self.root / "log")
         args = [dockerd, "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
-                "--pidfile", str(self.root / "pid"), "-H", f"unix://{self.sock}", "--log-level", "warn"]
-        cmd = in_ns(self.ns.path, ["unshare", "--mount", "--propagation", "private", "sh", "-c", _LAUNCH, "sh", *args])
-        with open(log, "wb") as logf:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=logf,
-                                         start_new_session=True)
-        self.client = self._client()
-        self._wait_ping(self.proc, log, 60)
+                "--pidfile", str(self.root / "pid"), "-H", f"unix://{self.root / 'docker.sock'}",
+                "--log-level", "warn"]
+        self._launch(in_ns(self.ns.path, ["unshare", "--mount", "--propagation", "private", "sh", "-c", _LAUNCH,
+                                          "sh", *args]), "docker.sock", 60)
         self.containerd_pid = self._find_containerd()
         self.import_image(image_tar)
 
@@ -63,7 +53,7 @@ class DockerPeer(EnginePeer):
         return 0
 
     def describe(self) -> str:
-        v = self.client.get("/version").json() if self.client else {}
+        v = self._version()
         return f"dockerd {v.get('Version', '?')} (API {v.get('ApiVersion', '?')}), own containerd, userland-proxy on"
 
     def daemon_rss_kib(self) -> int:

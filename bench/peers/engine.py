@@ -7,7 +7,10 @@ a row is the daemon behind the socket.
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 
@@ -20,6 +23,25 @@ CMD = ["sleep", "1000000"]
 
 class EnginePeer(Peer):
     sock = ""
+
+    def __init__(self, workdir: str) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix=f"shb-{self.name}-", dir=workdir))
+        self.ns = None
+        self.proc: subprocess.Popen | None = None
+        self.client: httpx.Client | None = None
+
+    def _launch(self, cmd: list[str], sock: str, timeout_s: float) -> None:
+        """Start the daemon in its own session (Ctrl-C reaches only the suite), then wait for it."""
+        self.sock = str(self.root / sock)
+        log = str(self.root / "log")
+        with open(log, "wb") as logf:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=logf,
+                                         start_new_session=True)
+        self.client = self._client()
+        self._wait_ping(self.proc, log, timeout_s)
+
+    def _version(self) -> dict:
+        return self.client.get("/version").json() if self.client else {}
 
     def _client(self) -> httpx.Client:
         return httpx.Client(transport=httpx.HTTPTransport(uds=self.sock), base_url="http://engine", timeout=120)

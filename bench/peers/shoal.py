@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
-from pathlib import Path
 
 from common import BIN, Netns, in_ns, rss_kib, stop_pid
 from peers.engine import EnginePeer
@@ -14,28 +12,16 @@ from peers.engine import EnginePeer
 class ShoalPeer(EnginePeer):
     name = "shoal"
 
-    def __init__(self, workdir: str) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="shb-shoal-", dir=workdir))
-        self.ns: Netns | None = None
-        self.proc: subprocess.Popen | None = None
-        self.client = None
-
     def start(self, image_tar: str) -> None:
         self.ns = Netns("shoal")
         self.host_ns = self.ns.path
-        self.sock = str(self.root / "s.sock")
-        log = str(self.root / "log")
-        with open(log, "wb") as logf:
-            self.proc = subprocess.Popen(
-                in_ns(self.ns.path, [str(BIN / "shoald"), "--data-root", str(self.root / "d"),
-                                     "-H", f"unix://{self.sock}", "--log-level", "warning"]),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=logf, start_new_session=True)
-        self.client = self._client()
-        self._wait_ping(self.proc, log, 30)
+        cmd = in_ns(self.ns.path, [str(BIN / "shoald"), "--data-root", str(self.root / "d"),
+                                   "-H", f"unix://{self.root / 's.sock'}", "--log-level", "warning"])
+        self._launch(cmd, "s.sock", 30)
         self.import_image(image_tar)
 
     def describe(self) -> str:
-        v = self.client.get("/version").json() if self.client else {}
+        v = self._version()
         return f"shoald {v.get('Version', '?')} (API {v.get('ApiVersion', '?')})"
 
     def daemon_rss_kib(self) -> int:

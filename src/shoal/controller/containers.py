@@ -238,8 +238,10 @@ class Containers:
                 undo.push("dns", lambda: self._dns_leave(rec.id))
                 self._write_etc(rec, eps, embedded)
                 bindings = await self.publisher.publish(rec, eps, undo)
-                self._save(dataclasses.replace(self.records[rec.id], ports=bindings))
-                undo.push("ports record", lambda: self._save(dataclasses.replace(self.records[rec.id], ports=())))
+                if bindings:  # most containers publish nothing: no store write for them
+                    self._save(dataclasses.replace(self.records[rec.id], ports=bindings))
+                    undo.push("ports record",
+                              lambda: self._save(dataclasses.replace(self.records[rec.id], ports=())))
                 await self.runtime.start(rec.id)
             except BaseException:
                 await undo.run()

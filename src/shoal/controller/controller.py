@@ -9,6 +9,7 @@ take it" and IPAM allocation exact under concurrency without further care.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import re
@@ -166,16 +167,11 @@ class Controller(EndpointOps):
 
     def _build(self, spec: NetworkSpec, configs: list[IPAMConfig], predefined: bool) -> Network:
         uses_ipam = self.drivers[spec.driver].capabilities.uses_ipam
-        return Network(
-            id=new_id(), name=spec.name, driver=spec.driver,
-            created=self.clock() if uses_ipam or not predefined else "0001-01-01T00:00:00Z",
-            scope=spec.scope or "local", internal=spec.internal, attachable=spec.attachable,
-            ingress=spec.ingress, config_only=spec.config_only, config_from=spec.config_from,
-            enable_ipv4=spec.enable_ipv4, enable_ipv6=spec.enable_ipv6,
-            ipam_driver=spec.ipam_driver or "default", ipam_options=None if spec.ipam_options is None else dict(spec.ipam_options),
-            ipam_configs=tuple(configs), options=dict(spec.options), labels=dict(spec.labels),
-            predefined=predefined,
-        )
+        fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(NetworkSpec)}
+        fields.update(scope=spec.scope or "local", ipam_driver=spec.ipam_driver or "default",
+                      ipam_configs=tuple(configs))
+        created = self.clock() if uses_ipam or not predefined else "0001-01-01T00:00:00Z"
+        return Network(**fields, id=new_id(), created=created, predefined=predefined)
 
     async def _allocate(self, spec: NetworkSpec, driver: NetworkDriver, undo: Undo) -> list[IPAMConfig]:
         """Pools and reserved addresses for each family, v4 first (Docker's order)."""

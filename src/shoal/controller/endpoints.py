@@ -72,10 +72,8 @@ class EndpointOps:
                 return self.sandboxes[sandbox_id]
             path = "" if host else str(Path(self.exec_root) / "netns" / sandbox_id[:12])
             if path:
-                await self.kernel.create_netns(path)
+                await self.kernel.create_netns(path)  # with lo up
             try:
-                if path:
-                    await self.kernel.loopback_up(path)
                 sb = Sandbox(sandbox_id, path)
                 with self.store.transaction() as tx:
                     tx.put(KIND_SANDBOX, sb.id, sb.to_dict())
@@ -93,7 +91,6 @@ class EndpointOps:
             async with self.lock:
                 await self.kernel.delete_netns(sb.path)
                 await self.kernel.create_netns(sb.path)
-                await self.kernel.loopback_up(sb.path)
         return sb
 
     async def delete_sandbox(self: Controller, sandbox_id: str) -> None:

@@ -17,6 +17,7 @@ from shoal.controller.controller import KIND_NETWORK, Controller
 from shoal.controller.endpoints import KIND_ENDPOINT, KIND_SANDBOX
 from shoal.controller.firewalling import state_of
 from shoal.firewall import required_sysctls
+from shoal.kernel import KernelError
 from shoal.model import Endpoint, Network, NetworkSpec, Sandbox
 
 log = logging.getLogger("shoal.restore")
@@ -70,8 +71,11 @@ async def apply_firewall(ctl: Controller) -> None:
     await ctl.kernel.set_sysctls(required_sysctls(state))
     await ctl.firewall.apply_state(state)
     for ep in ctl.endpoints.values():
-        if ep.host_ifname and await ctl.kernel.link(ep.host_ifname) is not None:
-            await ctl.kernel.set_hairpin(ep.host_ifname)
+        if ep.host_ifname:
+            try:
+                await ctl.kernel.set_hairpin(ep.host_ifname)
+            except KernelError:  # its container stopped while shoald was away: released next
+                pass
 
 
 def _reserve(ctl: Controller, network: Network) -> None:

@@ -21,43 +21,12 @@ so `lo` is brought up here (SIOCSIFFLAGS on the socket just made; a no-op when i
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import fcntl
-import os
 import socket
-import struct
 import threading
 
-CLONE_NEWNET = 0x40000000
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 0x1
-IFREQ_SIZE = 40
+from shoal.kernel.sandbox import enter, lo_up
+
 TCP_BACKLOG = 64
-
-
-def _enter_netns(path: str) -> None:
-    """setns for the calling thread only (CLONE_NEWNET is per thread)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"cannot enter network namespace {path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
-def _ifreq(name: bytes, flags: int) -> bytes:
-    return struct.pack("16sH", name, flags).ljust(IFREQ_SIZE, b"\0")
-
-
-def loopback_up(sock: socket.socket) -> None:
-    """Set IFF_UP on `lo` of the namespace `sock` lives in."""
-    res = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, _ifreq(b"lo", 0))
-    flags = struct.unpack_from("H", res, 16)[0]
-    if not flags & IFF_UP:
-        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, _ifreq(b"lo", flags | IFF_UP))
 
 
 def bind_pair(address: tuple[str, int]) -> tuple[socket.socket, socket.socket]:
@@ -65,7 +34,7 @@ def bind_pair(address: tuple[str, int]) -> tuple[socket.socket, socket.socket]:
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tcp = None
     try:
-        loopback_up(udp)
+        lo_up(udp)  # sandboxes shoal makes have it up already; others may not
         udp.bind(address)
         udp.setblocking(False)
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -82,7 +51,7 @@ def bind_pair(address: tuple[str, int]) -> tuple[socket.socket, socket.socket]:
 
 
 def _in_netns_thread(path: str, address: tuple[str, int]) -> tuple[socket.socket, socket.socket]:
-    _enter_netns(path)
+    enter(path)  # this throwaway thread never comes back
     return bind_pair(address)
 
 

@@ -72,13 +72,15 @@ class TrackedFirewall:
         raise NotImplementedError
 
     async def _move(self, verb: str, step: Callable[[State], State], *, full: bool = False,
-                    added: Callable[[State], Iterable] | None = None) -> None:
-        """`added`, for pure additions: the new elements alone, so the change costs what it adds."""
+                    added: Callable[[State, State], Iterable | None] | None = None) -> None:
+        """`added(old, new)`: the elements a pure addition brings, or None when it is not one
+        (it replaces something); then the change costs what it adds, not the state's size."""
         async with self._lock:
             new = step(self._state)
             self._next_changes = None
-            if added:
-                items = list(added(new))
+            items = added(self._state, new) if added else None
+            if items is not None:
+                items = list(items)
                 self._next_elements = with_added(self._elements, items)
                 self._next_changes = additions(self._elements, items)
             else:
@@ -90,17 +92,21 @@ class TrackedFirewall:
         await self._move("apply_state", lambda _: state, full=True)
 
     async def add_network(self, network: NetworkConfig) -> None:
-        replacing = any(n.bridge == network.bridge for n in self._state.networks)
-        await self._move("add_network", lambda s: s.with_network(network),
-                         added=None if replacing else lambda s: network_elements(network))
+        def added(old: State, new: State) -> Iterable | None:
+            return None if old.has_network(network.bridge) else network_elements(network)
+
+        await self._move("add_network", lambda s: s.with_network(network), added=added)
 
     async def remove_network(self, bridge: str) -> None:
         await self._move("remove_network", lambda s: s.without_network(bridge))
 
     async def add_endpoint(self, endpoint: EndpointConfig) -> None:
-        replacing = any(e.port == endpoint.port for e in self._state.endpoints)
-        await self._move("add_endpoint", lambda s: s.with_endpoint(endpoint),
-                         added=None if replacing else lambda s: endpoint_elements(endpoint, s.network(endpoint.bridge)))
+        def added(old: State, new: State) -> Iterable | None:
+            if any(e.port == endpoint.port for e in old.endpoints):
+                return None
+            return endpoint_elements(endpoint, new.network(endpoint.bridge))
+
+        await self._move("add_endpoint", lambda s: s.with_endpoint(endpoint), added=added)
 
     async def remove_endpoint(self, endpoint: EndpointConfig) -> None:
         await self._move("remove_endpoint", lambda s: s.without_endpoint(endpoint.port))
@@ -108,8 +114,8 @@ class TrackedFirewall:
     async def add_ports(self, ports: Iterable[PortMapping]) -> None:
         wanted = tuple(ports)
 
-        def added(s: State) -> Iterable:
-            return [el for p in wanted for el in port_elements(p, s.network(p.bridge))]
+        def added(old: State, new: State) -> Iterable:
+            return [el for p in wanted for el in port_elements(p, new.network(p.bridge))]
 
         await self._move("add_ports", lambda s: s.with_ports(wanted), added=added)
 

@@ -165,6 +165,9 @@ class State:
             if item.bridge not in index:
                 raise InvalidParameter(f"{type(item).__name__} on unknown bridge {item.bridge}")
 
+    def has_network(self, bridge: str) -> bool:
+        return bridge in self._index
+
     def network(self, bridge: str) -> NetworkConfig:
         try:
             return self._index[bridge]

@@ -77,9 +77,6 @@ class Kernel:
             sandbox.configure_iface, netns_path, ifname, addresses, gateways, default_route=default_route
         )
 
-    async def loopback_up(self, netns_path: str) -> None:
-        await self._plain(sandbox.loopback_up, netns_path)
-
     def close(self) -> None:
         def _close() -> None:
             if self._nl is not None:

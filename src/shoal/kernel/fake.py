@@ -13,6 +13,7 @@ class FakeKernel:
         self.host_routes: list[str] = []
         self.fail_on: str | None = None
         self.calls: list[tuple[str, str]] = []
+        self.sysctls: dict[str, str] = {}
 
     def _maybe_fail(self, op: str, name: str) -> None:
         self.calls.append((op, name))
@@ -45,7 +46,7 @@ class FakeKernel:
 
     async def set_sysctls(self, values: dict[str, str]) -> None:
         self._maybe_fail("set_sysctls", ",".join(values))
-        self.sysctls = {**getattr(self, "sysctls", {}), **values}
+        self.sysctls.update(values)
 
     def close(self) -> None:
         pass
@@ -62,7 +63,7 @@ class FakeSandboxKernel(FakeKernel):
     async def create_netns(self, path: str) -> None:
         self._maybe_fail("create_netns", path)
         self.namespaces.add(path)
-        self.ifaces[path] = {"lo": {"up": False}}
+        self.ifaces[path] = {"lo": {"up": True}}  # the real kernel brings lo up as it creates
 
     async def delete_netns(self, path: str) -> None:
         self.namespaces.discard(path)
@@ -83,9 +84,6 @@ class FakeSandboxKernel(FakeKernel):
         self._maybe_fail("configure_iface", ifname)
         self.ifaces[netns_path][ifname].update(addresses=list(addresses), up=True,
                                                gateways=list(gateways) if default_route else [])
-
-    async def loopback_up(self, netns_path: str) -> None:
-        self.ifaces[netns_path]["lo"]["up"] = True
 
     async def delete_link(self, name: str) -> None:
         await super().delete_link(name)

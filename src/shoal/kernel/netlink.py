@@ -78,17 +78,23 @@ class Netlink:
         return self._info(msg)
 
     def links(self) -> list[LinkInfo]:
-        return [self._info(m) for m in self._ipr.link("dump")]
+        """Every link, with one address dump for all of them (not one per link)."""
+        by_index: dict[int, list[str]] = {}
+        for a in self._ipr.addr("dump"):
+            if a["scope"] == 0:
+                by_index.setdefault(a["index"], []).append(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+        return [self._info(m, tuple(by_index.get(m["index"], ()))) for m in self._ipr.link("dump")]
 
-    def _info(self, msg) -> LinkInfo:  # noqa: ANN001 - pyroute2 message
+    def _info(self, msg, addrs: tuple[str, ...] | None = None) -> LinkInfo:  # noqa: ANN001 - pyroute2 message
         linkinfo = msg.get_attr("IFLA_LINKINFO")
         kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo else ""
         index = msg["index"]
-        addrs = tuple(
-            f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
-            for a in self._ipr.addr("dump", index=index)
-            if a["scope"] == 0
-        )
+        if addrs is None:
+            addrs = tuple(
+                f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+                for a in self._ipr.addr("dump", index=index)
+                if a["scope"] == 0
+            )
         return LinkInfo(
             name=msg.get_attr("IFLA_IFNAME"),
             index=index,

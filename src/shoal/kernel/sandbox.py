@@ -1,7 +1,9 @@
 """Network namespaces as files (sandboxes) and the interfaces inside them.
 
 A sandbox is a netns bind-mounted on a file under the daemon's exec root (Docker's
-SandboxKey), made with util-linux `unshare --net=FILE` (argument list, no shell).  The
+SandboxKey).  The kernel thread makes it in-process: unshare(CLONE_NEWNET) for itself,
+`lo` up, a bind mount of /proc/thread-self/ns/net on the file, then back home with setns
+(under a millisecond, against ~6 ms to fork `unshare --net=FILE`).  The
 container side of a veth is created directly inside the namespace with its final name,
 MAC and MTU, which skips a move and a rename; addresses and routes are then set through a
 netlink socket opened in that namespace.
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import ipaddress
 import os
-import subprocess
+import socket
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,33 +34,50 @@ from shoal.kernel.netlink import IFA_F_NODAD, KernelError
 
 
 CLONE_NEWNET = 0x40000000
+MS_BIND = 0x1000
+MNT_DETACH = 0x2
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
         err = ctypes.get_errno()
-        raise KernelError(f"setns failed: {os.strerror(err)}")
+        raise KernelError(f"{what}: {os.strerror(err)}")
+
+
+def enter(path: str) -> None:
+    """Move the calling thread (only it: CLONE_NEWNET is per thread) into the netns at `path`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise KernelError(f"cannot open network namespace {path}: {exc.strerror}") from exc
+    try:
+        _check(_libc.setns(fd, CLONE_NEWNET), f"cannot enter network namespace {path}")
+    finally:
+        os.close(fd)
 
 
 @contextmanager
 def entered(path: str) -> Iterator[None]:
     """Run the body with this thread in the namespace at `path`, then come home."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        target = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        os.close(home)
-        raise KernelError(f"cannot open network namespace {path}: {exc.strerror}") from exc
-    try:
-        _setns(target)
+        enter(path)
         try:
             yield
         finally:
-            _setns(home)
+            _check(_libc.setns(home, CLONE_NEWNET), "cannot return to the host namespace")
     finally:
-        os.close(target)
         os.close(home)
+
+
+def lo_up(sock: socket.socket) -> None:
+    """IFF_UP on `lo` of the namespace `sock` lives in (an ioctl: no netlink socket needed)."""
+    ifreq = struct.pack("16sH", b"lo", 0).ljust(40, b"\0")
+    flags = struct.unpack_from("H", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, ifreq), 16)[0]
+    if not flags & IFF_UP:
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP).ljust(40, b"\0"))
 
 
 def open_netlink(path: str) -> IPRoute:
@@ -66,20 +87,32 @@ def open_netlink(path: str) -> IPRoute:
 
 
 def create_netns(path: str) -> None:
+    """A new namespace with `lo` up, bind-mounted on `path`; the thread ends where it began."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.touch(exist_ok=True)
-    proc = subprocess.run(["unshare", f"--net={path}", "true"], capture_output=True, text=True)
-    if proc.returncode != 0:
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.unshare(CLONE_NEWNET), f"failed to create network namespace {path}")
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                lo_up(sock)
+            _check(_libc.mount(b"/proc/thread-self/ns/net", os.fsencode(path), None, MS_BIND, None),
+                   f"failed to bind network namespace on {path}")
+        finally:
+            _check(_libc.setns(home, CLONE_NEWNET), "cannot return to the host namespace")
+    except BaseException:
         p.unlink(missing_ok=True)
-        raise KernelError(f"failed to create network namespace {path}: {proc.stderr.strip()}")
+        raise
+    finally:
+        os.close(home)
 
 
 def delete_netns(path: str) -> None:
     """Unmount and remove; a namespace that is already gone is fine."""
     if not os.path.exists(path):
         return
-    subprocess.run(["umount", "-l", path], capture_output=True)
+    _libc.umount2(os.fsencode(path), MNT_DETACH)  # EINVAL when not mounted (after a reboot): fine
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -87,16 +120,12 @@ def delete_netns(path: str) -> None:
 
 
 def netns_alive(path: str) -> bool:
-    """A bind-mounted netns file is on nsfs; a leftover plain file (after a reboot) is not."""
+    """A bind-mounted netns file sits on nsfs, another device than its directory's; a
+    leftover plain file (after a reboot) does not.  Two stats, whatever the mount count."""
     try:
-        return _is_nsfs(path)
+        return os.stat(path).st_dev != os.stat(os.path.dirname(path)).st_dev
     except OSError:
         return False
-
-
-def _is_nsfs(path: str) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path and " nsfs " in line for line in f)
 
 
 def add_veth(
@@ -135,7 +164,8 @@ def _quiet_del(ipr: IPRoute, name: str) -> None:
 def configure_iface(
     netns_path: str, ifname: str, addresses: list[str], gateways: list[str], *, default_route: bool
 ) -> None:
-    """Addresses, up, lo up and (when this endpoint gives the default route) the gateways."""
+    """Addresses, up and (when this endpoint gives the default route) the gateways.
+    (`lo` came up with the namespace, in create_netns.)"""
     with open_netlink(netns_path) as c:
         try:
             found = c.link_lookup(ifname=ifname)
@@ -147,18 +177,12 @@ def configure_iface(
                 flags = IFA_F_NODAD if iface.version == 6 else 0
                 c.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, flags=flags)
             c.link("set", index=index, state="up")
-            c.link("set", index=c.link_lookup(ifname="lo")[0], state="up")
             if default_route:
                 for gw in gateways:
                     dst = "::/0" if ":" in gw else "0.0.0.0/0"
                     c.route("replace", dst=dst, gateway=gw)
         except NetlinkError as exc:
             raise KernelError(f"failed to configure {ifname} in {netns_path}: {exc}") from exc
-
-
-def loopback_up(netns_path: str) -> None:
-    with open_netlink(netns_path) as c:
-        c.link("set", index=c.link_lookup(ifname="lo")[0], state="up")
 
 
 def iface_names(netns_path: str) -> list[str]:

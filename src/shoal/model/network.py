@@ -36,7 +36,7 @@ class IPAMConfig:
         return ":" in self.subnet
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NetworkSpec:
     """A create request after wire parsing; IPAM configs may lack subnet (pool wanted)."""
 
@@ -57,27 +57,12 @@ class NetworkSpec:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Network:
-    """A network as it exists: ids decided, subnets allocated, options validated."""
+@dataclass(frozen=True, kw_only=True)
+class Network(NetworkSpec):
+    """A network as it exists: the spec with ids decided, subnets allocated, options validated."""
 
     id: str
-    name: str
-    driver: str
     created: str
-    scope: str = "local"
-    internal: bool = False
-    attachable: bool = False
-    ingress: bool = False
-    config_only: bool = False
-    config_from: str = ""
-    enable_ipv4: bool = True
-    enable_ipv6: bool = False
-    ipam_driver: str = "default"
-    ipam_options: dict[str, str] | None = None
-    ipam_configs: tuple[IPAMConfig, ...] = ()
-    options: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
     predefined: bool = False
 
     @property
