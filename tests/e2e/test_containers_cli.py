@@ -27,7 +27,7 @@ def test_walkthrough(box):
     assert images[1].split()[:2] == ["busybox", "latest"]
     env = {**os.environ, "DOCKER_HOST": d.host, "DOCKER_CONFIG": str(d.root / "docker-config")}
     out, status = drive(["docker", "run", "-it", "--name", "one", "busybox", "sh"],
-                        [(b"# ", b"ip addr show eth0\r"), (b"02:42", b"\x10\x11")], env=env)
+                        [(b"# ", b"ip addr show eth0\r"), (b"scope global eth0", b"\x10\x11")], env=env)
     assert status == 0, out
     assert b"inet 172.17.0.2/16" in out and b"link/ether 02:42:ac:11:00:02" in out
     assert d.docker("ps", "--format", "{{.Names}} {{.Status}}").stdout.startswith("one Up")
