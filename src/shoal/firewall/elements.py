@@ -46,8 +46,12 @@ SETS: dict[SetRef, SetSpec] = {
                            map=True),
     (INET, "subnets4"): SetSpec("ifname . ipv4_addr", "bridge . its subnet", interval=True),
     (INET, "subnets6"): SetSpec("ifname . ipv6_addr", "bridge . its subnet", interval=True),
-    (INET, "masquerade4"): SetSpec("ipv4_addr", "subnets whose egress is masqueraded", interval=True),
-    (INET, "masquerade6"): SetSpec("ipv6_addr", "subnets whose egress is masqueraded", interval=True),
+    # keyed by bridge too, not by subnet alone: nft reads back every element of a plain
+    # interval set on each batch (a cost that grows with the networks), not a concatenated one
+    (INET, "masquerade4"): SetSpec("ifname . ipv4_addr", "bridge . its subnet, egress masqueraded",
+                                   interval=True),
+    (INET, "masquerade6"): SetSpec("ifname . ipv6_addr", "bridge . its subnet, egress masqueraded",
+                                   interval=True),
     (INET, "published4"): SetSpec("ipv4_addr . inet_proto . inet_service", "container address . proto . port"),
     (INET, "published6"): SetSpec("ipv6_addr . inet_proto . inet_service", "container address . proto . port"),
     (INET, "dnat4"): SetSpec("inet_proto . inet_service : ipv4_addr . inet_service",
@@ -77,7 +81,7 @@ def network_elements(net: NetworkConfig) -> Iterator[Element]:
         for subnet in subnets:
             yield (INET, f"subnets{version}"), f"{br} . {subnet}", None
             if net.masquerade and not net.internal:
-                yield (INET, f"masquerade{version}"), subnet, None
+                yield (INET, f"masquerade{version}"), f"{br} . {subnet}", None
 
 
 def endpoint_elements(ep: EndpointConfig, net: NetworkConfig) -> Iterator[Element]:

@@ -100,8 +100,8 @@ def postrouting_chain() -> Chain:
         _rule("ct status dnat oifname . ip saddr @subnets4 masquerade", "hairpin"),
         _rule("ct status dnat oifname . ip6 saddr @subnets6 masquerade", "hairpin"),
         _rule("oifname @bridges ip saddr 127.0.0.0/8 masquerade", "host loopback to a published port"),
-        _rule("oifname . ip saddr != @subnets4 ip saddr @masquerade4 masquerade", "egress"),
-        _rule("oifname . ip6 saddr != @subnets6 ip6 saddr @masquerade6 masquerade", "egress"),
+        _rule("oifname . ip saddr != @subnets4 iifname . ip saddr @masquerade4 masquerade", "egress"),
+        _rule("oifname . ip6 saddr != @subnets6 iifname . ip6 saddr @masquerade6 masquerade", "egress"),
     ))
 
 
