@@ -49,6 +49,7 @@ def per_container(series: dict[str, list[float]], path: Path) -> None:
 def throughput(results: dict[str, dict[str, Cell]], peers: list[str], path: Path) -> None:
     """Median bars with p10-p90 whiskers per path; a peer without the path says n/a."""
     paths = [("tp.c2c", "container -> container"), ("tp.port", "host -> published port (127.0.0.1)"),
+             ("tp.hostip", "host -> published port (host address)"),
              ("tp.ext", "outside -> published port (host address)")]
     fig, ax = plt.subplots(figsize=(10, 5))
     width = 0.8 / max(1, len(peers))

@@ -1,5 +1,6 @@
 """Does a change cost more when there are many?  The 1st versus the Nth network and
-published port (issue #4's scale target: the 1000th costs at most 1.5x the 1st).
+published port (issue #4's scale target: the 1000th costs at most 1.5x the 1st), and
+their removal with N present versus with one left.
 
     .venv/bin/python bench/scale.py [--count 1000]
 
@@ -36,7 +37,7 @@ def window(samples: list[float], at: int, width: int = 10) -> float:
     return statistics.median(part)
 
 
-def networks(count: int) -> list[float]:
+def networks(count: int) -> tuple[list[float], list[float]]:
     """shoald in a throwaway namespace with pools for a thousand /24 networks."""
     ns = Netns("scale")
     root = Path(tempfile.mkdtemp(prefix="shb-scale-"))
@@ -46,7 +47,7 @@ def networks(count: int) -> list[float]:
                                             "--default-address-pool", "base=10.0.0.0/8,size=24"]),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
     client = httpx.Client(transport=httpx.HTTPTransport(uds=sock), base_url="http://shoal", timeout=30)
-    times = []
+    times, removals = [], []
     try:
         for _ in range(300):
             try:
@@ -60,18 +61,22 @@ def networks(count: int) -> list[float]:
             times.append((time.perf_counter() - t0) * 1e3)
             if (i + 1) % 100 == 0:
                 print(f"  networks {i + 1}/{count}", file=sys.stderr)
+        for i in reversed(range(count)):  # the newest first: the first removal has N present
+            t0 = time.perf_counter()
+            client.delete(f"/networks/scale{i}").raise_for_status()
+            removals.append((time.perf_counter() - t0) * 1e3)
     finally:
         client.close()
         stop_pid(proc)
         ns.close()
         shutil.rmtree(root, ignore_errors=True)
-    return times
+    return times, removals
 
 
-async def ports(count: int) -> list[float]:
+async def ports(count: int) -> tuple[list[float], list[float]]:
     ns = Netns("fw")
     fw = NftFirewall(Nft(prefix=("nsenter", f"--net={ns.path}")))
-    times = []
+    times, removals, mappings = [], [], []
     try:
         await fw.apply_state(fw.state)
         await fw.add_network(NetworkConfig("shb-br0", subnets4=("10.9.0.0/16",)))
@@ -80,21 +85,28 @@ async def ports(count: int) -> list[float]:
             t0 = time.perf_counter()
             await fw.add_ports([mapping])
             times.append((time.perf_counter() - t0) * 1e3)
+            mappings.append(mapping)
             if (i + 1) % 100 == 0:
                 print(f"  ports {i + 1}/{count}", file=sys.stderr)
+        for mapping in reversed(mappings):
+            t0 = time.perf_counter()
+            await fw.remove_ports([mapping])
+            removals.append((time.perf_counter() - t0) * 1e3)
     finally:
         ns.close()
-    return times
+    return times, removals
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=1000)
     args = ap.parse_args(argv)
-    net = networks(args.count)
-    prt = asyncio.run(ports(args.count))
+    net, net_rm = networks(args.count)
+    prt, prt_rm = asyncio.run(ports(args.count))
     print(f"{'change':36} {'1st (ms)':>10} {'Nth (ms)':>10} {'Nth/1st':>8}")
-    for name, samples in (("network create (API)", net), ("published port (nft element)", prt)):
+    for name, samples in (("network create (API)", net), ("published port (nft element)", prt),
+                          ("network rm (API)", net_rm[::-1]), ("published port removal", prt_rm[::-1])):
+        # removals are reversed: "1st" is the last one left, "Nth" the first of N
         first, last = window(samples, 5), window(samples, len(samples) - 5)
         print(f"{name:36} {first:10.2f} {last:10.2f} {last / first:8.2f}   (N={len(samples)}, "
               "medians of 10 around each end)")

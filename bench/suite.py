@@ -118,7 +118,7 @@ def write(args: argparse.Namespace, m: dict, host: dict, wall_s: float) -> Path:
     if m["series"]:
         plots.per_container(m["series"], out / "per-container.png")
         pics.append("![time per container](per-container.png)")
-    if any(k in c for c in m["results"].values() for k in ("tp.c2c", "tp.port", "tp.ext")):
+    if any(k in c for c in m["results"].values() for k in ("tp.c2c", "tp.port", "tp.hostip", "tp.ext")):
         plots.throughput(m["results"], args.peers, out / "throughput.png")
         pics.append("![throughput per path](throughput.png)")
     text = (f"# shoal bench {stamp} ({config['mode']})\n\n"

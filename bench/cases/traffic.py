@@ -7,9 +7,10 @@ Paths:
 * container -> container: client container to the server's address, over the bridge;
 * host -> 127.0.0.1:15201 in the peer's host namespace, what `curl localhost:PORT` does
   (Docker: its userland proxy; netavark and portmap: DNAT with route_localnet);
+* host -> host address:15201 (10.250.0.1, on the veth below) from the host namespace itself;
 * outside -> host address:15201 from a namespace standing for a remote client, joined to
   the host namespace by a veth (10.250.0.2 -> 10.250.0.1): DNAT and forwarding.
-The raw peer dials the server's address directly on both port paths (no NAT): the floor.
+The raw peer dials the server's address directly on every port path (no NAT): the floor.
 Rounds are interleaved across peers.
 """
 
@@ -34,12 +35,16 @@ ROWS = [
     Row("rr.c2c", "TCP round trip container -> container", "us"),
     Row("tp.port", "throughput host -> published port on 127.0.0.1 (iperf3)", "Gbit/s", higher_better=True),
     Row("rr.port", "TCP round trip host -> published port on 127.0.0.1", "us"),
+    Row("tp.hostip", "throughput host -> published port on the host address (iperf3)", "Gbit/s",
+        higher_better=True),
+    Row("rr.hostip", "TCP round trip host -> published port on the host address", "us"),
     Row("tp.ext", "throughput outside -> published port on the host address (iperf3)", "Gbit/s",
         higher_better=True),
     Row("rr.ext", "TCP round trip outside -> published port on the host address", "us"),
 ]
 C2C = ["tp.c2c", "lat.c2c", "rr.c2c"]
 PORT = ["tp.port", "rr.port"]
+HOSTIP = ["tp.hostip", "rr.hostip"]
 EXT = ["tp.ext", "rr.ext"]
 HOST_ADDR, OUTSIDE_ADDR = "10.250.0.1", "10.250.0.2"
 IPERF, RR = 5201, 5202
@@ -126,6 +131,13 @@ def tcp_rr(ns: str, ip: str, port: int, count: int) -> list[float]:
     return json.loads(r.stdout)
 
 
+def _on_host_address(published: tuple[str, int]) -> tuple[str, int]:
+    """Where a port published on 127.0.0.1 is reached on the host's address (the raw peer's
+    "published" address is the container's own, which stays as it is)."""
+    ip, port = published
+    return (HOST_ADDR if ip == "127.0.0.1" else ip), port
+
+
 def _round(case: CaseRun, peer: Peer, pair: Pair, cfg: Config) -> None:
     srv, cli = pair.server, pair.client
     if peer in case.active(C2C):
@@ -146,14 +158,21 @@ def _round(case: CaseRun, peer: Peer, pair: Pair, cfg: Config) -> None:
             ip, port = pair.port[RR]
             for v in tcp_rr(peer.host_ns, ip, port, cfg.pings):
                 case.add(peer, "rr.port", v)
+    if peer in case.active(HOSTIP):
+        with case.guard(peer, keys=HOSTIP):
+            if not pair.port:
+                pair.port = {c: peer.published(srv, c) for c in (IPERF, RR)}
+            for v in iperf(peer.host_ns, *_on_host_address(pair.port[IPERF]), cfg.seconds):
+                case.add(peer, "tp.hostip", v)
+            for v in tcp_rr(peer.host_ns, *_on_host_address(pair.port[RR]), cfg.pings):
+                case.add(peer, "rr.hostip", v)
     if peer in case.active(EXT):
         with case.guard(peer, keys=EXT):
             if not pair.port:
                 pair.port = {c: peer.published(srv, c) for c in (IPERF, RR)}
-            outside = {c: (HOST_ADDR if ip == "127.0.0.1" else ip, port) for c, (ip, port) in pair.port.items()}
-            for v in iperf(pair.outside.path, *outside[IPERF], cfg.seconds):
+            for v in iperf(pair.outside.path, *_on_host_address(pair.port[IPERF]), cfg.seconds):
                 case.add(peer, "tp.ext", v)
-            for v in tcp_rr(pair.outside.path, *outside[RR], cfg.pings):
+            for v in tcp_rr(pair.outside.path, *_on_host_address(pair.port[RR]), cfg.pings):
                 case.add(peer, "rr.ext", v)
 
 

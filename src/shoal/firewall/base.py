@@ -16,9 +16,8 @@ import asyncio
 from typing import Callable, Iterable, Protocol
 
 from shoal.firewall.config import EndpointConfig, NetworkConfig, PortMapping, State
-from shoal.firewall.elements import (
-    additions, endpoint_elements, elements, network_elements, port_elements, with_added,
-)
+from shoal.firewall.contents import Contents, Plan
+from shoal.firewall.elements import Change, diff, endpoint_elements, network_elements, port_elements
 
 
 class Firewall(Protocol):
@@ -55,11 +54,10 @@ class TrackedFirewall:
     def __init__(self) -> None:
         self._state = State()
         self._lock = asyncio.Lock()
-        # the element contents of the current and the proposed state, computed once per
-        # change (backends diff these instead of recomputing both from the states)
-        self._elements = elements(self._state)
-        self._next_elements = self._elements
-        self._next_changes: list | None = None  # known exactly for pure additions
+        # what the sets hold, kept in step with the state; `_changes` is the element diff
+        # of the step being committed (backends send it instead of recomputing states)
+        self._contents = Contents()
+        self._changes: list[Change] = []
 
     @property
     def state(self) -> State:
@@ -72,59 +70,81 @@ class TrackedFirewall:
         raise NotImplementedError
 
     async def _move(self, verb: str, step: Callable[[State], State], *, full: bool = False,
-                    added: Callable[[State, State], Iterable | None] | None = None) -> None:
-        """`added(old, new)`: the elements a pure addition brings, or None when it is not one
-        (it replaces something); then the change costs what it adds, not the state's size."""
+                    plan: Callable[[State, Contents], Plan | None] | None = None) -> None:
+        """`plan(old, contents)`: the exact change of a pure addition or removal, or None when
+        the step replaces something; then the change costs its own elements, not the state's."""
         async with self._lock:
             new = step(self._state)
-            self._next_changes = None
-            items = added(self._state, new) if added else None
-            if items is not None:
-                items = list(items)
-                self._next_elements = with_added(self._elements, items)
-                self._next_changes = additions(self._elements, items)
+            planned = plan(self._state, self._contents) if plan else None
+            if planned is None:
+                contents = Contents.of(new)
+                self._changes = diff(self._contents.values, contents.values)
             else:
-                self._next_elements = elements(new)
+                self._changes = planned.changes
             await self._commit(verb, self._state, new, full=full)
-            self._state, self._elements = new, self._next_elements
+            if planned is None:
+                self._contents = contents
+            else:
+                self._contents.apply(planned)
+            self._state = new
 
     async def apply_state(self, state: State) -> None:
         await self._move("apply_state", lambda _: state, full=True)
 
     async def add_network(self, network: NetworkConfig) -> None:
-        def added(old: State, new: State) -> Iterable | None:
-            return None if old.has_network(network.bridge) else network_elements(network)
+        def plan(old: State, contents: Contents) -> Plan | None:
+            return None if old.has_network(network.bridge) else contents.plan_add(network_elements(network))
 
-        await self._move("add_network", lambda s: s.with_network(network), added=added)
+        await self._move("add_network", lambda s: s.with_network(network), plan=plan)
 
     async def remove_network(self, bridge: str) -> None:
-        await self._move("remove_network", lambda s: s.without_network(bridge))
+        def plan(old: State, contents: Contents) -> Plan:
+            if not old.has_network(bridge):
+                return contents.plan_remove(())
+            net = old.network(bridge)
+            items = [*network_elements(net)]
+            items += [el for e in old.endpoints if e.bridge == bridge for el in endpoint_elements(e, net)]
+            items += [el for p in old.ports if p.bridge == bridge for el in port_elements(p, net)]
+            return contents.plan_remove(items)
+
+        await self._move("remove_network", lambda s: s.without_network(bridge), plan=plan)
 
     async def add_endpoint(self, endpoint: EndpointConfig) -> None:
-        def added(old: State, new: State) -> Iterable | None:
+        def plan(old: State, contents: Contents) -> Plan | None:
             if any(e.port == endpoint.port for e in old.endpoints):
                 return None
-            return endpoint_elements(endpoint, new.network(endpoint.bridge))
+            return contents.plan_add(endpoint_elements(endpoint, old.network(endpoint.bridge)))
 
-        await self._move("add_endpoint", lambda s: s.with_endpoint(endpoint), added=added)
+        await self._move("add_endpoint", lambda s: s.with_endpoint(endpoint), plan=plan)
 
     async def remove_endpoint(self, endpoint: EndpointConfig) -> None:
-        await self._move("remove_endpoint", lambda s: s.without_endpoint(endpoint.port))
+        def plan(old: State, contents: Contents) -> Plan:
+            gone = [e for e in old.endpoints if e.port == endpoint.port]
+            return contents.plan_remove([el for e in gone for el in endpoint_elements(e, old.network(e.bridge))])
+
+        await self._move("remove_endpoint", lambda s: s.without_endpoint(endpoint.port), plan=plan)
 
     async def add_ports(self, ports: Iterable[PortMapping]) -> None:
         wanted = tuple(ports)
 
-        def added(old: State, new: State) -> Iterable:
-            return [el for p in wanted for el in port_elements(p, new.network(p.bridge))]
+        def plan(old: State, contents: Contents) -> Plan:
+            have = set(old.ports)
+            new = [p for p in dict.fromkeys(wanted) if p not in have]
+            return contents.plan_add([el for p in new for el in port_elements(p, old.network(p.bridge))])
 
-        await self._move("add_ports", lambda s: s.with_ports(wanted), added=added)
+        await self._move("add_ports", lambda s: s.with_ports(wanted), plan=plan)
 
     async def remove_ports(self, ports: Iterable[PortMapping]) -> None:
-        gone = tuple(ports)
-        await self._move("remove_ports", lambda s: s.without_ports(gone))
+        gone = set(ports)
+
+        def plan(old: State, contents: Contents) -> Plan:
+            held = [p for p in old.ports if p in gone]
+            return contents.plan_remove([el for p in held for el in port_elements(p, old.network(p.bridge))])
+
+        await self._move("remove_ports", lambda s: s.without_ports(gone), plan=plan)
 
     async def cleanup(self) -> None:
         async with self._lock:
             await self._remove_all()
             self._state = State()
-            self._elements = self._next_elements = elements(self._state)
+            self._contents = Contents()

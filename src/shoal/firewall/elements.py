@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -44,14 +43,11 @@ SETS: dict[SetRef, SetSpec] = {
     (INET, "internal"): SetSpec("ifname", "bridges of internal networks"),
     (INET, "icc"): SetSpec("ifname . ifname : verdict", "bridge . same bridge: accept, or drop when ICC is off",
                            map=True),
+    # by bridge, not by subnet: nft re-reads every element of a plain interval set on each
+    # batch, and the kernel deletes from a concatenated one in time linear in its size
     (INET, "subnets4"): SetSpec("ifname . ipv4_addr", "bridge . its subnet", interval=True),
     (INET, "subnets6"): SetSpec("ifname . ipv6_addr", "bridge . its subnet", interval=True),
-    # keyed by bridge too, not by subnet alone: nft reads back every element of a plain
-    # interval set on each batch (a cost that grows with the networks), not a concatenated one
-    (INET, "masquerade4"): SetSpec("ifname . ipv4_addr", "bridge . its subnet, egress masqueraded",
-                                   interval=True),
-    (INET, "masquerade6"): SetSpec("ifname . ipv6_addr", "bridge . its subnet, egress masqueraded",
-                                   interval=True),
+    (INET, "masquerading"): SetSpec("ifname", "bridges whose egress is masqueraded"),
     (INET, "published4"): SetSpec("ipv4_addr . inet_proto . inet_service", "container address . proto . port"),
     (INET, "published6"): SetSpec("ipv6_addr . inet_proto . inet_service", "container address . proto . port"),
     (INET, "dnat4"): SetSpec("inet_proto . inet_service : ipv4_addr . inet_service",
@@ -71,17 +67,17 @@ def _quoted(ifname: str) -> str:
 
 
 def network_elements(net: NetworkConfig) -> Iterator[Element]:
-    """A bridge's membership, its ICC verdict, subnets and masquerading."""
+    """A bridge's membership, its ICC verdict, subnets (for hairpin) and egress."""
     br = _quoted(net.bridge)
     yield (INET, "bridges"), br, None
     yield (INET, "icc"), f"{br} . {br}", "accept" if net.icc else "drop"
     if net.internal:
         yield (INET, "internal"), br, None
+    elif net.masquerade:
+        yield (INET, "masquerading"), br, None
     for version, subnets in ((4, net.subnets4), (6, net.subnets6)):
         for subnet in subnets:
             yield (INET, f"subnets{version}"), f"{br} . {subnet}", None
-            if net.masquerade and not net.internal:
-                yield (INET, f"masquerade{version}"), f"{br} . {subnet}", None
 
 
 def endpoint_elements(ep: EndpointConfig, net: NetworkConfig) -> Iterator[Element]:
@@ -119,7 +115,7 @@ def port_elements(mapping: PortMapping, net: NetworkConfig) -> Iterator[Element]
             yield (INET, f"dnat{v}"), f"{proto} . {host_port}", target
 
 
-def _all_elements(state: State) -> Iterator[Element]:
+def all_elements(state: State) -> Iterator[Element]:
     for net in state.networks:
         yield from network_elements(net)
     for ep in state.endpoints:
@@ -128,32 +124,10 @@ def _all_elements(state: State) -> Iterator[Element]:
         yield from port_elements(mapping, state.network(mapping.bridge))
 
 
-def with_added(old: Elements, new_items: Iterable[Element]) -> Elements:
-    """`old` plus some elements, without recomputing the rest: the per-change cost of a
-    publish is that of its own elements, whatever the number already published (the dict
-    copies are C-speed)."""
-    out: Elements = {ref: dict(items) for ref, items in old.items()}
-    for ref, key, value in new_items:
-        have = out[ref]
-        if key in have and have[key] != value:
-            raise Conflict(f"host port {key} is published twice: to {have[key]} and to {value}")
-        have[key] = value
-    return out
-
-
-def additions(old: Elements, new_items: Iterable[Element]) -> list[Change]:
-    """The changes that adding `new_items` to `old` makes, without comparing whole sets."""
-    seen: dict[tuple[SetRef, str], Change] = {}
-    for ref, key, value in new_items:
-        if old[ref].get(key, _MISSING) != value:
-            seen[(ref, key)] = Change("add", ref, key, value)
-    return sorted(seen.values(), key=lambda c: (SETS_ORDER[c.ref], natural_key(c.key)))
-
-
 def elements(state: State) -> Elements:
     """Every set's contents; Conflict if one host port would lead to two places."""
     out: Elements = {ref: {} for ref in SETS}
-    for ref, key, value in _all_elements(state):
+    for ref, key, value in all_elements(state):
         have = out[ref]
         if key in have and have[key] != value:
             raise Conflict(f"host port {key} is published twice: to {have[key]} and to {value}")

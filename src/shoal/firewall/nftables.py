@@ -1,7 +1,7 @@
 """The nftables backend: shoal's tables in the host namespace, changed by atomic batches.
 
 - NftFirewall: `apply_state` sends the full ruleset, every other verb only the element
-  adds/deletes between the old and new state (nothing at all when they do not differ).
+  adds/deletes of its step (nothing at all when there are none).
 
 `nft` runs on a worker thread so the event loop never waits on it (~15 ms per batch).
 If someone flushed the ruleset behind shoal's back, an incremental batch fails with
@@ -15,7 +15,7 @@ import asyncio
 from shoal.firewall.base import TrackedFirewall
 from shoal.firewall.config import State
 from shoal.firewall.nft import Nft
-from shoal.firewall.ruleset import changes_batch, cleanup_batch, diff_elements_batch, full_batch
+from shoal.firewall.ruleset import changes_batch, cleanup_batch, full_batch
 
 
 class NftFirewall(TrackedFirewall):
@@ -28,12 +28,7 @@ class NftFirewall(TrackedFirewall):
         self.nft = nft or Nft()
 
     async def _commit(self, verb: str, old: State, new: State, *, full: bool) -> None:
-        if full:
-            batch = full_batch(new)
-        elif self._next_changes is not None:
-            batch = changes_batch(self._next_changes)
-        else:
-            batch = diff_elements_batch(self._elements, self._next_elements)
+        batch = full_batch(new) if full else changes_batch(self._changes)
         if batch:
             await asyncio.to_thread(self.nft.run, batch)
 

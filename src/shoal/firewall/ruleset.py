@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from shoal.firewall.config import State
-from shoal.firewall.elements import BRIDGE, INET, SETS, Change, Elements, SetRef, SetSpec, diff, elements
+from shoal.firewall.elements import BRIDGE, INET, SETS, Change, SetRef, SetSpec, diff, elements
 
 TABLE = "shoal"
 HEADER = "# shoal firewall: generated from shoal's state; changes made here are overwritten"
@@ -95,13 +95,16 @@ def forward_chain() -> Chain:
 
 def postrouting_chain() -> Chain:
     """Hairpin: a container reaching a published port of its own bridge must see the reply
-    come back through the host, so the source becomes the gateway; likewise 127.0.0.1."""
+    come back through the host, so the source becomes the gateway; likewise 127.0.0.1.
+    Hairpin goes by source subnet, not input interface: br_netfilter may bridge a DNAT'd
+    packet back to its own bridge, and then postrouting has no input interface.
+    Egress: routed from a masquerading bridge to anywhere (Docker's `-s SUBNET ! -o BRIDGE`,
+    by the bridge it came from; what leaves by its own bridge is hairpin, masqueraded too)."""
     return Chain("postrouting", "type nat hook postrouting priority srcnat; policy accept", (
         _rule("ct status dnat oifname . ip saddr @subnets4 masquerade", "hairpin"),
         _rule("ct status dnat oifname . ip6 saddr @subnets6 masquerade", "hairpin"),
         _rule("oifname @bridges ip saddr 127.0.0.0/8 masquerade", "host loopback to a published port"),
-        _rule("oifname . ip saddr != @subnets4 iifname . ip saddr @masquerade4 masquerade", "egress"),
-        _rule("oifname . ip6 saddr != @subnets6 iifname . ip6 saddr @masquerade6 masquerade", "egress"),
+        _rule("iifname @masquerading masquerade", "egress"),
     ))
 
 
@@ -170,12 +173,7 @@ def full_batch(state: State) -> str:
 
 def diff_batch(old: State, new: State) -> str:
     """Element changes only; applied to the ruleset of `old` it gives that of `new`."""
-    return diff_elements_batch(elements(old), elements(new))
-
-
-def diff_elements_batch(old: Elements, new: Elements) -> str:
-    """The same from precomputed element contents (what a tracked backend holds)."""
-    return changes_batch(diff(old, new))
+    return changes_batch(diff(elements(old), elements(new)))
 
 
 def changes_batch(changes: list[Change]) -> str:
