@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pyroute2 import IPRoute, NetlinkError
 
 from shoal.errors import ShoalError
+from shoal.kernel import rtdump
 
 IFA_F_NODAD = 0x02
-MAIN_TABLE = 254
 
 
 class KernelError(ShoalError):
@@ -105,13 +105,15 @@ class Netlink:
 
     def routes(self) -> list[str]:
         """Destinations in the main table (both families), default routes left out."""
-        out = []
-        for family in (2, 10):
-            for r in self._ipr.route("dump", family=family, table=MAIN_TABLE):
-                dst = r.get_attr("RTA_DST")
-                if dst and r["dst_len"] > 0:
-                    out.append(str(ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False)))
-        return out
+        from shoal.kernel import sandbox
+
+        try:
+            if not self.netns:
+                return rtdump.main_routes()
+            with sandbox.entered(f"/run/netns/{self.netns}"):
+                return rtdump.main_routes()
+        except OSError as exc:
+            raise KernelError(f"cannot read the host's routes: {exc.strerror}") from exc
 
     # -- bridges -----------------------------------------------------------------------
     def ensure_bridge(self, name: str, *, mtu: int, addresses: list[str], alias: str) -> bool:
