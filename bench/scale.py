@@ -103,13 +103,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     net, net_rm = networks(args.count)
     prt, prt_rm = asyncio.run(ports(args.count))
-    print(f"{'change':36} {'1st (ms)':>10} {'Nth (ms)':>10} {'Nth/1st':>8}")
+    print(f"{'change':36} {'1st (ms)':>10} {'Nth (ms)':>10} {'Nth/1st':>8} {'worst (ms)':>11}")
     for name, samples in (("network create (API)", net), ("published port (nft element)", prt),
                           ("network rm (API)", net_rm[::-1]), ("published port removal", prt_rm[::-1])):
         # removals are reversed: "1st" is the last one left, "Nth" the first of N
         first, last = window(samples, 5), window(samples, len(samples) - 5)
-        print(f"{name:36} {first:10.2f} {last:10.2f} {last / first:8.2f}   (N={len(samples)}, "
-              "medians of 10 around each end)")
+        print(f"{name:36} {first:10.2f} {last:10.2f} {last / first:8.2f} {max(samples):11.1f}   "
+              f"(N={len(samples)}, medians of 10 around each end)")
 
 
 if __name__ == "__main__":
