@@ -11,12 +11,11 @@ busybox tarball: the bench never pulls.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
 
-from common import Netns, children, in_ns, need, rss_kib, stop_pid
+from common import Netns, children, in_ns, need, rss_kib
 from peers.engine import EnginePeer
 
 # Runs as `sh -c SCRIPT sh dockerd ARGS...`: private /run and /etc/docker, then exec dockerd.
@@ -25,6 +24,7 @@ _LAUNCH = ('mount -t tmpfs shb-run /run && '
 
 
 class DockerPeer(EnginePeer):
+    stop_timeout_s = 30.0  # dockerd stops its containerd and shims first
     name = "docker"
 
     def __init__(self, workdir: str) -> None:
@@ -60,20 +60,7 @@ class DockerPeer(EnginePeer):
         """dockerd plus the containerd it started: both are what a Docker host keeps running."""
         return rss_kib(self.proc.pid) + (rss_kib(self.containerd_pid) if self.containerd_pid else 0)
 
-    def close(self) -> None:
-        try:
-            if self.client is not None and self.proc is not None and self.proc.poll() is None:
-                self.remove_all_containers()
-                self.client.close()
-        finally:
-            if self.proc is not None:
-                stop_pid(self.proc, timeout=30)
-            self._stop_leftovers()
-            if self.ns is not None:
-                self.ns.close()
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def _stop_leftovers(self) -> None:
+    def _remove_leftovers(self) -> None:
         """containerd and shims outlive dockerd only on failure: stop them by pid, found by our unique root."""
         mine = str(self.root)
         pids = [self.containerd_pid] if self.containerd_pid else []

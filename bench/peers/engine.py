@@ -7,6 +7,7 @@ a row is the daemon behind the socket.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from common import ppid
+from common import ppid, stop_pid
 from peers import Ctr, Peer, Unsupported
 
 IMAGE = "busybox:latest"
@@ -23,6 +24,7 @@ CMD = ["sleep", "1000000"]
 
 class EnginePeer(Peer):
     sock = ""
+    stop_timeout_s = 20.0
 
     def __init__(self, workdir: str) -> None:
         self.root = Path(tempfile.mkdtemp(prefix=f"shb-{self.name}-", dir=workdir))
@@ -133,6 +135,22 @@ class EnginePeer(Peer):
         if parent <= 1:
             raise Unsupported(f"{self.name}: no monitor process found above pid {ctr.pid}")
         return parent
+
+    def close(self) -> None:
+        try:
+            if self.client is not None and self.proc is not None and self.proc.poll() is None:
+                self.remove_all_containers()
+                self.client.close()
+        finally:
+            if self.proc is not None:
+                stop_pid(self.proc, timeout=self.stop_timeout_s)
+            self._remove_leftovers()
+            if self.ns is not None:
+                self.ns.close()
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _remove_leftovers(self) -> None:
+        """What the daemon leaves behind only when it failed (each daemon says how to find it)."""
 
     def remove_all_containers(self) -> None:
         try:

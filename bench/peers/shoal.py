@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
-from common import BIN, Netns, in_ns, rss_kib, stop_pid
+from common import BIN, Netns, in_ns, rss_kib
 from peers.engine import EnginePeer
 
 
@@ -27,20 +26,7 @@ class ShoalPeer(EnginePeer):
     def daemon_rss_kib(self) -> int:
         return rss_kib(self.proc.pid)
 
-    def close(self) -> None:
-        try:
-            if self.client is not None and self.proc is not None and self.proc.poll() is None:
-                self.remove_all_containers()
-                self.client.close()
-        finally:
-            if self.proc is not None:
-                stop_pid(self.proc)
-            self._delete_leftovers()
-            if self.ns is not None:
-                self.ns.close()
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def _delete_leftovers(self) -> None:
+    def _remove_leftovers(self) -> None:
         """Containers a failed shoald left running: runc state lives under our data root only."""
         state = self.root / "d" / "runtime" / "runc"
         if not state.is_dir():

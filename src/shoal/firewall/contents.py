@@ -16,10 +16,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from shoal.errors import Conflict
 from shoal.firewall.config import State
 from shoal.firewall.elements import (
-    SETS, SETS_ORDER, Change, Element, Elements, all_elements, natural_key,
+    SETS, SETS_ORDER, Change, Element, Elements, all_elements, elements, natural_key, published_twice,
 )
 
 Key = tuple[tuple[str, str], str]
@@ -33,10 +32,6 @@ class Plan:
     counts: Counter = field(default_factory=Counter)
     values: dict[Key, "str | None"] = field(default_factory=dict)
     sign: int = 1
-
-
-def _conflict(key: str, have: str | None, value: str | None) -> Conflict:
-    return Conflict(f"host port {key} is published twice: to {have} and to {value}")
 
 
 def _ordered(changes: Iterable[Change]) -> list[Change]:
@@ -54,8 +49,8 @@ class Contents:
     def of(cls, state: State) -> Contents:
         """From scratch; Conflict if one host port would lead to two places."""
         out = cls()
-        plan = out.plan_add(all_elements(state))
-        out.apply(plan)
+        out.values = elements(state)
+        out.counts = Counter((ref, key) for ref, key, _ in all_elements(state))
         return out
 
     def plan_add(self, items: Iterable[Element]) -> Plan:
@@ -67,7 +62,7 @@ class Contents:
                 plan.values[k] = value
                 plan.changes.append(Change("add", ref, key, value))
             elif have != value:
-                raise _conflict(key, have, value)
+                raise published_twice(key, have, value)
             plan.counts[k] += 1
         plan.changes = _ordered(plan.changes)
         return plan

@@ -130,9 +130,13 @@ def elements(state: State) -> Elements:
     for ref, key, value in all_elements(state):
         have = out[ref]
         if key in have and have[key] != value:
-            raise Conflict(f"host port {key} is published twice: to {have[key]} and to {value}")
+            raise published_twice(key, have[key], value)
         have[key] = value
     return out
+
+
+def published_twice(key: str, have: str | None, value: str | None) -> Conflict:
+    return Conflict(f"host port {key} is published twice: to {have} and to {value}")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from shoal.firewall.base import TrackedFirewall
 from shoal.firewall.config import State
 from shoal.firewall.nft import NftError
-from shoal.firewall.ruleset import cleanup_batch, diff_batch, full_batch
+from shoal.firewall.ruleset import changes_batch, cleanup_batch, full_batch
 
 
 class FakeFirewall(TrackedFirewall):
@@ -31,7 +31,7 @@ class FakeFirewall(TrackedFirewall):
 
     async def _commit(self, verb: str, old: State, new: State, *, full: bool) -> None:
         self._maybe_fail(verb)
-        batch = full_batch(new) if full else diff_batch(old, new)
+        batch = full_batch(new) if full else changes_batch(self._changes)  # what nft would get
         if batch:
             self.batches.append(batch)
 

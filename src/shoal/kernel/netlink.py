@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from pyroute2 import IPRoute, NetlinkError
 
@@ -67,6 +69,17 @@ class Netlink:
     def close(self) -> None:
         self._ipr.close()
 
+    @contextmanager
+    def _inside(self) -> Iterator[None]:
+        """This thread in this kernel's namespace, for what does not go through `_ipr`."""
+        from shoal.kernel import sandbox
+
+        if not self.netns:
+            yield
+            return
+        with sandbox.entered(self.netns if self.netns.startswith("/") else f"/run/netns/{self.netns}"):
+            yield
+
     # -- queries -----------------------------------------------------------------------
     def link(self, name: str) -> LinkInfo | None:
         found = self._ipr.link_lookup(ifname=name)
@@ -105,12 +118,8 @@ class Netlink:
 
     def routes(self) -> list[str]:
         """Destinations in the main table (both families), default routes left out."""
-        from shoal.kernel import sandbox
-
         try:
-            if not self.netns:
-                return rtdump.main_routes()
-            with sandbox.entered(f"/run/netns/{self.netns}"):
+            with self._inside():
                 return rtdump.main_routes()
         except OSError as exc:
             raise KernelError(f"cannot read the host's routes: {exc.strerror}") from exc
@@ -174,16 +183,9 @@ class Netlink:
 
     def set_sysctls(self, values: dict[str, str]) -> None:
         """Write /proc/sys keys (`net/ipv4/ip_forward`) in this kernel's namespace only."""
-        from shoal.kernel import sandbox
-
-        if not values:
-            return
-        if self.netns:
-            path = self.netns if self.netns.startswith("/") else f"/run/netns/{self.netns}"
-            with sandbox.entered(path):
+        if values:
+            with self._inside():
                 _write_sysctls(values)
-        else:
-            _write_sysctls(values)
 
     def delete_link(self, name: str) -> None:
         """Delete by exact name; a link that is already gone is fine."""
