@@ -32,20 +32,18 @@ def gateway_endpoint(ctl: Controller, eps: list[Endpoint]) -> tuple[Network, End
 
 
 def mappings(ctl: Controller, rec: Container, bindings: tuple[PortBinding, ...]) -> list[PortMapping]:
-    out = []
-    for b in bindings:
-        net = _network_with(ctl, rec, b.container_ip)
+    """The firewall's view of `bindings`: each on the bridge of the endpoint holding its
+    container address (read once, not per binding: a range publishes hundreds)."""
+    bridges: dict[str, str] = {}
+    for ep in ctl.endpoints_in(rec.id):
+        net = ctl.networks.get(ep.network_id)
         cfg = network_config(net) if net else None
         if cfg is not None:
-            out.append(PortMapping(b.proto, b.host_port, b.container_ip, b.container_port, cfg.bridge, b.host_ip))
-    return out
-
-
-def _network_with(ctl: Controller, rec: Container, ip: str) -> Network | None:
-    for ep in ctl.endpoints_in(rec.id):
-        if ip in (ep.ipv4.split("/")[0], ep.ipv6.split("/")[0]):
-            return ctl.networks.get(ep.network_id)
-    return None
+            for addr in (ep.ipv4, ep.ipv6):
+                if addr:
+                    bridges.setdefault(addr.split("/")[0], cfg.bridge)
+    return [PortMapping(b.proto, b.host_port, b.container_ip, b.container_port, bridges[b.container_ip], b.host_ip)
+            for b in bindings if b.container_ip in bridges]
 
 
 class Publisher:
