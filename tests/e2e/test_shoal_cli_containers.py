@@ -93,6 +93,8 @@ def test_lifecycle_and_errors(d):
     d.shoal("run", "-d", "--name", "ex", "busybox", "sleep", "600")
     p = d.shoal("exec", "-e", "V=7", "-w", "/tmp", "ex", "sh", "-c", "echo $V $(pwd); echo e >&2; exit 5", check=False)
     assert (p.returncode, p.stdout, p.stderr) == (5, "7 /tmp\n", "e\n")
+    p = d.shoal("exec", "ex", "/no/such", check=False)
+    assert p.returncode == 127 and p.stdout.startswith("OCI runtime exec failed: ") and "/no/such" in p.stdout, p
 
 
 def test_interactive_run_attach_exec(d):

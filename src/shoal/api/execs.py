@@ -48,7 +48,7 @@ class ExecRoutes:
         spec = pending.spec
         return json_response({
             "ID": pending.id, "Running": bool(state and state.running),
-            "ExitCode": state.exit_code if state and not state.running else None,
+            "ExitCode": state.exit_code if state and not state.running else pending.failed_code,
             "ProcessConfig": {"tty": spec.tty, "entrypoint": spec.args[0], "arguments": list(spec.args[1:]),
                               "privileged": False, "user": spec.user},
             "OpenStdin": spec.open_stdin, "OpenStderr": bool(pending.attach.get("AttachStderr")),

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from shoal.api.app import version_tuple
 from shoal.api.http import Hijack, Request
-from shoal.errors import InvalidParameter
-from shoal.runtime import DEFAULT_DETACH_KEYS, frame, parse_detach_keys
+from shoal.errors import InvalidParameter, ShoalError
+from shoal.runtime import DEFAULT_DETACH_KEYS, Stream, frame, parse_detach_keys
 
 RAW = "application/vnd.docker.raw-stream"
 MUX = "application/vnd.docker.multiplexed-stream"
@@ -99,17 +99,28 @@ async def attach_handler(req: Request, containers: Any, rec: Any) -> Hijack:
 
 
 async def exec_start_handler(req: Request, containers: Any, exec_id: str, body: dict) -> Hijack | None:
-    pending = containers.exec_get(exec_id)
+    """Docker's order: hijack first, then start the process, so no output can arrive before
+    the client has the upgrade line (docker-py reads the socket under its header buffer, and
+    output sent along with the headers was lost); a start that fails then is written into the
+    stream and its exit code (126/127) is left for inspect."""
     if body.get("Detach"):
         await containers.exec_start(exec_id, detach=True)
         return None
+    pending = containers.exec_startable(exec_id)
     keys = detach_keys(req, pending.attach.get("DetachKeys", ""))
-    session = await containers.exec_start(exec_id, detach=False, detach_keys=keys)
     tty = pending.spec.tty
     stdin = pending.spec.open_stdin
 
     async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            session = await containers.exec_start(exec_id, detach=False, detach_keys=keys)
+        except ShoalError as exc:
+            text = f"{exc}\r\n".encode()
+            writer.write(text if tty else frame(Stream.STDOUT, text))
+            with contextlib.suppress(Exception):
+                await writer.drain()
+                writer.close()
+            return
         await pump(session, reader, writer, tty=tty, stdin=stdin, close=lambda: None, finish=session.wait)
 
     return Hijack(run, content_type=stream_content_type(req, tty))
-

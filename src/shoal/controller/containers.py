@@ -63,6 +63,8 @@ class PendingExec:
     spec: ExecSpec
     attach: dict[str, bool]
     session: ExecSession | None = None
+    started: bool = False
+    failed_code: int | None = None  # Docker's 126/127 when the process could not start
 
 
 @dataclass
@@ -452,14 +454,24 @@ class Containers:
         except KeyError:
             raise NotFound(f"No such exec instance: {exec_id}") from None
 
-    async def exec_start(self, exec_id: str, *, detach: bool, detach_keys: bytes | None = None) -> ExecSession:
+    def exec_startable(self, exec_id: str) -> PendingExec:
+        """The checks that answer with an HTTP error, made before an attached start hijacks."""
         pending = self.exec_get(exec_id)
-        if pending.session is not None:
+        if pending.started:
             raise Conflict(f"Error: Exec command {exec_id} has already run")
         if not self.state(pending.container_id).running:
             raise Conflict(f"Container {pending.container_id} is not running")
+        return pending
+
+    async def exec_start(self, exec_id: str, *, detach: bool, detach_keys: bytes | None = None) -> ExecSession:
+        pending = self.exec_startable(exec_id)
+        pending.started = True
         kwargs = {"detach_keys": detach_keys} if detach_keys else {}
-        pending.session = await self.runtime.exec(pending.container_id, pending.spec, detach=detach, **kwargs)
+        try:
+            pending.session = await self.runtime.exec(pending.container_id, pending.spec, detach=detach, **kwargs)
+        except Exception as exc:
+            pending.failed_code = start_failure_code(str(exc))
+            raise
         return pending.session
 
     # -- network connect / disconnect ----------------------------------------------------
@@ -519,3 +531,11 @@ class Containers:
         with self.ctl.store.transaction() as tx:
             tx.put(KIND_CONTAINER, rec.id, rec.to_dict())
         self.records[rec.id] = rec
+
+
+def start_failure_code(message: str) -> int:
+    """Docker's exit code for a process that never started: 127 not found, else 126."""
+    text = message.lower()
+    if "executable file not found" in text or "no such file or directory" in text:
+        return 127
+    return 126

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,7 @@ async def start_exec(*, exec_id: str, cid: str, spec: ExecSpec, container_config
     except BaseException:
         if hub is not None:
             hub.close()
+        shutil.rmtree(exec_dir, ignore_errors=True)
         raise
     session = ExecSession(exec_id, cid, paths, spec, pid, conmon_pid, attachment)
     session._save()

@@ -105,14 +105,14 @@ class Launch:
         return argv
 
 
-async def _read_sync(reader: asyncio.StreamReader, what: str) -> int:
+async def _read_sync(reader: asyncio.StreamReader, what: str, is_exec: bool) -> int:
     """One `{"data": N, "message": ...}` line from conmon; N < 0 means runc failed."""
     line = await asyncio.wait_for(reader.readline(), SYNC_TIMEOUT)
     if not line:
         raise ShoalError(f"conmon exited before reporting the {what}")
     msg = json.loads(line)
     if msg.get("data", -1) < 0:
-        raise runtime_error(msg.get("message", "") or f"runc failed (no {what})")
+        raise runtime_error(msg.get("message", "") or f"runc failed (no {what})", is_exec=is_exec)
     return int(msg["data"])
 
 
@@ -122,9 +122,6 @@ async def _pipe_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTrans
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0))
     return reader, transport
-
-
-ACCEPT_GRACE = 0.02
 
 
 async def launch(spec: Launch, on_attach_ready=None) -> tuple[int, int]:
@@ -164,15 +161,13 @@ async def launch(spec: Launch, on_attach_ready=None) -> tuple[int, int]:
         if await proc.wait() != 0:
             raise ShoalError(f"conmon failed to start (exit {proc.returncode})")
         if spec.exec_attach:
-            await _read_sync(readers[1], "attach socket")
+            await _read_sync(readers[1], "attach socket", True)
             if on_attach_ready is not None:
+                # queued, not yet accepted: conmon's main loop accepts it before it reads the
+                # process's first output (its listening socket's source is older than stdio's)
                 await on_attach_ready()
-                # our connect() returns once the connection is queued, but conmon forwards output
-                # only to clients it has accept()ed in its main loop; a very short process could
-                # otherwise finish before that (seen under load: `sh -c 'echo hi'` lost its output)
-                await asyncio.sleep(ACCEPT_GRACE)
             os.write(parent_fds[0], b"1")  # and a second one before it runs `runc exec`
-        pid = await _read_sync(readers[0], "container pid")
+        pid = await _read_sync(readers[0], "container pid", spec.exec_process is not None)
         return pid, int(spec.paths.conmon_pidfile.read_text().strip())
     finally:
         for fd in parent_fds:
@@ -188,10 +183,12 @@ def _base_env() -> dict[str, str]:
 _RUNC_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 
 
-def runtime_error(stderr: str) -> ShoalError:
-    """runc's logrus line -> the error class Docker would report."""
+def runtime_error(stderr: str, *, is_exec: bool = False) -> ShoalError:
+    """runc's logrus line -> the error class and wording Docker would report."""
     found = _RUNC_MSG.findall(stderr)
     text = (found[-1].replace('\\"', '"') if found else stderr.strip()) or "runc failed"
+    if is_exec:
+        return ShoalError(f"OCI runtime exec failed: {text}: unknown")
     if "executable file not found" in text or "no such file or directory" in text:
         return InvalidParameter(f"failed to create task for container: {text}")
     return ShoalError(f"OCI runtime error: {text}")
