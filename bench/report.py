@@ -7,6 +7,7 @@ p10 for rates (the slow side of a throughput). Ratios are shoal's median over th
 
 from __future__ import annotations
 
+import random
 import statistics
 from dataclasses import dataclass, field
 
@@ -160,3 +161,45 @@ def from_json(data: dict) -> dict[str, dict[str, Cell]]:
                 c = NA(j["na"], bool(j.get("error")))
             out.setdefault(peer, {})[key] = c
     return out
+
+
+def paired_ratios(rounds: dict[str, dict[str, dict[int, float]]], base: str, other: str,
+                  key: str) -> list[float]:
+    """base / other for each round both measured: the two ran back to back, so the machine's
+    drift over the run (which moves both) cancels, unlike a ratio of whole-run medians."""
+    a = rounds.get(base, {}).get(key, {})
+    b = rounds.get(other, {}).get(key, {})
+    return [a[r] / b[r] for r in sorted(a.keys() & b.keys()) if b[r]]
+
+
+def median_interval(values: list[float], level: float = 0.9, resamples: int = 2000,
+                    seed: int = 0) -> tuple[float, float, float]:
+    """(median, low, high): a percentile bootstrap interval of the median, seeded so a
+    report is reproducible from its samples."""
+    rng = random.Random(seed)
+    med = statistics.median(values)
+    boots = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    tail = (1 - level) / 2
+    return med, percentile(boots, tail), percentile(boots, 1 - tail)
+
+
+def paired_markdown(rows: list[Row], rounds: dict[str, dict[str, dict[int, float]]], peers: list[str],
+                    base: str = "shoal") -> str:
+    """For each throughput row and peer: the median of per-round ratios with a 90% interval."""
+    others = [p for p in peers if p != base and p in rounds]
+    keys = [r for r in rows if any(r.key in rounds.get(p, {}) for p in peers)]
+    if base not in rounds or not others or not keys:
+        return ""
+    lines = ["| path | " + " | ".join(f"{base}/{p} (90% interval, rounds)" for p in others) + " |",
+             "|---|" + "---:|" * len(others)]
+    for row in keys:
+        cells = []
+        for p in others:
+            r = paired_ratios(rounds, base, p, row.key)
+            if len(r) < 2:
+                cells.append("-")
+                continue
+            med, lo, hi = median_interval(r)
+            cells.append(f"{med:.2f}x ({lo:.2f}-{hi:.2f}, {len(r)})")
+        lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -92,6 +92,7 @@ def measure(args: argparse.Namespace, workdir: str, peers: list[Peer]) -> dict:
     rows: list[report.Row] = []
     results: dict[str, dict[str, report.Cell]] = {p: {} for p in args.peers}
     series: dict[str, list[float]] = {}
+    rounds: dict[str, dict[str, dict[int, float]]] = {}
     for name in args.cases:
         say(f"== {name}")
         case = CASES[name].run(live, cfg)
@@ -101,9 +102,23 @@ def measure(args: argparse.Namespace, workdir: str, peers: list[Peer]) -> dict:
         for peer, extra in case.extra.items():
             if "series" in extra:
                 series[peer] = extra["series"]
+            if "rounds" in extra:
+                rounds.setdefault(peer, {}).update(extra["rounds"])
     for name, na in failed.items():
         results[name] = {r.key: na for r in rows}
-    return {"rows": rows, "results": results, "series": series, "peers": described, "config": cfg}
+    return {"rows": rows, "results": results, "series": series, "rounds": rounds, "peers": described,
+            "config": cfg}
+
+
+def _paired(m: dict) -> str:
+    rows = [r for r in m["rows"] if r.key.startswith("tp.")]
+    table = report.paired_markdown(rows, m["rounds"], list(m["peers"]))
+    if not table:
+        return ""
+    return ("Throughput paired by round: shoal's median in a round over the other peer's in the same\n"
+            "round (they ran back to back), then the median of those ratios and a 90% bootstrap\n"
+            "interval. Drift over the run cancels here; prefer these to the table's ratios.\n\n"
+            f"{table}\n\n")
 
 
 def write(args: argparse.Namespace, m: dict, host: dict, wall_s: float) -> Path:
@@ -125,12 +140,12 @@ def write(args: argparse.Namespace, m: dict, host: dict, wall_s: float) -> Path:
             "Each cell: median (p90); for Gbit/s rows the tail is p10. `shoal/X`: shoal's median over X's,\n"
             "so above 1 is slower for ms/us/MiB/KiB and faster for Gbit/s. n/a and error cells cite a note\n"
             "under the table. Read ratios within this run; see bench/README.md.\n\n"
-            f"{table}\n\n" + "\n".join(pics) + "\n\n## Machine, peers and run\n\n"
+            f"{table}\n\n{_paired(m)}" + "\n".join(pics) + "\n\n## Machine, peers and run\n\n"
             f"{report.machine_markdown(host, m['peers'], config)}\n")
     (out / "report.md").write_text(text)
     (out / "results.json").write_text(json.dumps({
         "machine": host, "peers": m["peers"], "config": config, "rows": [r.__dict__ for r in m["rows"]],
-        "results": report.to_json(m["results"]), "series": m["series"]}, indent=1))
+        "results": report.to_json(m["results"]), "series": m["series"], "rounds": m["rounds"]}, indent=1))
     print(text)
     return out
 

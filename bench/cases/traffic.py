@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -139,12 +140,18 @@ def _on_host_address(published: tuple[str, int]) -> tuple[str, int]:
     return (HOST_ADDR if ip == "127.0.0.1" else ip), port
 
 
-def _round(case: CaseRun, peer: Peer, pair: Pair, cfg: Config) -> None:
+def _throughput(case: CaseRun, peer: Peer, key: str, values: list[float], rnd: int) -> None:
+    """Every interval as a sample, and the round's median for the paired (per-round) ratios."""
+    for v in values:
+        case.add(peer, key, v)
+    case.extra[peer.name].setdefault("rounds", {}).setdefault(key, {})[rnd] = statistics.median(values)
+
+
+def _round(case: CaseRun, peer: Peer, pair: Pair, cfg: Config, rnd: int) -> None:
     srv, cli = pair.server, pair.client
     if peer in case.active(C2C):
         with case.guard(peer, keys=C2C):
-            for v in iperf(cli.netns, srv.ip, IPERF, cfg.seconds):
-                case.add(peer, "tp.c2c", v)
+            _throughput(case, peer, "tp.c2c", iperf(cli.netns, srv.ip, IPERF, cfg.seconds), rnd)
             for v in ping(cli.netns, srv.ip, cfg.pings):
                 case.add(peer, "lat.c2c", v)
             for v in tcp_rr(cli.netns, srv.ip, RR, cfg.pings):
@@ -154,8 +161,7 @@ def _round(case: CaseRun, peer: Peer, pair: Pair, cfg: Config) -> None:
             if not pair.port:
                 pair.port = {c: peer.published(srv, c) for c in (IPERF, RR)}
             ip, port = pair.port[IPERF]
-            for v in iperf(peer.host_ns, ip, port, cfg.seconds):
-                case.add(peer, "tp.port", v)
+            _throughput(case, peer, "tp.port", iperf(peer.host_ns, ip, port, cfg.seconds), rnd)
             ip, port = pair.port[RR]
             for v in tcp_rr(peer.host_ns, ip, port, cfg.pings):
                 case.add(peer, "rr.port", v)
@@ -163,16 +169,16 @@ def _round(case: CaseRun, peer: Peer, pair: Pair, cfg: Config) -> None:
         with case.guard(peer, keys=HOSTIP):
             if not pair.port:
                 pair.port = {c: peer.published(srv, c) for c in (IPERF, RR)}
-            for v in iperf(peer.host_ns, *_on_host_address(pair.port[IPERF]), cfg.seconds):
-                case.add(peer, "tp.hostip", v)
+            _throughput(case, peer, "tp.hostip", iperf(peer.host_ns, *_on_host_address(pair.port[IPERF]), cfg.seconds),
+                        rnd)
             for v in tcp_rr(peer.host_ns, *_on_host_address(pair.port[RR]), cfg.pings):
                 case.add(peer, "rr.hostip", v)
     if peer in case.active(EXT):
         with case.guard(peer, keys=EXT):
             if not pair.port:
                 pair.port = {c: peer.published(srv, c) for c in (IPERF, RR)}
-            for v in iperf(pair.outside.path, *_on_host_address(pair.port[IPERF]), cfg.seconds):
-                case.add(peer, "tp.ext", v)
+            _throughput(case, peer, "tp.ext", iperf(pair.outside.path, *_on_host_address(pair.port[IPERF]), cfg.seconds),
+                        rnd)
             for v in tcp_rr(pair.outside.path, *_on_host_address(pair.port[RR]), cfg.pings):
                 case.add(peer, "rr.ext", v)
 
@@ -194,7 +200,7 @@ def run(peers: list[Peer], cfg: Config) -> CaseRun:
         for r in range(cfg.rounds):
             for peer in peers[r % len(peers):] + peers[:r % len(peers)]:  # each round starts elsewhere
                 if peer.name in pairs:
-                    _round(case, peer, pairs[peer.name], cfg)
+                    _round(case, peer, pairs[peer.name], cfg, r)
                     done += 1
                     progress.tick(done, peer.name)
     finally:

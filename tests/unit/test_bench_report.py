@@ -136,3 +136,26 @@ def test_many_quarters_cover_every_container_once(bench, count, buckets):
     assert many.quarters(count) == buckets
     assert [r.key for r in many.rows(count)][:len(buckets) + 1] == ["many.per"] + [f"many.q{i}" for i in
                                                                                    range(len(buckets))]
+
+
+def test_paired_ratios_use_rounds_both_peers_measured(report):
+    rounds = {"shoal": {"tp.c2c": {0: 9.0, 1: 20.0, 2: 5.0}}, "raw": {"tp.c2c": {0: 10.0, 1: 20.0, 3: 1.0}}}
+    assert report.paired_ratios(rounds, "shoal", "raw", "tp.c2c") == [0.9, 1.0]
+    assert report.paired_ratios(rounds, "shoal", "raw", "tp.port") == []
+
+
+def test_median_interval_brackets_the_median_and_is_reproducible(report):
+    values = [0.8, 0.9, 0.95, 1.0, 1.02, 1.05, 1.1, 1.3]
+    med, lo, hi = report.median_interval(values)
+    assert lo <= med <= hi and min(values) <= lo and hi <= max(values)
+    assert report.median_interval(values) == (med, lo, hi)
+    assert report.median_interval([1.0] * 5) == (1.0, 1.0, 1.0)
+
+
+def test_paired_markdown_rows(report):
+    rows = [report.Row("tp.c2c", "c2c", "Gbit/s", True), report.Row("tp.ext", "ext", "Gbit/s", True)]
+    rounds = {"shoal": {"tp.c2c": {0: 9.0, 1: 10.0, 2: 11.0}}, "raw": {"tp.c2c": {0: 10.0, 1: 10.0, 2: 10.0}}}
+    text = report.paired_markdown(rows, rounds, ["shoal", "raw"])
+    assert "| c2c | 1.00x (" in text and ", 3) |" in text
+    assert "ext" not in text
+    assert report.paired_markdown(rows, {"raw": rounds["raw"]}, ["shoal", "raw"]) == ""
