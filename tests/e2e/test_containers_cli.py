@@ -145,9 +145,20 @@ def test_exec(box):
     assert b"in-4" in out and status == 3
     p = in_box(d, "ce", "nope", check=False)  # Docker: the start error in the stream, 127 from inspect
     assert p.returncode == 127 and "OCI runtime exec failed" in p.stdout and "executable file not found" in p.stdout, p
+    # --user: names from the container's own /etc/passwd and /etc/group, ids as they are
+    assert in_box(d, "ce", "id").stdout.startswith("uid=0(root) gid=0(root)")
+    assert d.docker("exec", "-u", "daemon", "ce", "id", "-u").stdout == "1\n"
+    assert d.docker("exec", "-u", "4242:nogroup", "ce", "id").stdout.startswith("uid=4242 gid=65534(nogroup)")
+    p = d.docker("exec", "-u", "ghost", "ce", "true", check=False)
+    assert p.returncode == 126 and "unable to find user ghost" in p.stdout, p
+    p = d.docker("run", "--rm", "-u", "nobody", "busybox", "id")
+    assert p.stdout.startswith("uid=65534(nobody) gid=65534(nogroup)"), p
+    d.docker("run", "-d", "--name", "as-daemon", "-u", "daemon:1", "busybox", "sleep", "600")
+    assert inspect(d, "as-daemon")["Config"]["User"] == "daemon:1"
+    assert in_box(d, "as-daemon", "id", "-u").stdout == "1\n"  # an exec runs as the container's user
     cid = inspect(d, "ce")["Id"]
     execs = [x.name for x in (d.root / "data" / "runtime" / "containers" / cid / "exec").iterdir()]
-    assert len(execs) == 2  # the two that ran; the failed one left nothing
+    assert len(execs) == 5  # the five that ran; the two that failed left nothing
     d.docker("stop", "-t", "0", "ce")
     p = in_box(d, "ce", "true", check=False)
     assert p.returncode != 0 and "is not running" in p.stderr
@@ -168,6 +179,7 @@ def test_bad_input_leaves_nothing_behind(box):
         (["run", "--ip", "172.17.0.9", "busybox", "true"], "user configured subnets"),
         (["run", "busybox", "/no/such/command"], "executable file not found"),
         (["run", "--name", "bad/name", "busybox", "true"], "Invalid container name"),
+        (["run", "-u", "ghost", "busybox", "true"], "unable to find user ghost: no matching entries in passwd file"),
     ]
     for args, needle in cases:
         p = d.docker(*args, check=False)

@@ -45,7 +45,8 @@ def test_host_networking_leaves_the_network_namespace_out():
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"args": ()}, "No command specified"),
     ({"args": ("sh",), "cwd": "rel"}, "absolute path"),
-    ({"args": ("sh",), "user": "nobody"}, "numeric"),
+    ({"args": ("sh",), "user": "nobody:"}, "invalid user format"),
+    ({"args": ("sh",), "user": "4294967296"}, "range"),
 ])
 def test_spec_validation(kwargs, match):
     with pytest.raises(InvalidParameter, match=match):

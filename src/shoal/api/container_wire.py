@@ -25,6 +25,14 @@ def _strs(value: Any, field: str) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def _str(value: Any, field: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidParameter(f"json: cannot unmarshal into Go struct field {field} of type string")
+    return value
+
+
 def endpoint_request(name: str, cfg: Any) -> EndpointRequest:
     if not isinstance(cfg, dict):
         cfg = {}
@@ -64,6 +72,7 @@ def parse_create(body: Any, name: str) -> CreateRequest:
         env=_strs(body.get("Env"), "Config.Env") or (),
         working_dir=body.get("WorkingDir") or "",
         hostname=body.get("Hostname") or "",
+        user=_str(body.get("User"), "Config.User"),
         tty=bool(body.get("Tty")), open_stdin=bool(body.get("OpenStdin")), stdin_once=bool(body.get("StdinOnce")),
         labels=dict(labels), network_mode=mode, auto_remove=bool(host.get("AutoRemove")),
         endpoints=requests, config={k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")},

@@ -147,7 +147,7 @@ class ContainerRoutes:
         st = self.c.state(rec.id)
         etc = self.c.etc_root / rec.id
         config = {
-            "Hostname": rec.hostname, "Domainname": "", "User": "", "AttachStdin": False,
+            "Hostname": rec.hostname, "Domainname": "", "User": rec.user, "AttachStdin": False,
             "AttachStdout": False, "AttachStderr": False, "Tty": rec.tty, "OpenStdin": rec.open_stdin,
             "StdinOnce": rec.stdin_once, "Env": list(rec.env), "Cmd": list(rec.args), "Image": rec.image,
             "Volumes": None, "WorkingDir": rec.working_dir, "Entrypoint": None, "OnBuild": None,

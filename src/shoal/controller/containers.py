@@ -45,6 +45,7 @@ class CreateRequest:
     env: tuple[str, ...] = ()
     working_dir: str = ""
     hostname: str = ""
+    user: str = ""
     tty: bool = False
     open_stdin: bool = False
     stdin_once: bool = False
@@ -138,7 +139,7 @@ class Containers:
             rec = Container(
                 id=cid, name=name, created=now_rfc3339(), image=req.image, image_id=image.id, args=args,
                 env=env, working_dir=req.working_dir or image.config.working_dir or "/",
-                hostname=req.hostname or cid[:12], tty=req.tty, open_stdin=req.open_stdin,
+                hostname=req.hostname or cid[:12], user=req.user, tty=req.tty, open_stdin=req.open_stdin,
                 stdin_once=req.stdin_once, network_mode=mode, auto_remove=req.auto_remove,
                 networks=requests, labels=dict(req.labels), config=req.config, host_config=req.host_config,
             )
@@ -216,7 +217,7 @@ class Containers:
         undo.push("etc files", lambda: shutil.rmtree(self.etc_root / rec.id, ignore_errors=True))
         spec = ContainerSpec(
             id=rec.id, args=rec.args, env=rec.env, cwd=rec.working_dir, hostname=rec.hostname,
-            tty=rec.tty, open_stdin=rec.open_stdin, stdin_once=rec.stdin_once,
+            user=rec.user, tty=rec.tty, open_stdin=rec.open_stdin, stdin_once=rec.stdin_once,
             netns=sb.path or None, hosts=files.hosts, hostname_file=files.hostname,
             resolv_conf=files.resolv_conf, labels=rec.labels,
         )

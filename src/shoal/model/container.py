@@ -31,6 +31,7 @@ class Container:
     env: tuple[str, ...] = ()
     working_dir: str = ""
     hostname: str = ""
+    user: str = ""  # as given (name|uid[:group|gid]); the runtime resolves it in the container
     tty: bool = False
     open_stdin: bool = False
     stdin_once: bool = False

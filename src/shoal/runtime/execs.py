@@ -120,9 +120,10 @@ async def start_exec(*, exec_id: str, cid: str, spec: ExecSpec, container_config
                      runc_root: Path, attach: bool = True, detach_keys: bytes = DEFAULT_DETACH_KEYS,
                      conmon: str = monitor.CONMON, runc: str = monitor.RUNC) -> ExecSession:
     """Write the process spec, start conmon with `--exec`, and connect before the process runs."""
+    process = exec_process(container_config, spec)  # a bad --user fails here, before any file
     exec_dir.mkdir(parents=True)
     process_file = exec_dir / "process.json"
-    process_file.write_text(json.dumps(exec_process(container_config, spec)))
+    process_file.write_text(json.dumps(process))
     paths = MonitorPaths(exec_dir)
     hub = MonitorSocket(paths.attach, stdin_once=True) if attach else None
     attachment = (Attachment(hub, tty=spec.tty, stdin=spec.open_stdin, detach_keys=detach_keys)

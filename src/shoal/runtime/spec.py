@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal.errors import InvalidParameter
+from shoal.runtime.users import check_user_syntax, resolve_user
 
 DEFAULT_CAPS = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
@@ -48,7 +49,7 @@ class ContainerSpec:
     tty: bool = False
     open_stdin: bool = False
     stdin_once: bool = False
-    user: str = "0:0"
+    user: str = ""  # name|uid[:group|gid], resolved in the container's root at create
     netns: str | None = None
     hosts: Path | None = None
     hostname_file: Path | None = None
@@ -60,7 +61,7 @@ class ContainerSpec:
             raise InvalidParameter("No command specified")
         if not self.cwd.startswith("/"):
             raise InvalidParameter(f"the working directory '{self.cwd}' is invalid, it needs to be an absolute path")
-        parse_user(self.user)
+        check_user_syntax(self.user)
 
 
 @dataclass(frozen=True)
@@ -75,21 +76,11 @@ class ExecSpec:
     open_stdin: bool = False
 
 
-def parse_user(user: str) -> tuple[int, int]:
-    """Only numeric `uid[:gid]` (names would need the image's /etc/passwd)."""
-    uid, _, gid = (user or "0:0").partition(":")
-    try:
-        return int(uid), int(gid or "0")
-    except ValueError:
-        raise InvalidParameter(f"unable to find user {user}: only numeric uid:gid is supported") from None
-
-
-def _process(args: tuple[str, ...], env: tuple[str, ...], cwd: str, user: str, tty: bool) -> dict:
-    uid, gid = parse_user(user)
+def _process(args: tuple[str, ...], env: tuple[str, ...], cwd: str, user: dict, tty: bool) -> dict:
     caps = list(DEFAULT_CAPS)
     return {
         "terminal": tty,
-        "user": {"uid": uid, "gid": gid},
+        "user": user,
         "args": list(args),
         "env": list(env) + ([] if any(e.startswith("TERM=") for e in env) or not tty else ["TERM=xterm"]),
         "cwd": cwd or "/",
@@ -128,7 +119,7 @@ def oci_config(spec: ContainerSpec, rootfs: Path) -> dict:
         namespaces.append({"type": "network", "path": spec.netns})
     config = {
         "ociVersion": "1.0.2",
-        "process": _process(spec.args, spec.env, spec.cwd, spec.user, spec.tty),
+        "process": _process(spec.args, spec.env, spec.cwd, resolve_user(rootfs, spec.user).oci(), spec.tty),
         "root": {"path": str(rootfs), "readonly": False},
         "mounts": _mounts(spec),
         "annotations": {f"org.shoal.label.{k}": v for k, v in spec.labels.items()},
@@ -153,8 +144,8 @@ def exec_process(container_config: dict, spec: ExecSpec) -> dict:
     """
     base = container_config["process"]
     env = list(base.get("env", [])) + list(spec.env)
-    process = _process(spec.args, tuple(env), spec.cwd or base.get("cwd", "/"),
-                       spec.user or f"{base['user']['uid']}:{base['user']['gid']}", spec.tty)
+    user = resolve_user(Path(container_config["root"]["path"]), spec.user).oci() if spec.user else base["user"]
+    process = _process(spec.args, tuple(env), spec.cwd or base.get("cwd", "/"), user, spec.tty)
     process["capabilities"] = base.get("capabilities", process["capabilities"])
     return process
 
