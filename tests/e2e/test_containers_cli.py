@@ -146,13 +146,13 @@ def test_exec(box):
     p = in_box(d, "ce", "nope", check=False)  # Docker: the start error in the stream, 127 from inspect
     assert p.returncode == 127 and "OCI runtime exec failed" in p.stdout and "executable file not found" in p.stdout, p
     # --user: names from the container's own /etc/passwd and /etc/group, ids as they are
-    assert in_box(d, "ce", "id").stdout.startswith("uid=0(root) gid=0(root)")
+    assert in_box(d, "ce", "id").stdout == "uid=0(root) gid=0(root) groups=0(root)\n"
     assert d.docker("exec", "-u", "daemon", "ce", "id", "-u").stdout == "1\n"
-    assert d.docker("exec", "-u", "4242:nogroup", "ce", "id").stdout.startswith("uid=4242 gid=65534(nogroup)")
+    assert d.docker("exec", "-u", "4242:nogroup", "ce", "id").stdout == "uid=4242 gid=65534(nogroup) groups=65534(nogroup)\n"
     p = d.docker("exec", "-u", "ghost", "ce", "true", check=False)
     assert p.returncode == 126 and "unable to find user ghost" in p.stdout, p
     p = d.docker("run", "--rm", "-u", "nobody", "busybox", "id")
-    assert p.stdout.startswith("uid=65534(nobody) gid=65534(nogroup)"), p
+    assert p.stdout == "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n", p
     d.docker("run", "-d", "--name", "as-daemon", "-u", "daemon:1", "busybox", "sleep", "600")
     assert inspect(d, "as-daemon")["Config"]["User"] == "daemon:1"
     assert in_box(d, "as-daemon", "id", "-u").stdout == "1\n"  # an exec runs as the container's user

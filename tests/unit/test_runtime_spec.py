@@ -22,7 +22,7 @@ def test_config_with_a_netns_and_etc_files():
     assert ns_types(config) == {"pid": None, "ipc": None, "uts": None, "mount": None, "network": "/run/netns/shrt-x"}
     assert config["hostname"] == "web"
     proc = config["process"]
-    assert proc["terminal"] is True and proc["args"] == ["sh"] and proc["user"] == {"uid": 0, "gid": 0}
+    assert proc["terminal"] is True and proc["args"] == ["sh"] and proc["user"] == {"uid": 0, "gid": 0, "additionalGids": [0]}
     assert "TERM=xterm" in proc["env"]
     for cap in ("CAP_NET_RAW", "CAP_NET_BIND_SERVICE", "CAP_CHOWN", "CAP_KILL"):
         assert cap in proc["capabilities"]["bounding"] and cap in proc["capabilities"]["effective"]
@@ -63,9 +63,10 @@ def test_exec_process_inherits_env_user_and_caps():
     config = oci_config(ContainerSpec(id="c", args=("sh",), env=("A=1",), user="5:6", cwd="/w"), Path("/m"))
     proc = exec_process(config, ExecSpec(args=("ls",), env=("B=2",), tty=True))
     assert proc["args"] == ["ls"] and proc["env"][:2] == ["A=1", "B=2"]
-    assert proc["user"] == {"uid": 5, "gid": 6} and proc["cwd"] == "/w" and proc["terminal"] is True
+    assert proc["user"] == {"uid": 5, "gid": 6, "additionalGids": [6]} and proc["cwd"] == "/w" and proc["terminal"] is True
     assert proc["capabilities"] == config["process"]["capabilities"]
-    assert exec_process(config, ExecSpec(args=("id",), user="0", cwd="/"))["user"] == {"uid": 0, "gid": 0}
+    assert exec_process(config, ExecSpec(args=("id",), user="0", cwd="/"))["user"] == {"uid": 0, "gid": 0,
+                                                                                 "additionalGids": [0]}
 
 
 def test_conmon_argv():

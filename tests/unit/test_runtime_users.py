@@ -30,16 +30,16 @@ def root(tmp_path):
 
 
 @pytest.mark.parametrize(("user", "expected"), [
-    ("", ExecUser(0, 0, (10,))),
-    ("root", ExecUser(0, 0, (10,))),
-    ("www", ExecUser(33, 33, (10, 50))),
-    ("33", ExecUser(33, 33, (10, 50))),
-    ("www:staff", ExecUser(33, 50, (10,))),
-    ("www:7", ExecUser(33, 7, (10, 50))),
-    ("nobody:nogroup", ExecUser(65534, 65534)),
-    ("1234", ExecUser(1234, 0)),  # an id without an entry is fine (Docker)
-    ("1234:5678", ExecUser(1234, 5678)),
-    ("1234:web", ExecUser(1234, 33)),
+    ("", ExecUser(0, 0, (0, 10))),
+    ("root", ExecUser(0, 0, (0, 10))),
+    ("www", ExecUser(33, 33, (33, 10, 50))),
+    ("33", ExecUser(33, 33, (33, 10, 50))),
+    ("www:staff", ExecUser(33, 50, (50, 10))),
+    ("www:7", ExecUser(33, 7, (7, 10, 50))),
+    ("nobody:nogroup", ExecUser(65534, 65534, (65534,))),
+    ("1234", ExecUser(1234, 0, (0,))),  # an id without an entry is fine (Docker)
+    ("1234:5678", ExecUser(1234, 5678, (5678,))),
+    ("1234:web", ExecUser(1234, 33, (33,))),
 ])
 def test_resolve(root, user, expected):
     assert resolve_user(root, user) == expected
@@ -58,14 +58,14 @@ def test_errors(root, user, message):
 
 
 def test_no_passwd_file_means_ids_only(tmp_path):
-    assert resolve_user(tmp_path, "5:6") == ExecUser(5, 6)
+    assert resolve_user(tmp_path, "5:6") == ExecUser(5, 6, (6,))
     with pytest.raises(InvalidParameter, match="no matching entries"):
         resolve_user(tmp_path, "www")
 
 
 def test_oci_user_object(root):
-    assert resolve_user(root, "www").oci() == {"uid": 33, "gid": 33, "additionalGids": [10, 50]}
-    assert resolve_user(root, "1234").oci() == {"uid": 1234, "gid": 0}
+    assert resolve_user(root, "www").oci() == {"uid": 33, "gid": 33, "additionalGids": [33, 10, 50]}
+    assert resolve_user(root, "1234").oci() == {"uid": 1234, "gid": 0, "additionalGids": [0]}
 
 
 def test_symlinks_stay_inside_the_root(tmp_path):
@@ -85,7 +85,7 @@ def test_symlinks_stay_inside_the_root(tmp_path):
         resolve_user(root, "evil")
     os.remove(root / "etc" / "passwd")
     os.symlink("/data/passwd", root / "etc" / "passwd")
-    assert resolve_user(root, "www") == ExecUser(33, 33)
+    assert resolve_user(root, "www") == ExecUser(33, 33, (33,))
 
 
 def test_symlink_loop_is_an_error(tmp_path):

@@ -26,10 +26,7 @@ class ExecUser:
     additional_gids: tuple[int, ...] = ()
 
     def oci(self) -> dict:
-        data: dict = {"uid": self.uid, "gid": self.gid}
-        if self.additional_gids:
-            data["additionalGids"] = list(self.additional_gids)
-        return data
+        return {"uid": self.uid, "gid": self.gid, "additionalGids": list(self.additional_gids)}
 
 
 def in_root(root: Path, path: str) -> Path:
@@ -106,9 +103,9 @@ def resolve_user(root: Path, user: str) -> ExecUser:
         gid = int(match[2]) if match is not None else _id(group)  # type: ignore[assignment]
         if gid is None:
             raise InvalidParameter(f"unable to find group {group}: no matching entries in group file")
-    extra: list[int] = []
+    extra = [gid]  # Docker lists the primary group first, so `id` shows it under groups=
     if entry is not None:
         for e in groups:
-            if entry[0] in e[3].split(",") and int(e[2]) != gid and int(e[2]) not in extra:
+            if entry[0] in e[3].split(",") and int(e[2]) not in extra:
                 extra.append(int(e[2]))
     return ExecUser(uid, gid, tuple(extra))
