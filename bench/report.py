@@ -192,6 +192,7 @@ def paired_markdown(rows: list[Row], rounds: dict[str, dict[str, dict[int, float
         return ""
     lines = ["| path | " + " | ".join(f"{base}/{p} (90% interval, rounds)" for p in others) + " |",
              "|---|" + "---:|" * len(others)]
+    paired = False
     for row in keys:
         cells = []
         for p in others:
@@ -201,5 +202,6 @@ def paired_markdown(rows: list[Row], rounds: dict[str, dict[str, dict[int, float
                 continue
             med, lo, hi = median_interval(r)
             cells.append(f"{med:.2f}x ({lo:.2f}-{hi:.2f}, {len(r)})")
+            paired = True
         lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) if paired else ""  # one round (--quick) pairs nothing

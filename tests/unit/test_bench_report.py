@@ -159,3 +159,5 @@ def test_paired_markdown_rows(report):
     assert "| c2c | 1.00x (" in text and ", 3) |" in text
     assert "ext" not in text
     assert report.paired_markdown(rows, {"raw": rounds["raw"]}, ["shoal", "raw"]) == ""
+    one = {"shoal": {"tp.c2c": {0: 9.0}}, "raw": {"tp.c2c": {0: 10.0}}}
+    assert report.paired_markdown(rows, one, ["shoal", "raw"]) == ""
