@@ -196,6 +196,9 @@ def test_restart_rebuilds_the_same_ruleset_and_cleanup_removes_it(make_shoald, b
     assert "shoal" not in in_ns(d.netns, "nft", "list", "ruleset").stdout
     links = [l["ifname"] for l in d.ip("link")]
     assert links == ["lo"], links
+    root = Path("/sys/fs/cgroup")  # the shared cgroup parent stays only while it holds someone's container
+    for parent in [root / "shoal", *root.glob("*/shoal")]:
+        assert not parent.is_dir() or [c for c in parent.iterdir() if c.is_dir()], f"{parent} left behind"
 
 
 def test_host_binding_ipv6_ports_and_run_dns(box, upstream, servers):

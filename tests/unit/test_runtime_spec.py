@@ -95,3 +95,16 @@ def test_signal_names(sig, num):
 def test_bad_signal():
     with pytest.raises(InvalidParameter, match="Invalid signal: SIGNOPE"):
         signal_number("SIGNOPE")
+
+
+def test_cgroup_parent_goes_only_when_empty(tmp_path):
+    from shoal.runtime.spec import remove_cgroup_parent
+
+    for h in ("memory", "pids", "cpu"):
+        (tmp_path / h / "shoal").mkdir(parents=True)
+    (tmp_path / "pids" / "shoal" / "another-daemons-container").mkdir()
+    (tmp_path / "cpu,cpuacct").symlink_to(tmp_path / "cpu")
+    removed = remove_cgroup_parent(tmp_path)
+    assert sorted(p.parent.name for p in removed) == ["cpu", "memory"]
+    assert (tmp_path / "pids" / "shoal" / "another-daemons-container").is_dir()
+    assert remove_cgroup_parent(tmp_path / "missing") == []

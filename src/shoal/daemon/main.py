@@ -30,7 +30,7 @@ from shoal.errors import ShoalError
 from shoal.firewall import NftFirewall, NoneFirewall
 from shoal.ipam import DefaultIpam, default_pools, ula_pool
 from shoal.kernel import Kernel
-from shoal.runtime import ImageStore, Runtime
+from shoal.runtime import ImageStore, Runtime, remove_cgroup_parent
 from shoal.store import SqliteStore
 
 log = logging.getLogger("shoald")
@@ -163,7 +163,8 @@ async def cleanup(parts: Parts) -> None:
         if link.alias.startswith(ctl.alias_prefix):
             await ctl.kernel.delete_link(link.name)
     await ctl.firewall.cleanup()
-    log.info("cleaned up: containers stopped, namespaces, links and firewall tables removed")
+    remove_cgroup_parent()
+    log.info("cleaned up: containers stopped, namespaces, links, firewall tables and the empty cgroup parent removed")
 
 
 def _quiet_forked_child() -> None:

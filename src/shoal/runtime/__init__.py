@@ -17,7 +17,7 @@ from shoal.runtime.execs import ExecSession, ExecState
 from shoal.runtime.images import Image, ImageConfig, ImageStore
 from shoal.runtime.logs import LogEntry
 from shoal.runtime.runtime import ContainerState, Runtime
-from shoal.runtime.spec import ContainerSpec, ExecSpec, oci_config
+from shoal.runtime.spec import ContainerSpec, ExecSpec, oci_config, remove_cgroup_parent
 from shoal.runtime.streams import (
     DEFAULT_DETACH_KEYS,
     EscapeProxy,
@@ -30,5 +30,5 @@ from shoal.runtime.streams import (
 __all__ = [
     "DEFAULT_DETACH_KEYS", "Attachment", "ContainerSpec", "ContainerState", "EscapeProxy", "ExecSession",
     "ExecSpec", "ExecState", "FrameDecoder", "Image", "ImageConfig", "ImageStore", "LogEntry", "Runtime",
-    "Stream", "frame", "oci_config", "parse_detach_keys",
+    "Stream", "frame", "oci_config", "parse_detach_keys", "remove_cgroup_parent",
 ]

@@ -9,6 +9,7 @@ daemon's namespace (`--network host`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,25 @@ class ExecSpec:
     open_stdin: bool = False
 
 
+CGROUP_PARENT = "shoal"  # every daemon's containers share it; removed when empty (cleanup)
+
+
+def remove_cgroup_parent(cgroup_root: Path = Path("/sys/fs/cgroup")) -> list[Path]:
+    """rmdir the shared parent in every hierarchy (v2: the one); a parent that still has a
+    container's cgroup (this daemon's or another's) is busy and stays. Returns what went."""
+    candidates = [cgroup_root / CGROUP_PARENT]
+    with contextlib.suppress(OSError):
+        candidates += [h / CGROUP_PARENT for h in cgroup_root.iterdir() if h.is_dir() and not h.is_symlink()]
+    removed = []
+    for path in candidates:
+        try:
+            path.rmdir()
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
 def _process(args: tuple[str, ...], env: tuple[str, ...], cwd: str, user: dict, tty: bool) -> dict:
     caps = list(DEFAULT_CAPS)
     return {
@@ -125,7 +145,7 @@ def oci_config(spec: ContainerSpec, rootfs: Path) -> dict:
         "annotations": {f"org.shoal.label.{k}": v for k, v in spec.labels.items()},
         "linux": {
             "namespaces": namespaces,
-            "cgroupsPath": f"/shoal/{spec.id}",
+            "cgroupsPath": f"/{CGROUP_PARENT}/{spec.id}",
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
