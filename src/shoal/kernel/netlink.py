@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -20,6 +21,15 @@ from shoal.kernel import rtdump
 
 IFA_F_NODAD = 0x02
 
+
+
+def ifindex(name: str) -> int | None:
+    """`name`'s index in this thread's namespace: one ioctl, where a netlink lookup has
+    pyroute2 decode the link's whole message (~1 ms of Python each, several per start)."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
 
 class KernelError(ShoalError):
     """The kernel refused an operation; the message says which and why."""
@@ -81,12 +91,16 @@ class Netlink:
             yield
 
     # -- queries -----------------------------------------------------------------------
+    def _index(self, name: str) -> int | None:
+        with self._inside():
+            return ifindex(name)
+
     def link(self, name: str) -> LinkInfo | None:
-        found = self._ipr.link_lookup(ifname=name)
-        if not found:
+        index = self._index(name)
+        if index is None:
             return None
         try:
-            msg = self._ipr.link("get", index=found[0])[0]
+            msg = self._ipr.link("get", index=index)[0]
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return None
@@ -135,7 +149,9 @@ class Netlink:
             except NetlinkError as exc:
                 raise _fail(f"failed to create bridge {name}", exc) from exc
         try:
-            index = existing.index if existing else self._ipr.link_lookup(ifname=name)[0]
+            index = existing.index if existing else self._index(name)
+            if index is None:
+                raise KernelError(f"bridge {name} vanished while it was being set up")
             self._ensure_addresses(index, addresses)
             self._ipr.link("set", index=index, mtu=mtu, ifalias=alias, state="up")
         except NetlinkError as exc:
@@ -164,20 +180,21 @@ class Netlink:
         """A veth whose peer is born inside `netns_path`, host end enslaved to `bridge`."""
         from shoal.kernel import sandbox
 
-        found = self._ipr.link_lookup(ifname=bridge)
-        if not found:
+        master = self._index(bridge)
+        if master is None:
             raise KernelError(f"bridge {bridge} not found: restart shoald to repair its network")
         sandbox.add_veth(
-            self._ipr, host_name, peer_name, netns_path, mac=mac, mtu=mtu, master_index=found[0], alias=alias
+            self._ipr, host_name, peer_name, netns_path, mac=mac, mtu=mtu, master_index=master, alias=alias,
+            index_of=self._index,
         )
 
     def set_hairpin(self, ifname: str) -> None:
         """Hairpin mode on a bridge port: a container may reach itself through a published port."""
-        found = self._ipr.link_lookup(ifname=ifname)
-        if not found:
+        index = self._index(ifname)
+        if index is None:
             raise KernelError(f"bridge port {ifname} not found")
         try:
-            self._ipr.brport("set", index=found[0], mode=1)
+            self._ipr.brport("set", index=index, mode=1)
         except NetlinkError as exc:
             raise _fail(f"failed to set hairpin on {ifname}", exc) from exc
 
@@ -189,11 +206,11 @@ class Netlink:
 
     def delete_link(self, name: str) -> None:
         """Delete by exact name; a link that is already gone is fine."""
-        found = self._ipr.link_lookup(ifname=name)
-        if not found:
+        index = self._index(name)
+        if index is None:
             return
         try:
-            self._ipr.link("del", index=found[0])
+            self._ipr.link("del", index=index)
         except NetlinkError as exc:
             if exc.code != errno.ENODEV:
                 raise _fail(f"failed to delete link {name}", exc) from exc

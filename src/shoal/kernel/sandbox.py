@@ -24,13 +24,13 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pyroute2 import IPRoute, NetlinkError
 
-from shoal.kernel.netlink import IFA_F_NODAD, KernelError
+from shoal.kernel.netlink import IFA_F_NODAD, KernelError, ifindex
 
 
 CLONE_NEWNET = 0x40000000
@@ -130,7 +130,7 @@ def netns_alive(path: str) -> bool:
 
 def add_veth(
     ipr: IPRoute, host_name: str, peer_name: str, netns_path: str, *,
-    mac: str, mtu: int, master_index: int, alias: str,
+    mac: str, mtu: int, master_index: int, alias: str, index_of: Callable[[str], int | None] = ifindex,
 ) -> None:
     """Host end on the bridge and up; peer made inside the sandbox with its final name."""
     fd = os.open(netns_path, os.O_RDONLY)
@@ -144,7 +144,9 @@ def add_veth(
     finally:
         os.close(fd)
     try:
-        index = ipr.link_lookup(ifname=host_name)[0]
+        index = index_of(host_name)
+        if index is None:
+            raise NetlinkError(errno.ENODEV, f"{host_name} vanished")
         ipr.link("set", index=index, master=master_index, ifalias=alias, state="up")
     except NetlinkError as exc:
         _quiet_del(ipr, host_name)
@@ -166,12 +168,13 @@ def configure_iface(
 ) -> None:
     """Addresses, up and (when this endpoint gives the default route) the gateways.
     (`lo` came up with the namespace, in create_netns.)"""
-    with open_netlink(netns_path) as c:
+    with entered(netns_path):
+        index = ifindex(ifname)
+        c = IPRoute()
+    with c:
         try:
-            found = c.link_lookup(ifname=ifname)
-            if not found:
+            if index is None:
                 raise KernelError(f"interface {ifname} not found in {netns_path}")
-            index = found[0]
             for cidr in addresses:
                 iface = ipaddress.ip_interface(cidr)
                 flags = IFA_F_NODAD if iface.version == 6 else 0
