@@ -51,3 +51,29 @@ def test_names_aliases_and_forwarding(box, stub_upstream):
     assert "127.0.0.11" not in default
     d.docker("stop", "-t", "0", "web")
     assert web_ip not in lookup(d, "client", "web").stdout
+
+
+def test_internal_networks_forward_only_on_net(box, stub_upstream):
+    """Forwards leave from the host's namespace, so a container on internal networks only
+    must not get them (Docker's CVE-2024-29018 fix); an upstream inside the network may."""
+    d = box
+    d.docker("network", "create", "--internal", "--subnet", "10.99.0.0/24", "sealed")
+    d.docker("network", "create", "open")
+    d.docker("run", "-d", "--name", "inside", "--network", "sealed", "busybox", "sleep", "600")
+    d.docker("run", "-d", "--name", "peer", "--network", "sealed", "busybox", "sleep", "600")
+    assert lookup(d, "inside", "peer").returncode == 0  # its own names still answer
+    out = lookup(d, "inside", "api.upstream.test")
+    assert "10.53.0.1" not in out.stdout and out.returncode != 0, out.stdout
+    d.docker("network", "connect", "open", "inside")
+    assert "10.53.0.1" in lookup(d, "inside", "api.upstream.test").stdout
+    d.docker("network", "disconnect", "open", "inside")
+    assert "10.53.0.1" not in lookup(d, "inside", "api.upstream.test").stdout
+    on_net = subprocess.Popen(["nsenter", f"--net=/run/netns/{d.netns}", sys.executable, str(STUB), "10.99.0.1", "53"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert on_net.stdout.readline().strip() == "ready"
+        d.docker("run", "-d", "--name", "with-dns", "--network", "sealed", "--dns", "10.99.0.1", "busybox", "sleep", "600")
+        assert "10.53.0.1" in lookup(d, "with-dns", "api.upstream.test").stdout
+    finally:
+        on_net.terminate()
+        on_net.wait(timeout=10)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import re
 import shutil
@@ -21,6 +22,7 @@ from shoal.controller.controller import Controller, new_id, now_rfc3339
 from shoal.controller.endpoints import check_mac, check_static_address
 from shoal.controller.etcfiles import EtcFiles
 from shoal.dns import DnsEntry, DnsRecords, DnsServer
+from shoal.dns.forward import parse_upstream
 from shoal.controller.names import generate_name
 from shoal.controller.publishing import Publisher
 from shoal.controller.undo import Undo
@@ -288,12 +290,29 @@ class Containers:
         served = self._dns_networks(eps)
         for net, ep in served:
             self.dns_records.add(net.id, net.name, DnsEntry.from_endpoint(ep, name=rec.name, hostname=rec.hostname))
-        sb = self.ctl.sandboxes.get(rec.id)
-        if served and self.dns is not None and sb is not None and sb.path:
-            dns = tuple(rec.host_config.get("Dns") or ()) or None
-            await self.dns.add_sandbox(rec.id, sb.path, upstreams=list(dns) if dns else None,
-                                       ndots_set=any(o.startswith("ndots:") for o in rec.host_config.get("DnsOptions") or ()))
+        if served:
+            await self._dns_serve(rec)
         return bool(served)
+
+    async def _dns_serve(self, rec: Container) -> None:
+        """(Re)start serving the sandbox with the forwarding its networks allow now."""
+        sb = self.ctl.sandboxes.get(rec.id)
+        if self.dns is None or sb is None or not sb.path:
+            return
+        await self.dns.add_sandbox(rec.id, sb.path, upstreams=self._dns_upstreams(rec),
+                                   ndots_set=any(o.startswith("ndots:") for o in rec.host_config.get("DnsOptions") or ()))
+
+    def _dns_upstreams(self, rec: Container) -> list[str] | None:
+        """None: the daemon's. Forwards leave from the host's namespace, so a container whose
+        every network is internal keeps only upstreams inside those networks' subnets: anything
+        else would be a way out of an internal network (Docker's fix for CVE-2024-29018)."""
+        wanted = tuple(rec.host_config.get("Dns") or ())
+        nets = [n for ep in self.ctl.endpoints_in(rec.id) if (n := self.ctl.networks.get(ep.network_id))]
+        if any(not n.internal for n in nets):
+            return list(wanted) if wanted else None
+        subnets = [ipaddress.ip_network(c.subnet) for n in nets for c in n.ipam_configs]
+        candidates = wanted or (self.dns.upstreams if self.dns is not None else ())
+        return [u for u in candidates if any(ipaddress.ip_address(parse_upstream(u)[0]) in s for s in subnets)]
 
     async def _dns_leave(self, cid: str) -> None:
         self.dns_records.remove_sandbox(cid)
@@ -519,6 +538,8 @@ class Containers:
             self.dns_records.remove(net.id, rec.id)
             if any(e.network_id == net.id for e in self.ctl.endpoints_in(rec.id)):
                 await self.ctl.disconnect(net.id, rec.id, force=True)
+                if self.dns is not None and rec.id in self.dns.sandboxes:
+                    await self._dns_serve(rec)  # what is left may all be internal
             self._save(dataclasses.replace(rec, networks=tuple(r for r in rec.networks if r.network != net.name)))
 
     async def _disconnect_gone(self, ref: str, net) -> None:  # noqa: ANN001 - model Network
