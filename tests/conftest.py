@@ -46,3 +46,12 @@ def netns():
         yield name
     finally:
         delete_netns(name)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001 - pytest hook
+    """runc made the shared /shoal cgroup parent for the tests' containers; rmdir it where it
+    is empty (a running shoald's containers keep theirs: a busy cgroup cannot be removed)."""
+    if is_root():
+        from shoal.runtime import remove_cgroup_parent
+
+        remove_cgroup_parent()
