@@ -93,3 +93,11 @@ def test_symlink_loop_is_an_error(tmp_path):
     os.symlink("/etc/passwd", tmp_path / "etc" / "passwd")
     with pytest.raises(InvalidParameter, match="symbolic links"):
         resolve_user(tmp_path, "www")
+
+
+def test_a_broken_line_is_skipped(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text("odd:x:abc:0::/:/bin/sh\nwww:x:33:x::/:/bin/sh\n")
+    with pytest.raises(InvalidParameter, match="unable to find user odd"):
+        resolve_user(tmp_path, "odd")
+    assert resolve_user(tmp_path, "www") == ExecUser(33, 0, (0,))

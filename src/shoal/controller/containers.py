@@ -29,6 +29,7 @@ from shoal.controller.undo import Undo
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified
 from shoal.model import Container, EndpointRequest
 from shoal.runtime.lookup import find_executable
+from shoal.runtime.monitor import start_exit_code
 from shoal.runtime import ContainerSpec, ContainerState, ExecSession, ExecSpec, ImageStore, Runtime
 
 log = logging.getLogger("shoal.containers")
@@ -490,7 +491,7 @@ class Containers:
         try:
             pending.session = await self.runtime.exec(pending.container_id, pending.spec, detach=detach, **kwargs)
         except Exception as exc:
-            pending.failed_code = start_failure_code(str(exc))
+            pending.failed_code = start_exit_code(str(exc))
             raise
         return pending.session
 
@@ -553,11 +554,3 @@ class Containers:
         with self.ctl.store.transaction() as tx:
             tx.put(KIND_CONTAINER, rec.id, rec.to_dict())
         self.records[rec.id] = rec
-
-
-def start_failure_code(message: str) -> int:
-    """Docker's exit code for a process that never started: 127 not found, else 126."""
-    text = message.lower()
-    if "executable file not found" in text or "no such file or directory" in text:
-        return 127
-    return 126

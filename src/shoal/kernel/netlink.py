@@ -22,7 +22,6 @@ from shoal.kernel import rtdump
 IFA_F_NODAD = 0x02
 
 
-
 def ifindex(name: str) -> int | None:
     """`name`'s index in this thread's namespace: one ioctl, where a netlink lookup has
     pyroute2 decode the link's whole message (~1 ms of Python each, several per start)."""
@@ -30,6 +29,7 @@ def ifindex(name: str) -> int | None:
         return socket.if_nametoindex(name)
     except OSError:
         return None
+
 
 class KernelError(ShoalError):
     """The kernel refused an operation; the message says which and why."""

@@ -130,9 +130,10 @@ def netns_alive(path: str) -> bool:
 
 def add_veth(
     ipr: IPRoute, host_name: str, peer_name: str, netns_path: str, *,
-    mac: str, mtu: int, master_index: int, alias: str, index_of: Callable[[str], int | None] = ifindex,
+    mac: str, mtu: int, master_index: int, alias: str, index_of: Callable[[str], int | None],
 ) -> None:
-    """Host end on the bridge and up; peer made inside the sandbox with its final name."""
+    """Host end on the bridge and up; peer made inside the sandbox with its final name.
+    `index_of` finds the host end in `ipr`'s namespace (which may not be this thread's)."""
     fd = os.open(netns_path, os.O_RDONLY)
     try:
         peer = {"ifname": peer_name, "net_ns_fd": fd, "mtu": mtu}

@@ -183,13 +183,19 @@ def _base_env() -> dict[str, str]:
 _RUNC_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 
 
+def start_exit_code(message: str) -> int:
+    """Docker's exit code for a process that never started: 127 not found, else 126."""
+    text = message.lower()
+    return 127 if "executable file not found" in text or "no such file or directory" in text else 126
+
+
 def runtime_error(stderr: str, *, is_exec: bool = False) -> ShoalError:
     """runc's logrus line -> the error class and wording Docker would report."""
     found = _RUNC_MSG.findall(stderr)
     text = (found[-1].replace('\\"', '"') if found else stderr.strip()) or "runc failed"
     if is_exec:
         return ShoalError(f"OCI runtime exec failed: {text}: unknown")
-    if "executable file not found" in text or "no such file or directory" in text:
+    if start_exit_code(text) == 127:
         return InvalidParameter(f"failed to create task for container: {text}")
     return ShoalError(f"OCI runtime error: {text}")
 

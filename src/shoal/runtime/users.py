@@ -88,7 +88,7 @@ def resolve_user(root: Path, user: str) -> ExecUser:
     check_user_syntax(user)
     name, _, group = user.partition(":")
     name = name or "0"
-    passwd = [e for e in _entries(root, "/etc/passwd") if len(e) >= 7]
+    passwd = [e for e in _entries(root, "/etc/passwd") if len(e) >= 7 and e[2].isdigit()]
     entry = next((e for e in passwd if e[0] == name), None)
     uid = _id(name)
     if entry is None and uid is not None:
@@ -96,7 +96,7 @@ def resolve_user(root: Path, user: str) -> ExecUser:
     if entry is None and uid is None:
         raise InvalidParameter(f"unable to find user {name}: no matching entries in passwd file")
     uid = int(entry[2]) if entry is not None else uid
-    gid = int(entry[3]) if entry is not None and entry[3].isdigit() else 0
+    gid = int(entry[3]) if entry is not None and entry[3].isdigit() else 0  # a broken gid field: root's
     groups = [e for e in _entries(root, "/etc/group") if len(e) >= 4 and e[2].isdigit()]
     if group:
         match = next((e for e in groups if e[0] == group), None)
