@@ -80,3 +80,22 @@ def test_route_dump_matches_ip_route(netns):
         nl.close()
     assert sorted(got) == sorted(want)
     assert "10.61.0.0/24" in want and "fd00:60::/64" in want and len(want) > 600
+
+
+def test_bridge_mac_is_set_and_pinned(netns):
+    """A bridge whose MAC is not set follows its lowest port's (issue #14.1): ours never do."""
+    nl = Netlink(netns)
+    try:
+        nl.ensure_bridge("br-mac", mtu=1500, addresses=[], alias="a", mac="02:aa:bb:cc:dd:ee")
+        subprocess.run(["ip", "-n", netns, "link", "add", "br-old", "type", "bridge"], check=True)
+        old_mac = nl.link("br-old").mac
+        nl.ensure_bridge("br-old", mtu=1500, addresses=[], alias="b", mac="02:11:11:11:11:11")
+        assert nl.link("br-old").mac == old_mac  # an existing bridge keeps what its neighbours know
+        for i, bridge in enumerate(("br-mac", "br-old")):
+            subprocess.run(["ip", "-n", netns, "link", "add", f"vlow{i}", "address", f"00:00:00:00:00:0{i + 1}",
+                            "type", "veth", "peer", "name", f"vlowp{i}"], check=True)
+            subprocess.run(["ip", "-n", netns, "link", "set", f"vlow{i}", "master", bridge, "up"], check=True)
+        assert nl.link("br-mac").mac == "02:aa:bb:cc:dd:ee"
+        assert nl.link("br-old").mac == old_mac
+    finally:
+        nl.close()

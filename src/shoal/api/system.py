@@ -37,8 +37,11 @@ def _os_name() -> str:
 
 class SystemRoutes:
     def __init__(self, ctl: Controller, data_root: str, pools: list[dict[str, Any]],
-                 counts: Any = None) -> None:
+                 counts: Any = None, runtimes: dict[str, str] | None = None,
+                 default_runtime: str = "runc") -> None:
         self.ctl = ctl
+        self.runtimes = runtimes or {"runc": "runc"}
+        self.default_runtime = default_runtime
         self.counts = counts
         self.data_root = data_root
         self.pools = pools
@@ -102,7 +105,8 @@ class SystemRoutes:
             "Name": socket.gethostname(),
             "Labels": [], "ExperimentalBuild": False,
             "ServerVersion": __version__,
-            "Runtimes": {"runc": {"path": "runc"}}, "DefaultRuntime": "runc",
+            "Runtimes": {name: {"path": path} for name, path in self.runtimes.items()},
+            "DefaultRuntime": self.default_runtime,
             "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                       "ControlAvailable": False, "Error": "", "RemoteManagers": None},
             "LiveRestoreEnabled": True, "Isolation": "",

@@ -424,9 +424,13 @@ class Containers:
                     f'cannot remove container "/{rec.name}": container is running: '
                     "stop the container before removing or force remove"
                 )
-            live.run += 1
+            live.run += 1  # this run's watcher must not release what comes next
             await self.runtime.delete(rec.id)
-            await self._dns_leave(rec.id)
+            # Every removal path releases the same things a stop does (published ports and
+            # their held host ports, DNS names, endpoints): a forced removal of a running
+            # container once skipped this, leaving its DNAT elements for the next owner of
+            # its address.
+            await self._release(rec.id)
             await self.ctl.delete_sandbox(rec.id)
             shutil.rmtree(self.etc_root / rec.id, ignore_errors=True)
             with self.ctl.store.transaction() as tx:
@@ -441,6 +445,12 @@ class Containers:
         endpoints released now and their exit code reported from the monitor's files."""
         await self.runtime.restore()
         known = {s.id for s in self.runtime.list()}
+        stored = {d.get("id") for d in self.ctl.store.list(KIND_CONTAINER)}
+        for cid in known - stored:  # a create cut short before its record was written
+            log.warning("runtime state %s has no container record; removing it", cid[:12])
+            await self.runtime.delete(cid)
+            shutil.rmtree(self.etc_root / cid, ignore_errors=True)
+        known &= stored
         for data in self.ctl.store.list(KIND_CONTAINER):
             rec = Container.from_dict(data)
             if rec.id not in known:
@@ -458,6 +468,9 @@ class Containers:
                 await self.publisher.republish(rec)
             else:
                 await self._release(rec.id)
+        for sid in [sid for sid in self.ctl.sandboxes if sid not in self.records]:
+            log.warning("sandbox %s has no container; removing it", sid[:12])
+            await self.ctl.delete_sandbox(sid)
 
     # -- exec --------------------------------------------------------------------------
     def exec_create(self, ref: str, spec: ExecSpec, attach: dict[str, bool]) -> str:

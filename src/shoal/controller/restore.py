@@ -9,9 +9,9 @@ are removed; links without the alias are never touched.
 
 from __future__ import annotations
 
-import logging
-
 import ipaddress
+import logging
+from pathlib import Path
 
 from shoal.controller.controller import KIND_NETWORK, Controller
 from shoal.controller.endpoints import KIND_ENDPOINT, KIND_SANDBOX
@@ -104,8 +104,22 @@ def _restore_endpoints(ctl: Controller) -> None:
         ctl.endpoints[ep.id] = ep
 
 
+async def remove_stale_netns(ctl: Controller) -> list[str]:
+    """Namespace files under our exec root that no stored sandbox owns: a sandbox create cut
+    short between making the namespace and writing its record (the mount would leak)."""
+    owned = {sb.path for sb in ctl.sandboxes.values() if sb.path}
+    folder = Path(ctl.exec_root) / "netns"
+    stale = [str(p) for p in sorted(folder.iterdir())] if folder.is_dir() else []
+    stale = [p for p in stale if p not in owned]
+    for path in stale:
+        await ctl.kernel.delete_netns(path)
+        log.info("removed stale network namespace %s", path)
+    return stale
+
+
 async def remove_stale(ctl: Controller) -> list[str]:
     """Delete links marked as this engine's whose object the store does not know."""
+    await remove_stale_netns(ctl)
     known = set(ctl.networks) | set(ctl.endpoints)
     removed = []
     for link in await ctl.kernel.links():

@@ -11,6 +11,17 @@ from shoal.model import PoolSpec
 
 DEFAULT_SOCKET = "unix:///run/shoal/shoal.sock"
 DEFAULT_DATA_ROOT = "/var/lib/shoal"
+RUNC_PATH = "/usr/sbin/runc"
+
+
+def parse_runtime(text: str) -> tuple[str, str]:
+    """`NAME=PATH`, as dockerd's --add-runtime."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path.startswith("/"):
+        raise argparse.ArgumentTypeError(
+            f"invalid runtime {text!r}: expected NAME=PATH with an absolute path (e.g. myrunc=/usr/local/bin/runc)"
+        )
+    return name, path
 
 
 @dataclass(frozen=True)
@@ -27,7 +38,13 @@ class DaemonConfig:
     firewall: str = "nftables"
     cleanup: bool = False
     resolv_conf: str = "/etc/resolv.conf"
+    runtimes: dict[str, str] = field(default_factory=lambda: {"runc": RUNC_PATH})
+    default_runtime: str = "runc"
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def runtime_path(self) -> str:
+        return self.runtimes[self.default_runtime]
 
     @property
     def socket_paths(self) -> list[str]:
@@ -77,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cleanup", action="store_true",
                    help="stop for good: remove every container, and every namespace, bridge, address and "
                    "nftables table this daemon made, then exit (networks and images stay in the store)")
+    p.add_argument("--add-runtime", action="append", type=parse_runtime, default=[], metavar="NAME=PATH",
+                   help="register another OCI runtime that speaks runc's command line (repeatable)")
+    p.add_argument("--default-runtime", default="runc", metavar="NAME",
+                   help="the OCI runtime containers run with (default runc, /usr/sbin/runc)")
     p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
     p.add_argument("--version", action="version", version=f"shoald {__version__}")
     return p
@@ -90,7 +111,12 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
     for h in hosts:
         if not h.startswith("unix://"):
             build_parser().error(f"unsupported host {h!r}: only unix://PATH sockets are served")
+    runtimes = {"runc": RUNC_PATH, **dict(args.add_runtime)}
+    if args.default_runtime not in runtimes:
+        build_parser().error(f"default runtime {args.default_runtime!r} is not registered: add it with "
+                             f"--add-runtime {args.default_runtime}=PATH (known: {', '.join(sorted(runtimes))})")
     return DaemonConfig(
+        runtimes=runtimes, default_runtime=args.default_runtime,
         data_root=data_root, exec_root=exec_root, hosts=hosts, log_level=args.log_level,
         pools=tuple(args.default_address_pool), mtu=args.mtu, bridge_name=args.bridge_name,
         socket_group=args.group, dns=tuple(args.dns), resolv_conf=args.resolv_conf,

@@ -88,7 +88,7 @@ def build(cfg: DaemonConfig) -> Parts:
     ctl = Controller(store, kernel, ipam, drivers, eid, exec_root=str(cfg.exec_root),  # type: ignore[arg-type]
                      firewall=firewall)
     images = ImageStore(cfg.data_root / "images")
-    runtime = Runtime(cfg.data_root / "runtime", images)
+    runtime = Runtime(cfg.data_root / "runtime", images, runc=cfg.runtime_path)
     host_resolv = read_host_resolv_conf(cfg.resolv_conf)
     records = DnsRecords()
     dns = DnsServer(embedded_upstreams(host_resolv, cfg.dns), records)
@@ -96,7 +96,8 @@ def build(cfg: DaemonConfig) -> Parts:
                             dns, records)
     pool_json = [{"Base": p.base, "Size": p.size} for p in pools]
     app = App(
-        SystemRoutes(ctl, str(cfg.data_root), pool_json, containers.counts).routes()
+        SystemRoutes(ctl, str(cfg.data_root), pool_json, containers.counts,
+                     runtimes=cfg.runtimes, default_runtime=cfg.default_runtime).routes()
         + NetworkRoutes(ctl, containers).routes()
         + ContainerRoutes(ctl, containers).routes()
         + ExecRoutes(containers).routes()

@@ -6,6 +6,7 @@ is the same code as `create_network` minus the "is the name free" check.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from shoal.drivers.base import Capabilities
@@ -53,6 +54,16 @@ class BridgeOptions:
         )
 
 
+def bridge_mac(alias: str) -> str:
+    """A fixed MAC for a bridge, as Docker gives every bridge it makes one: derived from the
+    bridge's ownership mark (engine and network id), so a bridge recreated after a reboot
+    gets the same one without storing it, and two engines never share one. Locally
+    administered, unicast."""
+    raw = bytearray(hashlib.sha256(alias.encode()).digest()[:6])
+    raw[0] = (raw[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
 class BridgeDriver:
     name = "bridge"
     capabilities = Capabilities()
@@ -91,7 +102,7 @@ class BridgeDriver:
                 f"choose another with -o {OPT_NAME}=NAME"
             )
         await self._kernel.ensure_bridge(
-            name, mtu=opts.mtu, addresses=self._addresses(network, opts), alias=alias
+            name, mtu=opts.mtu, addresses=self._addresses(network, opts), alias=alias, mac=bridge_mac(alias)
         )
         self._bridges[network.id] = name
 
@@ -101,7 +112,8 @@ class BridgeDriver:
         if existing is not None and existing.alias != alias:
             raise Forbidden(f"bridge {opts.bridge_name} exists but is not shoal's; not touching it")
         await self._kernel.ensure_bridge(
-            opts.bridge_name, mtu=opts.mtu, addresses=self._addresses(network, opts), alias=alias
+            opts.bridge_name, mtu=opts.mtu, addresses=self._addresses(network, opts), alias=alias,
+            mac=bridge_mac(alias),
         )
         self._bridges[network.id] = opts.bridge_name
 

@@ -38,8 +38,8 @@ class Kernel:
     async def routes(self) -> list[str]:
         return await self._run(Netlink.routes)
 
-    async def ensure_bridge(self, name: str, *, mtu: int, addresses: list[str], alias: str) -> bool:
-        return await self._run(Netlink.ensure_bridge, name, mtu=mtu, addresses=addresses, alias=alias)
+    async def ensure_bridge(self, name: str, *, mtu: int, addresses: list[str], alias: str, mac: str = "") -> bool:
+        return await self._run(Netlink.ensure_bridge, name, mtu=mtu, addresses=addresses, alias=alias, mac=mac)
 
     async def delete_link(self, name: str) -> None:
         await self._run(Netlink.delete_link, name)

@@ -30,11 +30,13 @@ class FakeKernel:
     async def routes(self) -> list[str]:
         return list(self.host_routes)
 
-    async def ensure_bridge(self, name: str, *, mtu: int, addresses: list[str], alias: str) -> bool:
+    async def ensure_bridge(self, name: str, *, mtu: int, addresses: list[str], alias: str, mac: str = "") -> bool:
         self._maybe_fail("ensure_bridge", name)
         created = name not in self.links_by_name
         index = len(self.links_by_name) + 2
-        self.links_by_name[name] = LinkInfo(name, index, "bridge", alias, mtu, True, "", tuple(addresses))
+        if not created:
+            mac = self.links_by_name[name].mac
+        self.links_by_name[name] = LinkInfo(name, index, "bridge", alias, mtu, True, mac, tuple(addresses))
         return created
 
     async def delete_link(self, name: str) -> None:

@@ -139,13 +139,20 @@ class Netlink:
             raise KernelError(f"cannot read the host's routes: {exc.strerror}") from exc
 
     # -- bridges -----------------------------------------------------------------------
-    def ensure_bridge(self, name: str, *, mtu: int, addresses: list[str], alias: str) -> bool:
-        """Create or repair bridge `name`; returns True when it had to be created."""
+    def ensure_bridge(self, name: str, *, mtu: int, addresses: list[str], alias: str, mac: str = "") -> bool:
+        """Create or repair bridge `name`; returns True when it had to be created.
+
+        The bridge's MAC is always set explicitly: a bridge without one follows the lowest
+        MAC among its ports, so removing that port changes the gateway's MAC under every
+        other container's ARP entry (no traffic until they expire, 30 s or more). A new
+        bridge gets `mac`; one that exists keeps the MAC it has (its containers' ARP
+        caches hold it), set again so that it is pinned from now on."""
         existing = self.link(name)
         created = existing is None
         if created:
+            extra = {"address": mac} if mac else {}
             try:
-                self._ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+                self._ipr.link("add", ifname=name, kind="bridge", mtu=mtu, **extra)
             except NetlinkError as exc:
                 raise _fail(f"failed to create bridge {name}", exc) from exc
         try:
@@ -153,7 +160,8 @@ class Netlink:
             if index is None:
                 raise KernelError(f"bridge {name} vanished while it was being set up")
             self._ensure_addresses(index, addresses)
-            self._ipr.link("set", index=index, mtu=mtu, ifalias=alias, state="up")
+            pin = {"address": existing.mac} if existing is not None and existing.mac else {}
+            self._ipr.link("set", index=index, mtu=mtu, ifalias=alias, state="up", **pin)
         except NetlinkError as exc:
             if created:
                 self.delete_link(name)

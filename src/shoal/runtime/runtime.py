@@ -68,15 +68,18 @@ class _Record:
     started_at: float | None = None
     pid: int | None = None
     conmon_pid: int | None = None
+    last_exit: int | None = None  # the previous run's code while a restart is under way
 
     def to_json(self) -> dict:
         return {"spec": spec_to_json(self.spec), "image": self.image, "created": self.created,
-                "started_at": self.started_at, "pid": self.pid, "conmon_pid": self.conmon_pid}
+                "started_at": self.started_at, "pid": self.pid, "conmon_pid": self.conmon_pid,
+                "last_exit": self.last_exit}
 
     @classmethod
     def from_json(cls, data: dict) -> _Record:
         return cls(spec=spec_from_json(data["spec"]), image=data["image"], created=data["created"],
-                   started_at=data.get("started_at"), pid=data.get("pid"), conmon_pid=data.get("conmon_pid"))
+                   started_at=data.get("started_at"), pid=data.get("pid"), conmon_pid=data.get("conmon_pid"),
+                   last_exit=data.get("last_exit"))
 
 
 @dataclass
@@ -87,6 +90,14 @@ class _Live:
     hub: MonitorSocket | None = None
     waiters: list[asyncio.Future] = field(default_factory=list)
     watcher: asyncio.Task | None = None
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def signal_number(sig: str | int) -> int:
@@ -188,11 +199,60 @@ class Runtime:
                 session = ExecSession.restore(exec_dir, entry.name)
                 if session is not None:
                     self._execs[session.id] = session
+        for cid in list(self._records):
+            await self._settle(cid)
         states = self.list()
         for st in states:
             if st.running:
                 self._ensure_watcher(st.id)
         return states
+
+    async def _settle(self, cid: str) -> None:
+        """A start that a crash cut short left a conmon (and maybe a runc container) that
+        container.json does not name. If its process runs, the start got through: adopt
+        it. Otherwise undo it, so that the next start does not meet runc's "container with
+        given ID already exists" and no late exit file makes a new run look exited."""
+        rec, paths = self._records[cid], self._paths(cid)
+        orphan = _read_pid(paths.conmon_pidfile)
+        if orphan and orphan != rec.conmon_pid and monitor.alive(orphan, cid):
+            pid = _read_pid(paths.pidfile)
+            if pid and await self._runc_status(cid) == "running":
+                rec.started_at, rec.pid, rec.conmon_pid = paths.pidfile.stat().st_mtime, pid, orphan
+                rec.last_exit = None
+                self._save(cid)
+                return
+            await self._clear_previous(cid)
+        elif monitor.alive(rec.conmon_pid, cid):
+            return  # running as recorded
+        elif rec.last_exit is not None or (rec.started_at is None and (self.runc_root / cid).exists()):
+            await self._clear_previous(cid)  # cut short before its conmon started, or after it died
+
+    async def _runc_status(self, cid: str) -> str:
+        rc, out = await self._runc("state", cid, check=False)
+        try:
+            return json.loads(out).get("status", "") if rc == 0 else ""
+        except ValueError:
+            return ""
+
+    async def _clear_previous(self, cid: str) -> None:
+        """Remove every trace of an earlier run that is not running: runc's state, a conmon
+        still waiting on it (gone before we return, so it cannot write an exit file into
+        the next run), its pid files; the previous exit code comes back if a restart was
+        cut short."""
+        rec, paths = self._records[cid], self._paths(cid)
+        await self._runc("delete", "--force", cid, check=False)
+        for conmon_pid in {_read_pid(paths.conmon_pidfile), rec.conmon_pid} - {None, 0}:
+            if monitor.alive(conmon_pid, cid):
+                try:
+                    await asyncio.wait_for(monitor.wait_exit(conmon_pid), STOP_KILL_GRACE)
+                except asyncio.TimeoutError:
+                    monitor.kill_monitor(conmon_pid, cid)
+                    await monitor.wait_exit(conmon_pid)
+        for stale in (paths.exit_file(cid), paths.pidfile, paths.conmon_pidfile):
+            stale.unlink(missing_ok=True)
+        if rec.started_at is not None and rec.last_exit is not None:
+            paths.exit_dir.mkdir(parents=True, exist_ok=True)
+            paths.exit_file(cid).write_text(str(rec.last_exit))
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -225,10 +285,12 @@ class Runtime:
             image = self.images.get(rec.image)
             overlay.mount_overlay(image.rootfs, paths.bundle / "upper", paths.bundle / "work",
                                   paths.bundle / "merged")
-            if rec.started_at is not None:  # a restart: clear the previous run
-                await self._runc("delete", "--force", cid, check=False)
-                for stale in (paths.exit_file(cid), paths.pidfile):
-                    stale.unlink(missing_ok=True)
+            if rec.started_at is not None:  # a restart: keep the code until this run is saved
+                rec.last_exit = monitor.read_exit_code(paths.exit_file(cid))
+                self._save(cid)
+            if rec.started_at is not None or (self.runc_root / cid).exists():
+                await self._clear_previous(cid)
+                paths.exit_file(cid).unlink(missing_ok=True)
             spec = rec.spec
             launch = Launch(cid=cid, uuid=cid, paths=paths, runc_root=self.runc_root, tty=spec.tty,
                             stdin=spec.open_stdin, leave_stdin_open=not spec.stdin_once,
@@ -243,7 +305,7 @@ class Runtime:
                 if live.hub is not None:
                     live.hub.close()  # attached clients learn that the start failed
                 raise
-            rec.started_at, rec.pid, rec.conmon_pid = time.time(), pid, conmon_pid
+            rec.started_at, rec.pid, rec.conmon_pid, rec.last_exit = time.time(), pid, conmon_pid, None
             self._save(cid)
             self._ensure_watcher(cid)
             return pid

@@ -1,0 +1,24 @@
+"""shoald's command line: Docker's --add-runtime / --default-runtime."""
+
+import pytest
+
+from shoal.daemon.config import RUNC_PATH, parse_args
+
+
+def test_default_runtime_is_runc():
+    cfg = parse_args([])
+    assert cfg.default_runtime == "runc" and cfg.runtime_path == RUNC_PATH
+
+
+def test_added_runtime_can_be_the_default():
+    cfg = parse_args(["--add-runtime", "mine=/opt/bin/runc", "--default-runtime", "mine"])
+    assert cfg.runtimes == {"runc": RUNC_PATH, "mine": "/opt/bin/runc"} and cfg.runtime_path == "/opt/bin/runc"
+
+
+@pytest.mark.parametrize("argv", [["--default-runtime", "nope"], ["--add-runtime", "x"],
+                                  ["--add-runtime", "x=relative/path"]])
+def test_bad_runtime_flags_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    assert "runtime" in capsys.readouterr().err
