@@ -269,3 +269,26 @@ def test_start_cut_short_by_a_crash_converges(crashable, point, rerun):
     assert nft_elements(d) == base_elems and veths(d) == base_links
     assert not conmons(cid)
     assert not list((d.root / "data" / "run" / "netns").glob("*"))
+
+
+# -- item 4: several subnets of one family ("Network is unreachable" at connect) ----------
+
+def test_networks_with_several_subnets_per_family(box):
+    """Each endpoint's default route goes via its own subnet's gateway; a full first subnet
+    hands out from the next one, as libnetwork does."""
+    d = box
+    d.docker("network", "create", "--subnet", "10.61.0.0/30", "--subnet", "10.62.0.0/24",
+             "--ipv6", "--subnet", "fd00:61::/64", "--subnet", "fd00:62::/64", "multi")
+    d.docker("run", "-d", "--name", "s1", "--network", "multi", "busybox", "sleep", "600")
+    d.docker("run", "-d", "--name", "s2", "--network", "multi", "busybox", "sleep", "600")
+    d.docker("run", "-d", "--name", "s3", "busybox", "sleep", "600")
+    d.docker("network", "disconnect", "bridge", "s3")  # its only network
+    d.docker("network", "connect", "multi", "s3")
+    seen = {}
+    for name in ("s1", "s2", "s3"):
+        ep = inspect(d, name)["NetworkSettings"]["Networks"]["multi"]
+        seen[name] = ep["IPAddress"]
+        assert ep["Gateway"] == ep["IPAddress"].rsplit(".", 1)[0] + ".1", ep
+        assert d.docker("exec", name, "ping", "-c1", "-W2", ep["Gateway"]).returncode == 0
+        assert f"default via {ep['Gateway']}" in d.docker("exec", name, "ip", "route").stdout
+    assert seen["s1"] == "10.61.0.2" and seen["s2"].startswith("10.62.0.") and seen["s3"].startswith("10.62.0.")

@@ -1,5 +1,8 @@
 import asyncio
 import json
+import os
+import secrets
+import tempfile
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -24,7 +27,10 @@ class World:
         self.kernel = FakeKernel()
         self.ipam = DefaultIpam(default_pools(), [ula_pool("test")])
         drivers = {"bridge": BridgeDriver(self.kernel), "host": HostDriver(), "null": NullDriver()}
-        self.ctl = Controller(self.store, self.kernel, self.ipam, drivers, "e" * 64)
+        # an exec root of its own (never made: the fakes write no files), since restore
+        # removes namespace files under it that no sandbox owns
+        exec_root = os.path.join(tempfile.gettempdir(), f"sht-unit-{secrets.token_hex(6)}")
+        self.ctl = Controller(self.store, self.kernel, self.ipam, drivers, "e" * 64, exec_root=exec_root)
         self.app = App(SystemRoutes(self.ctl, "/tmp/x", []).routes() + NetworkRoutes(self.ctl).routes())
 
     async def start(self):

@@ -168,3 +168,20 @@ def test_delete_predefined_forbidden_and_release_pool():
         again = await w.ctl.create_network(NetworkSpec(name="b"))
         assert again.ipam_configs[0].subnet == net.ipam_configs[0].subnet
     run(go())
+
+
+def test_several_subnets_per_family_each_endpoint_gets_its_own_gateway():
+    """A full first subnet hands out from the next one; gateways follow the address."""
+    async def go():
+        w = await started()
+        spec = NetworkSpec(name="multi", ipam_configs=(IPAMConfig(subnet="10.61.0.0/30"), IPAMConfig(subnet="10.62.0.0/24")))
+        net = await w.ctl.create_network(spec)
+        addrs = []
+        for i in range(3):
+            sb = await w.ctl.create_sandbox(f"{i:064x}", host=True)
+            ep = await w.ctl.connect(net.id, sb.id, name=f"c{i}")
+            addrs.append(ep.ipv4)
+        assert addrs == ["10.61.0.2/30", "10.62.0.2/24", "10.62.0.3/24"]
+        assert [net.gateway_for(a) for a in addrs] == ["10.61.0.1", "10.62.0.1", "10.62.0.1"]
+        assert net.gateway_for("") == "" and net.gateway_for("192.0.2.1") == ""
+    run(go())

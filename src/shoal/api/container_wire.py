@@ -97,8 +97,7 @@ def endpoint_json(ep: Endpoint, net: Network, req: EndpointRequest | None, conta
                   version: str) -> dict[str, Any]:
     v4 = ep.ipv4.split("/") if ep.ipv4 else ["", "0"]
     v6 = ep.ipv6.split("/") if ep.ipv6 else ["", "0"]
-    gw4 = next((c.gateway for c in net.v4_configs), "") if ep.ipv4 else ""
-    gw6 = next((c.gateway for c in net.v6_configs), "") if ep.ipv6 else ""
+    gw4, gw6 = net.gateway_for(ep.ipv4), net.gateway_for(ep.ipv6)
     ipam = None
     if req and (req.ipv4 or req.ipv6):
         ipam = {k: v for k, v in (("IPv4Address", req.ipv4), ("IPv6Address", req.ipv6)) if v}

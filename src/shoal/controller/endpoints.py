@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.controller.firewalling import endpoint_config
 from shoal.controller.undo import Undo
-from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unavailable
 from shoal.model import Endpoint, Network, Sandbox
 
 if TYPE_CHECKING:
@@ -172,15 +172,22 @@ class EndpointOps:
         )
 
     def _endpoint_address(self: Controller, network: Network, wanted: str, v6: bool, undo: Undo) -> str:
+        """A dynamic address comes from the first of the family's subnets with one free, as
+        libnetwork tries its pools in order (a full first subnet is not a full network)."""
         configs = network.v6_configs if v6 else network.v4_configs
         if wanted:
             ip = ipaddress.ip_address(wanted)
-            cfg = next(c for c in configs if ip in ipaddress.ip_network(c.subnet))
-        else:
-            cfg = configs[0]
-        addr = self.ipam.request_address(cfg.subnet, wanted)
-        undo.push(f"release {addr}", lambda: self.ipam.release_address(cfg.subnet, str(addr)))
-        return f"{addr}/{cfg.subnet.split('/')[1]}"
+            configs = tuple(c for c in configs if ip in ipaddress.ip_network(c.subnet))[:1]
+        for i, cfg in enumerate(configs):
+            try:
+                addr = self.ipam.request_address(cfg.subnet, wanted)
+            except Unavailable:
+                if i == len(configs) - 1:
+                    raise
+                continue
+            undo.push(f"release {addr}", lambda cfg=cfg, addr=addr: self.ipam.release_address(cfg.subnet, str(addr)))
+            return f"{addr}/{cfg.subnet.split('/')[1]}"
+        raise Unavailable(f"no subnet of network {network.name} holds the address {wanted}")
 
     async def disconnect(self: Controller, network_ref: str, sandbox_id: str, *, force: bool = False) -> None:
         async with self.lock:

@@ -125,7 +125,7 @@ class BridgeDriver:
             host, ep.ifname, netns_path, mac=ep.mac, mtu=opts.mtu, bridge=opts.bridge_name, alias=alias
         )
         try:
-            gws = [c.gateway for c in network.ipam_configs if c.gateway and (c.is_v6 and ep.ipv6 or not c.is_v6 and ep.ipv4)]
+            gws = [gw for addr in (ep.ipv4, ep.ipv6) if (gw := network.gateway_for(addr))]
             addrs = [a for a in (ep.ipv4, ep.ipv6) if a]
             await self._kernel.configure_iface(
                 netns_path, ep.ifname, addrs, gws, default_route=gateway and not network.internal

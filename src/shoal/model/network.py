@@ -7,6 +7,7 @@ the rest of the world (other networks, the host's routes, the driver).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -72,6 +73,18 @@ class Network(NetworkSpec):
     @property
     def v6_configs(self) -> tuple[IPAMConfig, ...]:
         return tuple(c for c in self.ipam_configs if c.is_v6)
+
+    def gateway_for(self, address: str) -> str:
+        """The gateway of the subnet holding `address` ("ip" or "ip/len"): with several
+        subnets of one family, another subnet's gateway is not on-link for it (the
+        kernel refuses such a route: "Network is unreachable")."""
+        if not address:
+            return ""
+        ip = ipaddress.ip_interface(address).ip
+        for cfg in self.ipam_configs:
+            if cfg.gateway and ip in ipaddress.ip_network(cfg.subnet):
+                return cfg.gateway
+        return ""
 
     def with_changes(self, **changes: Any) -> Network:
         return replace(self, **changes)
