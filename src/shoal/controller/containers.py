@@ -439,6 +439,20 @@ class Containers:
         live.removed.set()
         self._live.pop(rec.id, None)
 
+    async def prune(self, keep) -> list[str]:  # noqa: ANN001 - Callable[[Container], bool]
+        """Remove every container that is not running and that `keep` does not keep; a
+        container that starts meanwhile is skipped (remove refuses it), as in Docker."""
+        removed = []
+        for rec in list(self.records.values()):
+            if rec.id not in self.records or self.state(rec.id).running or keep(rec):
+                continue
+            try:
+                await self.remove(rec.id)
+            except (NotFound, Conflict):
+                continue
+            removed.append(rec.id)
+        return removed
+
     # -- restore -----------------------------------------------------------------------
     async def restore(self) -> None:
         """Containers kept running while shoald was away; those that ended get their
