@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from shoal.api.app import version_tuple
+from shoal.api.checks import check_config, check_host_config, no_nul, port_range
+from shoal.api.schemas import CONTAINER_CREATE
 from shoal.humanize import human_duration
 from shoal.controller.containers import CreateRequest
 from shoal.errors import InvalidParameter
@@ -15,67 +17,67 @@ from shoal.model import Container, Endpoint, EndpointRequest, Network
 ZERO = "0001-01-01T00:00:00Z"
 
 
-def _strs(value: Any, field: str) -> tuple[str, ...] | None:
+def _strs(value: str | list | None) -> tuple[str, ...] | None:
+    """A strslice.StrSlice or []string, already type-checked: null stays None (unset)."""
     if value is None:
         return None
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidParameter(f"json: cannot unmarshal into Go struct field {field} of type []string")
-    return tuple(value)
+    return (value,) if isinstance(value, str) else tuple(v or "" for v in value)
 
 
-def _str(value: Any, field: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidParameter(f"json: cannot unmarshal into Go struct field {field} of type string")
-    return value
-
-
-def endpoint_request(name: str, cfg: Any) -> EndpointRequest:
-    if not isinstance(cfg, dict):
-        cfg = {}
+def endpoint_request(name: str, cfg: dict | None) -> EndpointRequest:
+    """From a type-checked network.EndpointSettings (api.schemas.ENDPOINT_SETTINGS)."""
+    cfg = cfg or {}
     ipam = cfg.get("IPAMConfig") or {}
     return EndpointRequest(
         network=name,
         ipv4=ipam.get("IPv4Address") or "",
         ipv6=ipam.get("IPv6Address") or "",
         mac=cfg.get("MacAddress") or "",
-        aliases=tuple(cfg.get("Aliases") or ()),
-        links=tuple(cfg.get("Links") or ()),
+        aliases=_strs(cfg.get("Aliases")) or (),
+        links=_strs(cfg.get("Links")) or (),
     )
 
 
-def parse_create(body: Any, name: str) -> CreateRequest:
-    if not isinstance(body, dict):
+def check_create(body: Any) -> None:
+    """Everything dockerd would refuse, before anything is looked up or created."""
+    if body is None:
         raise InvalidParameter("config cannot be empty in order to create a container")
-    image = body.get("Image")
-    if not image or not isinstance(image, str):
-        raise InvalidParameter("No image was specified: give an image reference, e.g. busybox:latest")
-    host = body.get("HostConfig") or {}
-    endpoints = ((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+    CONTAINER_CREATE.check(body)
+    no_nul(body)
+    check_config(body)
+    check_host_config(body.get("HostConfig") or {}, body.get("ExposedPorts"))
+
+
+def _endpoints(body: dict, mode: str) -> dict[str, EndpointRequest]:
+    endpoints = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
     requests = {k: endpoint_request(k, v) for k, v in endpoints.items()}
-    mode = host.get("NetworkMode") or "default"
     legacy_mac = body.get("MacAddress") or ""
     if legacy_mac:  # API < 1.44 puts --mac-address on the container
         key = "bridge" if mode == "default" else mode
         base = requests.get(key) or EndpointRequest(key)
         requests[key] = EndpointRequest(base.network, base.ipv4, base.ipv6, legacy_mac, base.aliases, base.links)
-    labels = body.get("Labels") or {}
-    if not isinstance(labels, dict):
-        raise InvalidParameter("json: cannot unmarshal into Go struct field Config.Labels of type map[string]string")
+    return requests
+
+
+def parse_create(body: Any, name: str) -> CreateRequest:
+    check_create(body)
+    image = body.get("Image")
+    if not image:
+        raise InvalidParameter("No image was specified: give an image reference, e.g. busybox:latest")
+    host = body.get("HostConfig") or {}
+    mode = host.get("NetworkMode") or "default"
     return CreateRequest(
         image=image, name=name,
-        cmd=_strs(body.get("Cmd"), "Config.Cmd"),
-        entrypoint=_strs(body.get("Entrypoint"), "Config.Entrypoint"),
-        env=_strs(body.get("Env"), "Config.Env") or (),
+        cmd=_strs(body.get("Cmd")),
+        entrypoint=_strs(body.get("Entrypoint")),
+        env=_strs(body.get("Env")) or (),
         working_dir=body.get("WorkingDir") or "",
         hostname=body.get("Hostname") or "",
-        user=_str(body.get("User"), "Config.User"),
+        user=body.get("User") or "",
         tty=bool(body.get("Tty")), open_stdin=bool(body.get("OpenStdin")), stdin_once=bool(body.get("StdinOnce")),
-        labels=dict(labels), network_mode=mode, auto_remove=bool(host.get("AutoRemove")),
-        endpoints=requests, config={k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")},
+        labels=dict(body.get("Labels") or {}), network_mode=mode, auto_remove=bool(host.get("AutoRemove")),
+        endpoints=_endpoints(body, mode),
+        config={k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")},
         host_config=dict(host),
     )
 
@@ -151,13 +153,26 @@ def status_text(st: Any, now: float | None = None) -> str:
     return "Created"
 
 
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def port_keys(container: Container) -> list[str]:
+    """Exposed and requested ports as `PORT/PROTO` keys. Records may predate the checks at
+    create (api.checks), so a stored key that is not a port is left out: one bad record must
+    not break every `docker ps`."""
+    out: dict[str, None] = {}
+    sources = (_mapping(container.config).get("ExposedPorts"), _mapping(container.host_config).get("PortBindings"))
+    for source in sources:
+        for key in _mapping(source):
+            if isinstance(key, str) and port_range(key) is not None:
+                out[key if "/" in key else f"{key}/tcp"] = None
+    return list(out)
+
+
 def ports_json(container: Container, running: bool) -> dict[str, Any]:
     """NetworkSettings.Ports: every exposed or requested port; bindings while running."""
-    out: dict[str, Any] = {}
-    for key in (container.config.get("ExposedPorts") or {}):
-        out[key if "/" in key else f"{key}/tcp"] = None
-    for key in (container.host_config.get("PortBindings") or {}):
-        out[key if "/" in key else f"{key}/tcp"] = None
+    out: dict[str, Any] = dict.fromkeys(port_keys(container))
     if running:
         for b in container.ports:
             entries = out.get(b.key) or []
@@ -167,7 +182,8 @@ def ports_json(container: Container, running: bool) -> dict[str, Any]:
 
 
 def ports_summary(container: Container, running: bool) -> list[dict[str, Any]]:
-    """`GET /containers/json` Ports: bound ports with IP/PublicPort, exposed ones without."""
+    """`GET /containers/json` Ports: bound ports with IP/PublicPort, exposed ones without
+    (a range has no single PrivatePort, so it is left out here and shown by inspect)."""
     out = []
     bound = set()
     if running:
@@ -175,8 +191,8 @@ def ports_summary(container: Container, running: bool) -> list[dict[str, Any]]:
             out.append({"IP": b.host_ip, "PrivatePort": b.container_port, "PublicPort": b.host_port,
                         "Type": b.proto})
             bound.add(b.key)
-    for key in ports_json(container, False):
-        if key not in bound:
-            port, _, proto = key.partition("/")
-            out.append({"PrivatePort": int(port), "Type": proto})
+    for key in port_keys(container):
+        start, end, proto = port_range(key) or (0, 0, "")
+        if key not in bound and start == end:
+            out.append({"PrivatePort": start, "Type": proto})
     return out

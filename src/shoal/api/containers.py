@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +20,8 @@ from shoal.controller.containers import Containers
 from shoal.errors import InvalidParameter
 from shoal.model import Container
 from shoal.runtime import frame
+
+log = logging.getLogger("shoal.api")
 
 PS_FILTERS = {"id", "name", "status", "label", "network", "ancestor", "exited"}
 
@@ -61,6 +65,13 @@ class ContainerRoutes:
         except ValueError:
             raise InvalidParameter(f"invalid timeout {raw}: expected seconds") from None
 
+    def _since(self, req: Request) -> float:
+        raw = req.arg("since") or "0"
+        try:
+            return float(raw)
+        except ValueError:
+            raise InvalidParameter(f"invalid value for 'since': {raw!r} is not a Unix timestamp") from None
+
     async def stop(self, req: Request) -> Response:
         await self.c.stop(req.params["ref"], self._timeout(req))
         return Response(204)
@@ -92,7 +103,7 @@ class ContainerRoutes:
 
     async def resize(self, req: Request) -> Response:
         rec = self.c.find(req.params["ref"])
-        h, w = int(req.arg("h") or 0), int(req.arg("w") or 0)
+        h, w = req.int_arg("h"), req.int_arg("w")
         await self.c.runtime.resize(rec.id, h, w)
         return Response(200)
 
@@ -105,10 +116,9 @@ class ContainerRoutes:
         want_out, want_err = req.flag("stdout"), req.flag("stderr")
         if not (want_out or want_err):
             raise InvalidParameter("Bad parameters: you must choose at least one stream")
-        tail = req.arg("tail")
         entries = self.c.runtime.logs(
-            rec.id, follow=req.flag("follow"), since=float(req.arg("since") or 0),
-            tail=None if tail in ("", "all") else int(tail),
+            rec.id, follow=req.flag("follow"), since=self._since(req),
+            tail=None if req.arg("tail") in ("", "all") else req.int_arg("tail"),
         )
         stamps = req.flag("timestamps")
 
@@ -171,7 +181,12 @@ class ContainerRoutes:
 
     async def inspect(self, req: Request) -> Response:
         rec = self.c.find(req.params["ref"])
-        return json_response(self.inspect_json(rec, req.version or "1.52"))
+        version = req.version or "1.52"
+        try:
+            return json_response(self.inspect_json(rec, version))
+        except Exception:  # noqa: BLE001 - a record from before validation must still show
+            log.exception("container %s: stored config cannot be rendered; showing it without", rec.id[:12])
+            return json_response(self.inspect_json(scrubbed(rec), version))
 
     def summary_json(self, rec: Container, version: str) -> dict[str, Any]:
         st = self.c.state(rec.id)
@@ -185,17 +200,26 @@ class ContainerRoutes:
             "Mounts": [],
         }
 
+    def _summary_or_scrubbed(self, rec: Container, version: str) -> dict[str, Any]:
+        """The last guard for `docker ps`: one record that cannot be rendered is logged and
+        shown without its stored Config/HostConfig, and every other record still lists."""
+        try:
+            return self.summary_json(rec, version)
+        except Exception:  # noqa: BLE001
+            log.exception("container %s: stored config cannot be rendered; listing it without", rec.id[:12])
+            return self.summary_json(scrubbed(rec), version)
+
     async def list(self, req: Request) -> Response:
         f = parse_filters(req.arg("filters"), PS_FILTERS)
         show_all = req.flag("all")
+        limit = req.int_arg("limit", -1)
         out = []
         for rec in sorted(self.c.records.values(), key=lambda r: r.created, reverse=True):
             st = self.c.state(rec.id)
             if not show_all and not st.running and "status" not in f and "exited" not in f:
                 continue
             if self._ps_match(rec, st, f):
-                out.append(self.summary_json(rec, req.version or "1.52"))
-        limit = int(req.arg("limit") or -1)
+                out.append(self._summary_or_scrubbed(rec, req.version or "1.52"))
         return json_response(out[:limit] if limit > 0 else out)
 
     def _ps_match(self, rec: Container, st: Any, f: dict[str, list[str]]) -> bool:
@@ -219,4 +243,11 @@ class ContainerRoutes:
         return True
 
 
-__all__ = ["ContainerRoutes", "rfc3339"]
+def scrubbed(rec: Container) -> Container:
+    """The record without what the client sent free-form (kept as given, so it may predate
+    today's checks); everything else in a record was typed by the model at create."""
+    return dataclasses.replace(rec, config={}, host_config={}, labels={
+        str(k): str(v) for k, v in (rec.labels.items() if isinstance(rec.labels, dict) else ())})
+
+
+__all__ = ["ContainerRoutes", "rfc3339", "scrubbed"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from shoal.api.app import Route
+from shoal.api.checks import check_env, check_working_dir, no_nul
 from shoal.api.container_wire import _strs
 from shoal.api.http import Request, Response, json_response
+from shoal.api.schemas import EXEC_CONFIG, EXEC_START
 from shoal.api.streams import exec_start_handler
 from shoal.controller.containers import Containers
 from shoal.errors import InvalidParameter
@@ -24,13 +26,18 @@ class ExecRoutes:
         ]
 
     async def create(self, req: Request) -> Response:
-        body = req.json() or {}
-        cmd = _strs(body.get("Cmd"), "ExecConfig.Cmd")
+        body = req.json()
+        EXEC_CONFIG.check(body)
+        body = body or {}
+        no_nul(body)
+        cmd = _strs(body.get("Cmd"))
         if not cmd:
             raise InvalidParameter("No exec command specified")
+        env = _strs(body.get("Env")) or ()
+        check_env(env)
+        check_working_dir(body.get("WorkingDir") or "")
         spec = ExecSpec(
-            args=cmd, env=_strs(body.get("Env"), "ExecConfig.Env") or (),
-            cwd=body.get("WorkingDir") or "", user=body.get("User") or "",
+            args=cmd, env=env, cwd=body.get("WorkingDir") or "", user=body.get("User") or "",
             tty=bool(body.get("Tty")), open_stdin=bool(body.get("AttachStdin")),
         )
         attach = {k: body.get(k) for k in ("AttachStdin", "AttachStdout", "AttachStderr", "DetachKeys")}
@@ -38,7 +45,10 @@ class ExecRoutes:
         return json_response({"Id": exec_id}, 201)
 
     async def start(self, req: Request):  # noqa: ANN201 - Response or Hijack
-        hijack = await exec_start_handler(req, self.c, req.params["id"], req.json() or {})
+        body = req.json()
+        EXEC_START.check(body)
+        body = body or {}
+        hijack = await exec_start_handler(req, self.c, req.params["id"], body)
         return hijack if hijack is not None else Response(200)
 
     async def inspect(self, req: Request) -> Response:
@@ -60,5 +70,5 @@ class ExecRoutes:
     async def resize(self, req: Request) -> Response:
         pending = self.c.exec_get(req.params["id"])
         if pending.session is not None:
-            await self.c.runtime.exec_resize(pending.session.id, int(req.arg("h") or 0), int(req.arg("w") or 0))
+            await self.c.runtime.exec_resize(pending.session.id, req.int_arg("h"), req.int_arg("w"))
         return Response(200)

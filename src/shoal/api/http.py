@@ -48,6 +48,16 @@ class Request:
             return default
         return raw.lower() not in ("0", "false", "no")
 
+    def int_arg(self, name: str, default: int = 0) -> int:
+        """A query integer; a malformed one is the client's mistake (400), not ours."""
+        raw = self.arg(name, "")
+        if raw == "":
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise InvalidParameter(f"invalid value for {name!r}: {raw!r} is not an integer") from None
+
     def json(self) -> Any:
         if not self.body:
             return None

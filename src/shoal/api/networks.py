@@ -7,7 +7,10 @@ from typing import Any
 from shoal.api.app import Route
 from shoal.api.filters import created_ts, match_labels, match_text, parse_filters, parse_until
 from shoal.api.http import Request, Response, json_response
+from shoal.api.checks import no_nul
 from shoal.api.container_wire import endpoint_request
+from shoal.api.gotypes import Struct
+from shoal.api.schemas import NETWORK_CONNECT, NETWORK_DISCONNECT
 from shoal.api.wire import network_json, parse_network_create
 from shoal.controller import Controller
 from shoal.errors import InvalidParameter, NotFound
@@ -93,8 +96,12 @@ class NetworkRoutes:
         await self.ctl.delete_network(req.params["ref"])
         return Response(204)
 
-    def _container_ref(self, body: Any) -> str:
-        if not isinstance(body, dict) or not isinstance(body.get("Container"), str) or not body["Container"]:
+    def _container_ref(self, body: Any, schema: Struct) -> str:
+        """Type-checked like dockerd's decoder would, so the handler never meets a wrong kind."""
+        if body is not None:
+            schema.check(body)
+            no_nul(body)
+        if not isinstance(body, dict) or not body.get("Container"):
             raise InvalidParameter("a container name or id is required in the request body (\"Container\")")
         if self.containers is None:
             raise InvalidParameter("containers are not available on this daemon")
@@ -102,14 +109,14 @@ class NetworkRoutes:
 
     async def connect(self, req: Request) -> Response:
         body = req.json()
-        ref = self._container_ref(body)
-        cfg = body.get("EndpointConfig") or {}
-        await self.containers.connect(ref, req.params["ref"], endpoint_request(req.params["ref"], cfg))
+        ref = self._container_ref(body, NETWORK_CONNECT)
+        cfg = endpoint_request(req.params["ref"], body.get("EndpointConfig"))
+        await self.containers.connect(ref, req.params["ref"], cfg)
         return Response(200)
 
     async def disconnect(self, req: Request) -> Response:
         body = req.json()
-        ref = self._container_ref(body)
+        ref = self._container_ref(body, NETWORK_DISCONNECT)
         await self.containers.disconnect(ref, req.params["ref"], force=bool(body.get("Force")))
         return Response(200)
 

@@ -1,7 +1,8 @@
 """Engine API JSON <-> model.  PascalCase lives here and nowhere else.
 
-Parsing checks types the way Go's JSON decoder would refuse them, so a label that is a
-number gets a 400 naming the field instead of a stack trace deeper in.
+Parsing first checks the body against the Go type dockerd decodes it into (api.schemas), so
+a label that is a number gets a 400 naming the field instead of a stack trace deeper in; the
+readers below can then trust each value's JSON kind.
 """
 
 from __future__ import annotations
@@ -9,99 +10,62 @@ from __future__ import annotations
 from typing import Any
 
 from shoal.api.app import version_tuple
+from shoal.api.checks import no_nul
+from shoal.api.schemas import NETWORK_CREATE
 from shoal.errors import InvalidParameter
 from shoal.model import IPAMConfig, Network, NetworkSpec
 
 
-def _type_error(field: str, want: str, got: Any) -> InvalidParameter:
-    kind = {bool: "bool", int: "number", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(got), "value"
-    )
-    return InvalidParameter(f"json: cannot unmarshal {kind} into Go struct field {field} of type {want}")
-
-
-def _str(body: dict, key: str, field: str, default: str = "") -> str:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise _type_error(field, "string", value)
-    return value
-
-
-def _bool(body: dict, key: str, field: str, default: bool = False) -> bool:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise _type_error(field, "bool", value)
-    return value
-
-
-def _str_map(body: dict, key: str, field: str) -> dict[str, str] | None:
+def _str(body: dict, key: str, default: str = "") -> str:
+    """Only after NETWORK_CREATE.check: the value is a string or null."""
     value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise _type_error(field, "map[string]string", value)
-    for v in value.values():
-        if not isinstance(v, str):
-            raise _type_error(field, "string", v)
-    return dict(value)
+    return default if value is None else value
 
 
-def parse_ipam_config(item: Any) -> IPAMConfig:
-    if not isinstance(item, dict):
-        raise _type_error("IPAM.Config", "network.IPAMConfig", item)
-    field = "NetworkCreateRequest.IPAM.Config"
-    aux = _str_map(item, "AuxiliaryAddresses", field + ".AuxiliaryAddresses")
-    if aux is None:
-        aux = _str_map(item, "AuxAddress", field + ".AuxAddress")
+def parse_ipam_config(item: dict | None) -> IPAMConfig:
+    item = item or {}
     return IPAMConfig(
-        subnet=_str(item, "Subnet", field + ".Subnet"),
-        gateway=_str(item, "Gateway", field + ".Gateway"),
-        ip_range=_str(item, "IPRange", field + ".IPRange"),
-        aux_addresses=aux or {},
+        subnet=_str(item, "Subnet"),
+        gateway=_str(item, "Gateway"),
+        ip_range=_str(item, "IPRange"),
+        aux_addresses=dict(item.get("AuxiliaryAddresses") or item.get("AuxAddress") or {}),
     )
+
+
+def _enable(body: dict, options: dict[str, str], key: str, option: str, default: bool) -> bool:
+    """`EnableIPv6` wins; else the older `com.docker.network.enable_ipv6` option."""
+    value = body.get(key)
+    if value is None and option in options:
+        value = options[option].lower() in ("1", "true", "t")
+    return default if value is None else value
 
 
 def parse_network_create(body: Any) -> NetworkSpec:
-    if not isinstance(body, dict):
+    if body is None:
         raise InvalidParameter("invalid network create request: expected a JSON object")
-    f = "NetworkCreateRequest"
-    name = _str(body, "Name", f + ".Name")
+    NETWORK_CREATE.check(body)
+    no_nul(body)
+    name = _str(body, "Name")
     if not name:
         raise InvalidParameter("network name is required: give the network a name")
     ipam = body.get("IPAM") or {}
-    if not isinstance(ipam, dict):
-        raise _type_error(f + ".IPAM", "network.IPAM", ipam)
-    configs = ipam.get("Config") or []
-    if not isinstance(configs, list):
-        raise _type_error(f + ".IPAM.Config", "[]network.IPAMConfig", configs)
-    options = _str_map(body, "Options", f + ".Options") or {}
-    enable_v6 = body.get("EnableIPv6")
-    if enable_v6 is None and "com.docker.network.enable_ipv6" in options:
-        enable_v6 = options["com.docker.network.enable_ipv6"].lower() in ("1", "true", "t")
-    enable_v4 = body.get("EnableIPv4")
-    if enable_v4 is None and "com.docker.network.enable_ipv4" in options:
-        enable_v4 = options["com.docker.network.enable_ipv4"].lower() in ("1", "true", "t")
-    config_from = body.get("ConfigFrom") or {}
+    options = dict(body.get("Options") or {})
     return NetworkSpec(
         name=name,
-        driver=_str(body, "Driver", f + ".Driver") or "bridge",
-        scope=_str(body, "Scope", f + ".Scope") or "local",
-        internal=_bool(body, "Internal", f + ".Internal"),
-        attachable=_bool(body, "Attachable", f + ".Attachable"),
-        ingress=_bool(body, "Ingress", f + ".Ingress"),
-        config_only=_bool(body, "ConfigOnly", f + ".ConfigOnly"),
-        config_from=_str(config_from, "Network", f + ".ConfigFrom.Network") if isinstance(config_from, dict) else "",
-        enable_ipv4=_bool({"v": enable_v4}, "v", f + ".EnableIPv4", True),
-        enable_ipv6=_bool({"v": enable_v6}, "v", f + ".EnableIPv6", False),
-        ipam_driver=_str(ipam, "Driver", f + ".IPAM.Driver") or "default",
-        ipam_options=_str_map(ipam, "Options", f + ".IPAM.Options"),
-        ipam_configs=tuple(parse_ipam_config(c) for c in configs),
+        driver=_str(body, "Driver") or "bridge",
+        scope=_str(body, "Scope") or "local",
+        internal=bool(body.get("Internal")),
+        attachable=bool(body.get("Attachable")),
+        ingress=bool(body.get("Ingress")),
+        config_only=bool(body.get("ConfigOnly")),
+        config_from=_str(body.get("ConfigFrom") or {}, "Network"),
+        enable_ipv4=_enable(body, options, "EnableIPv4", "com.docker.network.enable_ipv4", True),
+        enable_ipv6=_enable(body, options, "EnableIPv6", "com.docker.network.enable_ipv6", False),
+        ipam_driver=_str(ipam, "Driver") or "default",
+        ipam_options=dict(ipam["Options"]) if ipam.get("Options") is not None else None,
+        ipam_configs=tuple(parse_ipam_config(c) for c in ipam.get("Config") or ()),
         options=options,
-        labels=_str_map(body, "Labels", f + ".Labels") or {},
+        labels=dict(body.get("Labels") or {}),
     )
 
 
