@@ -80,7 +80,8 @@ def assert_port_free_again(d, name):
 
 # -- item 2: every removal path releases the published ports -------------------------------
 
-REMOVALS = ["rm-f", "stop-then-rm", "kill-then-rm", "auto-remove", "exit-while-daemon-down", "daemon-killed-then-rm-f"]
+REMOVALS = ["rm-f", "stop-then-rm", "kill-then-rm", "auto-remove", "exit-then-prune", "exit-while-daemon-down",
+            "daemon-killed-then-rm-f"]
 
 
 @pytest.mark.parametrize("path", REMOVALS)
@@ -105,6 +106,14 @@ def test_every_removal_path_releases_published_ports(box, path):
     elif path == "auto-remove":
         d.docker("kill", "web")
         wait_for(lambda: d.api("GET", f"/containers/{cid}/json")[0] == 404, what="--rm to remove it")
+    elif path == "exit-then-prune":
+        d.docker("run", "-d", "--name", "keeper", "busybox", "sleep", "600")  # running: prune keeps it
+        d.docker("kill", "web")
+        d.docker("wait", "web")
+        out = d.docker("container", "prune", "-f").stdout
+        assert cid in out and d.api("GET", f"/containers/{cid}/json")[0] == 404
+        assert inspect(d, "keeper")["State"]["Running"]
+        d.docker("rm", "-f", "keeper")
     elif path == "exit-while-daemon-down":
         d.stop()  # SIGTERM: containers keep running
         runc_root = d.root / "data" / "runtime" / "runc"
