@@ -300,4 +300,35 @@ def test_networks_with_several_subnets_per_family(box):
         assert ep["Gateway"] == ep["IPAddress"].rsplit(".", 1)[0] + ".1", ep
         assert d.docker("exec", name, "ping", "-c1", "-W2", ep["Gateway"]).returncode == 0
         assert f"default via {ep['Gateway']}" in d.docker("exec", name, "ip", "route").stdout
-    assert seen["s1"] == "10.61.0.2" and seen["s2"].startswith("10.62.0.") and seen["s3"].startswith("10.62.0.")
+    # (once, in a full run only, s1 showed 10.62.0.2: the network and shoald's log say why)
+    why = (d.docker("network", "inspect", "multi").stdout, d.log.read_text()[-4000:])
+    assert seen["s1"] == "10.61.0.2" and seen["s2"].startswith("10.62.0.") and seen["s3"].startswith("10.62.0."), (seen, why)
+
+
+BAD_BODIES = [
+    ("/containers/create", {"Image": "busybox", "Cmd": ["echo", "a\u0000b"]}),
+    ("/containers/create", {"Image": "busybox", "Cmd": ["true"], "WorkingDir": 5}),
+    ("/containers/create", {"Image": "busybox", "Cmd": ["true"], "WorkingDir": "relative/dir"}),
+    ("/containers/create", {"Image": "busybox", "Cmd": ["true"], "ExposedPorts": {"@?": {}}}),
+    ("/containers/create", {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"PortBindings": {"80/tcp": "x"}}}),
+    ("/containers/create", {"Image": "busybox", "Cmd": ["true"], "NetworkingConfig": {"EndpointsConfig": {"bridge": []}}}),
+    ("/networks/bridge/connect", {"Container": "target", "EndpointConfig": "x"}),
+    ("/networks/bridge/connect", {"Container": "target", "EndpointConfig": []}),
+    ("/networks/bridge/connect", {"Container": "target", "EndpointConfig": {"IPAMConfig": 7}}),
+    ("/networks/bridge/connect", {"Container": "target", "EndpointConfig": {"Aliases": "www"}}),
+]
+
+
+def test_bad_requests_are_400_and_change_nothing(box):
+    """Against the real daemon: a 400 with a message, nothing made, and listing still works."""
+    d = box
+    d.docker("create", "--name", "target", "--network", "none", "busybox", "sleep", "600")
+    before = (d.api("GET", "/containers/json?all=1")[1], d.api("GET", "/networks")[1], veths(d), nft_elements(d))
+    for path, body in BAD_BODIES:
+        status, reply = d.api("POST", path, body)
+        assert status == 400 and reply["message"], (path, body, status, reply)
+    after = (d.api("GET", "/containers/json?all=1")[1], d.api("GET", "/networks")[1], veths(d), nft_elements(d))
+    assert after == before
+    assert d.docker("ps", "-a").returncode == 0
+    p = d.docker("run", "--rm", "-w", "rel", "busybox", "true", check=False)
+    assert p.returncode != 0 and "absolute path" in p.stderr

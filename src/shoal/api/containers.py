@@ -12,7 +12,7 @@ from shoal.api.app import Route, version_tuple
 from shoal.api.container_wire import (
     networks_json, parse_create, ports_json, ports_summary, rfc3339, state_json, status_text, unix_time,
 )
-from shoal.api.filters import created_ts, match_labels, match_text, parse_filters, parse_until
+from shoal.api.filters import match_labels, match_text, parse_filters, prune_keeper
 from shoal.api.http import Request, Response, StreamResponse, json_response
 from shoal.api.streams import attach_handler, stream_content_type
 from shoal.controller import Controller
@@ -23,7 +23,6 @@ from shoal.runtime import frame
 
 log = logging.getLogger("shoal.api")
 
-PRUNE_FILTERS = {"until", "label", "label!"}
 PS_FILTERS = {"id", "name", "status", "label", "network", "ancestor", "exited"}
 
 
@@ -214,17 +213,8 @@ class ContainerRoutes:
     async def prune(self, req: Request) -> Response:
         """Every container that is not running, less those the filters keep (Docker's
         `until`, `label`, `label!`); each goes through the same removal as `docker rm`."""
-        f = parse_filters(req.arg("filters"), PRUNE_FILTERS)
-        until = min((parse_until(v) for v in f.get("until", [])), default=None)
-
-        def keep(rec: Container) -> bool:
-            if until is not None and created_ts(rec.created) >= until:
-                return True
-            if "label" in f and not match_labels(f["label"], rec.labels):
-                return True
-            return "label!" in f and any(match_labels([p], rec.labels) for p in f["label!"])
-
-        removed = await self.c.prune(keep)
+        keep = prune_keeper(req.arg("filters"))
+        removed = await self.c.prune(lambda rec: keep(rec.created, rec.labels))
         return json_response({"ContainersDeleted": removed or None, "SpaceReclaimed": 0})
 
     async def list(self, req: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from shoal.errors import InvalidParameter
@@ -82,3 +83,23 @@ def created_ts(created: str) -> float:
         return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return 0.0
+
+
+PRUNE_FILTERS = {"until", "label", "label!"}
+
+
+def prune_keeper(raw: str | None) -> Callable[[str, dict[str, str]], bool]:
+    """Docker's prune filters (`until`, `label`, `label!`) as one test on an object's
+    creation time and labels: True keeps the object. Parsed once, so a bad filter is a 400
+    before anything is removed."""
+    f = parse_filters(raw, PRUNE_FILTERS)
+    until = min((parse_until(v) for v in f.get("until", [])), default=None)
+
+    def keep(created: str, labels: dict[str, str]) -> bool:
+        if until is not None and created_ts(created) >= until:
+            return True
+        if "label" in f and not match_labels(f["label"], labels):
+            return True
+        return "label!" in f and any(match_labels([p], labels) for p in f["label!"])
+
+    return keep

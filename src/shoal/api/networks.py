@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shoal.api.app import Route
-from shoal.api.filters import created_ts, match_labels, match_text, parse_filters, parse_until
+from shoal.api.filters import match_labels, match_text, parse_filters, prune_keeper
 from shoal.api.http import Request, Response, json_response
 from shoal.api.checks import no_nul
 from shoal.api.container_wire import endpoint_request
@@ -17,7 +17,6 @@ from shoal.errors import InvalidParameter, NotFound
 from shoal.model import Network
 
 LIST_FILTERS = {"dangling", "driver", "id", "label", "name", "scope", "type"}
-PRUNE_FILTERS = {"until", "label", "label!"}
 
 
 class NetworkRoutes:
@@ -121,17 +120,6 @@ class NetworkRoutes:
         return Response(200)
 
     async def prune(self, req: Request) -> Response:
-        f = parse_filters(req.arg("filters"), PRUNE_FILTERS)
-        until = min((parse_until(v) for v in f.get("until", [])), default=None)
-
-        def keep(net: Network) -> bool:
-            if until is not None and created_ts(net.created) >= until:
-                return True
-            if "label" in f and not match_labels(f["label"], net.labels):
-                return True
-            if "label!" in f and any(match_labels([p], net.labels) for p in f["label!"]):
-                return True
-            return False
-
-        removed = await self.ctl.prune(keep)
+        keep = prune_keeper(req.arg("filters"))
+        removed = await self.ctl.prune(lambda net: keep(net.created, net.labels))
         return json_response({"NetworksDeleted": removed})
