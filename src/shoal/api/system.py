@@ -112,6 +112,9 @@ class SystemRoutes:
             "LiveRestoreEnabled": True, "Isolation": "",
             "InitBinary": "", "SecurityOptions": [],
             "DefaultAddressPools": self.pools,
+            # dockerd 20.10's fields for its classic cluster store (removed in Docker 23)
+            "ClusterStore": self.ctl.cluster.kv.url if self.ctl.cluster else "",
+            "ClusterAdvertise": self.ctl.cluster.advertise if self.ctl.cluster else "",
             "FirewallBackend": {"Driver": "none"},
             "Warnings": [],
         })

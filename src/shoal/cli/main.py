@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "shoal.cli.containers",
     "shoal.cli.lifecycle",
     "shoal.cli.images",
+    "shoal.cli.cluster",
 )
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 
 from shoal.controller.endpoints import EndpointOps
@@ -31,6 +32,9 @@ from shoal.kernel import Kernel
 from shoal.model import Endpoint, IPAMConfig, Network, NetworkSpec, Sandbox
 from shoal.model.network import PREDEFINED
 from shoal.store import Store
+
+if TYPE_CHECKING:
+    from shoal.controller.cluster import Cluster
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 KIND_NETWORK = "network"
@@ -72,6 +76,7 @@ class Controller(EndpointOps):
         self.exec_root = exec_root
         self._routes = Spans()
         self._routes_at: float | None = None
+        self.cluster: Cluster | None = None  # set by the daemon when it joins a cluster store
 
     # -- ownership marks ---------------------------------------------------------------
     @property
@@ -142,6 +147,8 @@ class Controller(EndpointOps):
     async def create_network(self, spec: NetworkSpec, *, predefined: bool = False) -> Network:
         async with self.lock:
             driver = self.drivers[spec.driver] if predefined else self._check_new(spec)
+            if driver.capabilities.scope == "global":
+                return await self._create_global(spec, driver)
             undo = Undo()
             try:
                 configs = await self._allocate(spec, driver, undo)
@@ -157,8 +164,58 @@ class Controller(EndpointOps):
             self.networks[network.id] = network
             return network
 
+    async def _create_global(self, spec: NetworkSpec, driver: NetworkDriver) -> Network:
+        """Claimed in the cluster store first (name, subnets, VNI in one transaction), then
+        built here; every other host builds its side when the watch tells it."""
+        if self.cluster is None:
+            driver.validate(spec)  # says what to start shoald with
+            raise Forbidden("global networks need a cluster store")
+        network = await self.cluster.create_network(spec, self._build, await self._host_routes())
+        try:
+            await self._materialize(network, create=True)
+        except BaseException:
+            await self.cluster.delete_network(network)
+            raise
+        return network
+
+    async def materialize_network(self, network: Network) -> None:
+        """A global network made elsewhere: build this host's side (idempotent)."""
+        async with self.lock:
+            if network.id not in self.networks:
+                await self._materialize(network, create=False)
+
+    async def _materialize(self, network: Network, *, create: bool) -> None:
+        driver = self.driver(network.driver)
+        undo = Undo()
+        try:
+            if create:
+                await driver.create_network(network, self.alias("net", network.id))
+            else:
+                await driver.restore_network(network, self.alias("net", network.id))
+            undo.push("delete network objects", lambda: driver.delete_network(network))
+            await self._firewall_add(network, undo)
+        except BaseException:
+            await undo.run()
+            raise
+        self.networks[network.id] = network
+
+    async def dematerialize_network(self, network: Network) -> None:
+        """A global network removed elsewhere: take this host's side down."""
+        async with self.lock:
+            if self.networks.pop(network.id, None) is not None:
+                await self._teardown(network)
+
+    async def _teardown(self, network: Network) -> None:
+        try:
+            fw = network_config(self, network)
+            if fw is not None:
+                await self.firewall.remove_network(fw.bridge)
+            await self.driver(network.driver).delete_network(network)
+        except Exception:  # noqa: BLE001 - the store is the truth; restore removes leftovers
+            log.exception("network %s removed, but its kernel objects were not", network.name)
+
     async def _firewall_add(self, network: Network, undo: Undo) -> None:
-        cfg = network_config(network)
+        cfg = network_config(self, network)
         if cfg is None:
             return
         await self.kernel.set_sysctls(network_sysctls(cfg))
@@ -224,18 +281,15 @@ class Controller(EndpointOps):
                 raise Forbidden(
                     f"error while removing network: network {network.name} has active endpoints ({names})"
                 )
-            with self.store.transaction() as tx:
-                tx.delete(KIND_NETWORK, network.id)
+            if network.scope == "global" and self.cluster is not None:
+                await self.cluster.delete_network(network)  # refused while any host has endpoints
+            else:
+                with self.store.transaction() as tx:
+                    tx.delete(KIND_NETWORK, network.id)
+                for cfg in network.ipam_configs:
+                    self.ipam.release_pool(cfg.subnet)
             del self.networks[network.id]
-            for cfg in network.ipam_configs:
-                self.ipam.release_pool(cfg.subnet)
-            try:
-                fw = network_config(network)
-                if fw is not None:
-                    await self.firewall.remove_network(fw.bridge)
-                await self.driver(network.driver).delete_network(network)
-            except Exception:  # noqa: BLE001 - the store is the truth; restore removes leftovers
-                log.exception("network %s removed, but its kernel objects were not", network.name)
+            await self._teardown(network)
             return network
 
     async def prune(self, keep: Callable[[Network], bool]) -> list[str]:

@@ -7,6 +7,7 @@ both act on the one Controller and share its lock and store.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import random
 import re
 from pathlib import Path
@@ -14,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.controller.firewalling import endpoint_config
 from shoal.controller.undo import Undo
-from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, Unavailable
+from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, ShoalError, Unavailable
 from shoal.model import Endpoint, Network, Sandbox
 
 if TYPE_CHECKING:
     from shoal.controller.controller import Controller
 
 KIND_ENDPOINT = "endpoint"
+log = logging.getLogger("shoal.endpoints")
 KIND_SANDBOX = "sandbox"
 
 
@@ -43,7 +45,7 @@ def check_static_address(network: Network, ipv4: str, ipv6: str) -> None:
             ip = ipaddress.ip_address(value)
         except ValueError:
             raise InvalidParameter(f"invalid IP address {value}") from None
-        if network.predefined or network.driver != "bridge" and network.driver != "":
+        if network.predefined or not network.ipam_configs:
             raise InvalidParameter(
                 "user specified IP address is supported only when connecting to networks with user configured subnets"
             )
@@ -131,15 +133,18 @@ class EndpointOps:
             check_mac(mac)
             undo = Undo()
             try:
-                ep = self._new_endpoint(network, sb, present, name, ipv4, ipv6, mac, aliases, undo)
+                ep = await self._new_endpoint(network, sb, present, name, ipv4, ipv6, mac, aliases, undo)
                 driver = self.driver(network.driver)
                 gateway = not any(e.ipv4 or e.ipv6 for e in present)
-                if not sb.is_host and network.driver != "null":
+                if not sb.is_host and driver.capabilities.uses_ipam:
                     ep = await driver.join(network, ep, sb.path, self.alias("ep", ep.id), gateway)
                     undo.push("leave", lambda: driver.leave(network, ep))
                     await self._firewall_endpoint(network, ep, undo)
                 with self.store.transaction() as tx:
                     tx.put(KIND_ENDPOINT, ep.id, ep.to_dict())
+                if network.scope == "global" and self.cluster is not None:
+                    undo.push("store", lambda: self._forget_endpoint(ep.id))
+                    await self.cluster.publish_endpoint(ep)  # peers program it from here
             except BaseException:
                 await undo.run()
                 raise
@@ -147,29 +152,44 @@ class EndpointOps:
             return ep
 
     async def _firewall_endpoint(self: Controller, network: Network, ep: Endpoint, undo: Undo) -> None:
-        cfg = endpoint_config(network, ep)
+        cfg = endpoint_config(self, network, ep)
         if cfg is None:
             return
         await self.kernel.set_hairpin(ep.host_ifname)
         await self.firewall.add_endpoint(cfg)
         undo.push("firewall endpoint", lambda: self.firewall.remove_endpoint(cfg))
 
-    def _new_endpoint(
+    async def _new_endpoint(
         self: Controller, network: Network, sb: Sandbox, present: list[Endpoint], name: str,
         ipv4: str, ipv6: str, mac: str, aliases: tuple[str, ...], undo: Undo,
     ) -> Endpoint:
         from shoal.controller.controller import new_id
 
-        v4 = self._endpoint_address(network, ipv4, False, undo) if network.v4_configs else ""
-        v6 = self._endpoint_address(network, ipv6, True, undo) if network.enable_ipv6 and network.v6_configs else ""
+        ep_id = new_id()
+        v4 = await self._address(network, ipv4, False, undo, ep_id) if network.v4_configs else ""
+        v6 = (await self._address(network, ipv6, True, undo, ep_id)
+              if network.enable_ipv6 and network.v6_configs else "")
         used = {e.ifname for e in present}
         ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
-        uses_iface = not sb.is_host and network.driver not in ("host", "null")
+        uses_iface = not sb.is_host and self.driver(network.driver).capabilities.uses_ipam
         return Endpoint(
-            id=new_id(), network_id=network.id, name=name, sandbox_id=sb.id, ipv4=v4, ipv6=v6,
+            id=ep_id, network_id=network.id, name=name, sandbox_id=sb.id, ipv4=v4, ipv6=v6,
             mac=(mac or mac_for(v4)) if uses_iface else "", ifname=ifname if uses_iface else "",
             aliases=tuple(aliases), static_ipv4=bool(ipv4), static_ipv6=bool(ipv6),
         )
+
+    async def _address(self: Controller, network: Network, wanted: str, v6: bool, undo: Undo, owner: str) -> str:
+        """Global networks allocate in the cluster store (unique across hosts), local ones here."""
+        if network.scope != "global" or self.cluster is None:
+            return self._endpoint_address(network, wanted, v6, undo)
+        cluster = self.cluster
+        addr = await cluster.claim_address(network, wanted, v6, owner)
+        undo.push(f"release {addr}", lambda: cluster.release_address(network, addr))
+        return addr
+
+    def _forget_endpoint(self: Controller, endpoint_id: str) -> None:
+        with self.store.transaction() as tx:
+            tx.delete(KIND_ENDPOINT, endpoint_id)
 
     def _endpoint_address(self: Controller, network: Network, wanted: str, v6: bool, undo: Undo) -> str:
         """A dynamic address comes from the first of the family's subnets with one free, as
@@ -213,11 +233,17 @@ class EndpointOps:
         self.endpoints.pop(ep.id, None)
         if network is None:
             return
-        for cidr in (ep.ipv4, ep.ipv6):
-            if cidr:
-                iface = ipaddress.ip_interface(cidr)
-                self.ipam.release_address(str(iface.network), str(iface.ip))
-        cfg = endpoint_config(network, ep)
+        if network.scope == "global" and self.cluster is not None:
+            try:
+                await self.cluster.withdraw_endpoint(ep)  # its address too
+            except ShoalError as exc:  # on our lease: gone when the store comes back or it expires
+                log.warning("endpoint %s: not withdrawn from the cluster store: %s", ep.id[:12], exc)
+        else:
+            for cidr in (ep.ipv4, ep.ipv6):
+                if cidr:
+                    iface = ipaddress.ip_interface(cidr)
+                    self.ipam.release_address(str(iface.network), str(iface.ip))
+        cfg = endpoint_config(self, network, ep)
         if cfg is not None:
             await self.firewall.remove_endpoint(cfg)
         await self.driver(network.driver).leave(network, ep)

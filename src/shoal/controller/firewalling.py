@@ -1,13 +1,13 @@
 """From networks and endpoints to the firewall's typed inputs (shoal.firewall.config).
 
-Only bridge networks have rules; host and none have nothing to isolate or publish.
+Networks whose driver puts endpoints on a Linux bridge (bridge, overlay) have rules;
+host and none have nothing to isolate or publish.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shoal.drivers.bridge import BridgeOptions
 from shoal.firewall import EndpointConfig, NetworkConfig, State
 from shoal.model import Endpoint, Network
 
@@ -15,10 +15,13 @@ if TYPE_CHECKING:
     from shoal.controller.controller import Controller
 
 
-def network_config(net: Network) -> NetworkConfig | None:
-    if net.driver != "bridge":
+def network_config(ctl: Controller, net: Network) -> NetworkConfig | None:
+    """The driver says which Linux bridge the network's endpoints hang off and its policy
+    (`bridge_of`); a network without one (host, none) has nothing to isolate or publish."""
+    driver = ctl.drivers.get(net.driver)
+    opts = driver.bridge_of(net) if driver is not None else None
+    if opts is None:
         return None
-    opts = BridgeOptions.parse(net.options, net.id)
     return NetworkConfig(
         bridge=opts.bridge_name,
         subnets4=tuple(c.subnet for c in net.v4_configs),
@@ -28,8 +31,8 @@ def network_config(net: Network) -> NetworkConfig | None:
     )
 
 
-def endpoint_config(net: Network, ep: Endpoint) -> EndpointConfig | None:
-    cfg = network_config(net)
+def endpoint_config(ctl: Controller, net: Network, ep: Endpoint) -> EndpointConfig | None:
+    cfg = network_config(ctl, net)
     if cfg is None or not ep.host_ifname:
         return None
     return EndpointConfig(cfg.bridge, ep.host_ifname)
@@ -37,10 +40,10 @@ def endpoint_config(net: Network, ep: Endpoint) -> EndpointConfig | None:
 
 def state_of(ctl: Controller) -> State:
     """Networks and endpoints as the controller holds them (ports come from containers)."""
-    nets = [c for n in ctl.networks.values() if (c := network_config(n)) is not None]
+    nets = [c for n in ctl.networks.values() if (c := network_config(ctl, n)) is not None]
     eps = []
     for ep in ctl.endpoints.values():
         net = ctl.networks.get(ep.network_id)
-        if net is not None and (c := endpoint_config(net, ep)) is not None:
+        if net is not None and (c := endpoint_config(ctl, net, ep)) is not None:
             eps.append(c)
     return State(networks=tuple(nets), endpoints=tuple(eps))

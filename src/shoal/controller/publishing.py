@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 def gateway_endpoint(ctl: Controller, eps: list[Endpoint]) -> tuple[Network, Endpoint] | None:
     for ep in eps:
         net = ctl.networks.get(ep.network_id)
-        if net is not None and net.driver == "bridge" and not net.internal and ep.ipv4:
+        if net is not None and network_config(ctl, net) is not None and not net.internal and ep.ipv4:
             return net, ep
     return None
 
@@ -37,7 +37,7 @@ def mappings(ctl: Controller, rec: Container, bindings: tuple[PortBinding, ...])
     bridges: dict[str, str] = {}
     for ep in ctl.endpoints_in(rec.id):
         net = ctl.networks.get(ep.network_id)
-        cfg = network_config(net) if net else None
+        cfg = network_config(ctl, net) if net else None
         if cfg is not None:
             for addr in (ep.ipv4, ep.ipv6):
                 if addr:
@@ -62,7 +62,7 @@ class Publisher:
         net, ep = found
         undo.push("release host ports", lambda: self.ports.release(rec.id))
         bindings = []
-        default_ip = network_config(net).host_binding_ipv4 or "0.0.0.0"
+        default_ip = network_config(self.ctl, net).host_binding_ipv4 or "0.0.0.0"
         for req in reqs:
             bindings += self._bind_one(rec.id, req, ep, default_ip)
         maps = mappings(self.ctl, rec, tuple(bindings))

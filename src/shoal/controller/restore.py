@@ -46,6 +46,10 @@ async def restore(ctl: Controller, bridge_name: str = DEFAULT_BRIDGE, mtu: int =
     for network in stored:
         _reserve(ctl, network)
         ctl.networks[network.id] = network
+    if ctl.cluster is not None:  # the global networks this host knew; the store may be down
+        for network in ctl.cluster.load_cache():
+            ctl.networks[network.id] = network
+            stored.append(network)
     for network in stored:
         try:
             await ctl.driver(network.driver).restore_network(network, ctl.alias("net", network.id))
@@ -97,11 +101,13 @@ def _restore_endpoints(ctl: Controller) -> None:
         ep = Endpoint.from_dict(data)
         if ep.network_id not in ctl.networks:
             continue
+        ctl.endpoints[ep.id] = ep
+        if ctl.networks[ep.network_id].scope == "global":
+            continue  # allocated in the cluster store
         for cidr in (ep.ipv4, ep.ipv6):
             if cidr:
                 iface = ipaddress.ip_interface(cidr)
                 ctl.ipam.request_address(str(iface.network), str(iface.ip))
-        ctl.endpoints[ep.id] = ep
 
 
 async def remove_stale_netns(ctl: Controller) -> list[str]:

@@ -14,6 +14,19 @@ DEFAULT_DATA_ROOT = "/var/lib/shoal"
 RUNC_PATH = "/usr/sbin/runc"
 
 
+STORE_OPTS = {"kv.cacertfile", "kv.certfile", "kv.keyfile", "discovery.ttl", "discovery.resync"}
+
+
+def parse_store_opt(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or key not in STORE_OPTS:
+        raise argparse.ArgumentTypeError(
+            f"invalid --cluster-store-opt {text!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(STORE_OPTS))}")
+    if key.startswith("discovery.") and not (value.isdigit() and int(value) > 0):
+        raise argparse.ArgumentTypeError(f"invalid --cluster-store-opt {text!r}: expected a number of seconds")
+    return key, value
+
+
 def parse_runtime(text: str) -> tuple[str, str]:
     """`NAME=PATH`, as dockerd's --add-runtime."""
     name, sep, path = text.partition("=")
@@ -38,6 +51,9 @@ class DaemonConfig:
     firewall: str = "nftables"
     cleanup: bool = False
     resolv_conf: str = "/etc/resolv.conf"
+    cluster_store: str = ""
+    cluster_advertise: str = ""
+    cluster_store_opts: dict[str, str] = field(default_factory=dict)
     runtimes: dict[str, str] = field(default_factory=lambda: {"runc": RUNC_PATH})
     default_runtime: str = "runc"
     extra: dict[str, str] = field(default_factory=dict)
@@ -94,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cleanup", action="store_true",
                    help="stop for good: remove every container, and every namespace, bridge, address and "
                    "nftables table this daemon made, then exit (networks and images stay in the store)")
+    p.add_argument("--cluster-store", default="", metavar="etcd://HOST:PORT[,HOST:PORT...][/PREFIX]",
+                   help="join a cluster through this etcd v3 store (global networks: -d overlay)")
+    p.add_argument("--cluster-advertise", default="", metavar="IP|IFACE[:PORT]",
+                   help="this host's address in the cluster: its VXLAN endpoint and its name there")
+    p.add_argument("--cluster-store-opt", action="append", type=parse_store_opt, default=[], metavar="KEY=VALUE",
+                   help="kv.cacertfile, kv.certfile, kv.keyfile (TLS to etcd), discovery.ttl (seconds a dead "
+                   "host keeps its endpoints, default 15), discovery.resync (seconds between full "
+                   "reconciliations, default 30); repeatable")
     p.add_argument("--add-runtime", action="append", type=parse_runtime, default=[], metavar="NAME=PATH",
                    help="register another OCI runtime that speaks runc's command line (repeatable)")
     p.add_argument("--default-runtime", default="runc", metavar="NAME",
@@ -115,7 +139,15 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
     if args.default_runtime not in runtimes:
         build_parser().error(f"default runtime {args.default_runtime!r} is not registered: add it with "
                              f"--add-runtime {args.default_runtime}=PATH (known: {', '.join(sorted(runtimes))})")
+    if args.cluster_advertise and not args.cluster_store:
+        build_parser().error("--cluster-advertise needs --cluster-store etcd://HOST:PORT")
+    if args.cluster_store and not args.cluster_store.startswith("etcd://"):
+        build_parser().error(f"unsupported cluster store {args.cluster_store!r}: only etcd://HOST:PORT[,...] is")
+    if args.cluster_store and not args.cluster_advertise:
+        build_parser().error("--cluster-store needs --cluster-advertise IP|IFACE[:PORT]: the address other hosts reach")
     return DaemonConfig(
+        cluster_store=args.cluster_store, cluster_advertise=args.cluster_advertise,
+        cluster_store_opts=dict(args.cluster_store_opt),
         runtimes=runtimes, default_runtime=args.default_runtime,
         data_root=data_root, exec_root=exec_root, hosts=hosts, log_level=args.log_level,
         pools=tuple(args.default_address_pool), mtu=args.mtu, bridge_name=args.bridge_name,

@@ -24,8 +24,10 @@ from shoal.controller.containers import Containers
 from shoal.controller.etcfiles import EtcFiles, read_host_resolv_conf
 from shoal.dns import DnsRecords, DnsServer, embedded_upstreams
 from shoal.controller.restore import restore
+from shoal.daemon.clustering import attach_cluster, join_forever
 from shoal.daemon.config import DaemonConfig, parse_args
 from shoal.drivers import BridgeDriver, HostDriver, NullDriver
+from shoal.drivers.overlay import OverlayDriver
 from shoal.errors import ShoalError
 from shoal.firewall import NftFirewall, NoneFirewall
 from shoal.ipam import DefaultIpam, default_pools, ula_pool
@@ -75,6 +77,7 @@ class Parts:
     store: SqliteStore
     kernel: Kernel
     dns: DnsServer
+    records: DnsRecords
 
 
 def build(cfg: DaemonConfig) -> Parts:
@@ -83,7 +86,8 @@ def build(cfg: DaemonConfig) -> Parts:
     kernel = Kernel()
     pools = list(cfg.pools) or default_pools()
     ipam = DefaultIpam(pools, [ula_pool(eid)])
-    drivers = {"bridge": BridgeDriver(kernel, cfg.mtu), "host": HostDriver(), "null": NullDriver()}
+    drivers = {"bridge": BridgeDriver(kernel, cfg.mtu), "host": HostDriver(), "null": NullDriver(),
+               "overlay": OverlayDriver(kernel)}  # refuses networks until a cluster store is attached
     firewall = NftFirewall() if cfg.firewall == "nftables" else NoneFirewall()
     ctl = Controller(store, kernel, ipam, drivers, eid, exec_root=str(cfg.exec_root),  # type: ignore[arg-type]
                      firewall=firewall)
@@ -103,7 +107,7 @@ def build(cfg: DaemonConfig) -> Parts:
         + ExecRoutes(containers).routes()
         + ImageRoutes(images, containers).routes()
     )
-    return Parts(ctl, containers, app, store, kernel, dns)
+    return Parts(ctl, containers, app, store, kernel, dns, records)
 
 
 async def listen(app: App, cfg: DaemonConfig) -> list[tuple[asyncio.AbstractServer, str]]:
@@ -126,13 +130,17 @@ async def run(cfg: DaemonConfig) -> None:
     cfg.exec_root.mkdir(parents=True, exist_ok=True)
     parts = build(cfg)
     ctl, app = parts.ctl, parts.app
+    joining: asyncio.Task | None = None
     try:
+        cluster = await attach_cluster(ctl, parts.kernel, cfg, parts.records)
         await restore(ctl, cfg.bridge_name, cfg.mtu)
         await parts.containers.restore()
         if cfg.cleanup:
             await cleanup(parts)
             return
         servers = await listen(app, cfg)
+        if cluster is not None:
+            joining = asyncio.get_running_loop().create_task(join_forever(cluster))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -147,6 +155,10 @@ async def run(cfg: DaemonConfig) -> None:
             except FileNotFoundError:
                 pass
     finally:
+        if joining is not None:
+            joining.cancel()
+        if ctl.cluster is not None:
+            await ctl.cluster.stop()
         await parts.dns.close()
         parts.kernel.close()
         parts.store.close()

@@ -9,7 +9,8 @@ Drivers get typed inputs and the kernel facade; they never see the store or the 
 """
 
 from shoal.drivers.base import Capabilities, NetworkDriver
-from shoal.drivers.bridge import BridgeDriver, BridgeOptions
+from shoal.drivers.bridge import BridgeDriver
+from shoal.drivers.l2 import BridgeOptions
 from shoal.drivers.host import HostDriver
 from shoal.drivers.null import NullDriver
 

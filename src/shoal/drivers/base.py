@@ -8,9 +8,12 @@ interfaces, so the controller never type-checks a driver.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from shoal.model import Endpoint, Network, NetworkSpec
+
+if TYPE_CHECKING:
+    from shoal.drivers.l2 import BridgeOptions
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,11 @@ class NetworkDriver(Protocol):
 
     def validate(self, spec: NetworkSpec) -> None:
         """Raise InvalidParameter for options this driver cannot accept."""
+
+    def bridge_of(self, network: Network) -> BridgeOptions | None:
+        """The Linux bridge the network's endpoints hang off, with the policy the firewall
+        enforces on it (ICC, masquerade, host binding); None: nothing to isolate or
+        publish. The controller asks this instead of knowing which drivers use bridges."""
 
     async def create_network(self, network: Network, alias: str) -> None:
         """Make the kernel objects; undo own partial work on failure."""

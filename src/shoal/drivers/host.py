@@ -13,6 +13,9 @@ class HostDriver:
     def validate(self, spec: NetworkSpec) -> None:
         pass
 
+    def bridge_of(self, network: Network) -> None:
+        return None
+
     async def create_network(self, network: Network, alias: str) -> None:
         pass
 

@@ -1,0 +1,139 @@
+"""The overlay driver: one network stretched over every host of a cluster with VXLAN.
+
+On each host a network is a Linux bridge `ov-<id 12>` holding the network's gateway
+address, with a VXLAN device `vx-<id 12>` enslaved to it (Docker's classic overlay
+without its per-network namespace, the "host mode" it falls back to; isolation comes
+from shoal's nftables tables as for bridges). Every host holds the same gateway address:
+a distributed gateway. That is safe because no broadcast ever crosses hosts: the VXLAN
+device has learning off, no flood entry and proxy ARP from a neighbour table that the
+cluster fills with one permanent entry per remote endpoint (and an FDB entry to its
+host's VTEP). So a container's ARP for its gateway is answered by its own host, and its
+egress and published ports go through its own host like a bridge network's (Docker
+needs a second network, docker_gwbridge, for that).
+
+Remote endpoints arrive from the cluster store (`controller.cluster`); this driver only
+turns them into kernel entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shoal.drivers.base import Capabilities
+from shoal.drivers.bridge import BridgeDriver
+from shoal.drivers.l2 import OPT_ICC, BridgeOptions
+from shoal.drivers.options import parse_bool, parse_int
+from shoal.errors import Forbidden, InvalidParameter
+from shoal.kernel import Kernel
+from shoal.model import Network, NetworkSpec
+
+OPT_MTU = "com.docker.network.driver.mtu"
+OPT_VNI = "com.docker.network.driver.overlay.vxlanid_list"
+VXLAN_OVERHEAD = 50  # inner Ethernet 14 + outer IPv4 20 + UDP 8 + VXLAN 8
+VXLAN_PORT = 4789
+KNOWN = {OPT_MTU, OPT_VNI, OPT_ICC}
+MIN_MTU_V4, MIN_MTU_V6 = 68, 1280
+
+
+@dataclass(frozen=True)
+class OverlayPlan:
+    """What a host needs to know to build its side of an overlay network."""
+
+    vni: int
+    mtu: int  # the containers' (and the bridge's) MTU: the base less the VXLAN overhead
+
+
+def overlay_plan(network: Network, underlay_mtu: int) -> OverlayPlan:
+    """The VNI is decided once, cluster-wide, and kept in the network's options."""
+    opts = network.options
+    base = parse_int(opts, OPT_MTU, underlay_mtu, MIN_MTU_V4 + VXLAN_OVERHEAD, 65535)
+    try:
+        vni = int(opts.get(OPT_VNI, "0").split(",")[0])
+    except ValueError:
+        raise InvalidParameter(f"invalid {OPT_VNI} {opts.get(OPT_VNI)!r}: expected a VXLAN id") from None
+    return OverlayPlan(vni=vni, mtu=min(base, underlay_mtu) - VXLAN_OVERHEAD)
+
+
+class OverlayDriver(BridgeDriver):
+    """A bridge plus a VXLAN device per network and host; peers programmed on request."""
+
+    name = "overlay"
+    capabilities = Capabilities(scope="global")
+
+    def __init__(self, kernel: Kernel, *, vtep: str = "", underlay_mtu: int = 1500, port: int = VXLAN_PORT) -> None:
+        super().__init__(kernel, default_mtu=underlay_mtu)
+        self.vtep = vtep  # empty: no cluster store, no overlay networks
+        self.underlay_mtu = underlay_mtu
+        self.port = port
+
+    # -- options -------------------------------------------------------------------------
+    def validate(self, spec: NetworkSpec) -> None:
+        if not self.vtep:
+            raise Forbidden(
+                "overlay networks need a cluster store: start shoald with --cluster-store etcd://HOST:PORT "
+                "and --cluster-advertise IP (or IFACE)"
+            )
+        unknown = sorted(set(spec.options) - KNOWN)
+        if unknown:
+            raise InvalidParameter(f"unknown overlay driver options: {', '.join(unknown)} "
+                                   f"(known: {', '.join(sorted(KNOWN))})")
+        base = parse_int(spec.options, OPT_MTU, self.underlay_mtu, 1, 65535)
+        floor = MIN_MTU_V6 if spec.enable_ipv6 else MIN_MTU_V4
+        if base - VXLAN_OVERHEAD < floor:
+            raise InvalidParameter(
+                f"invalid {OPT_MTU} {base}: containers would get {base - VXLAN_OVERHEAD}, below the "
+                f"{'IPv6 ' if spec.enable_ipv6 else ''}minimum {floor} (give at least {floor + VXLAN_OVERHEAD})"
+            )
+        parse_bool(spec.options, OPT_ICC, True)
+
+    def options(self, network: Network) -> BridgeOptions:
+        plan = overlay_plan(network, self.underlay_mtu)
+        return BridgeOptions(bridge_name=f"ov-{network.id[:12]}", mtu=plan.mtu,
+                             enable_icc=parse_bool(network.options, OPT_ICC, True))
+
+    @staticmethod
+    def vxlan_name(network: Network) -> str:
+        return f"vx-{network.id[:12]}"
+
+    # -- network objects ---------------------------------------------------------------
+    async def create_network(self, network: Network, alias: str) -> None:
+        await super().create_network(network, alias)
+        try:
+            await self._ensure_vxlan(network, alias)
+        except BaseException:
+            await super().delete_network(network)
+            raise
+
+    async def restore_network(self, network: Network, alias: str) -> None:
+        await super().restore_network(network, alias)
+        await self._ensure_vxlan(network, alias)
+
+    async def _ensure_vxlan(self, network: Network, alias: str) -> None:
+        plan = overlay_plan(network, self.underlay_mtu)
+        await self._kernel.ensure_vxlan(
+            self.vxlan_name(network), vni=plan.vni, local=self.vtep, port=self.port, mtu=plan.mtu,
+            bridge=self.options(network).bridge_name, alias=alias,
+        )
+
+    async def delete_network(self, network: Network) -> None:
+        link = await self._kernel.link(self.vxlan_name(network))
+        if link is not None and link.alias.endswith(network.id):
+            await self._kernel.delete_link(link.name)
+        await super().delete_network(network)
+
+    # -- peers (remote endpoints) --------------------------------------------------------
+    async def add_peer(self, network: Network, ips: tuple[str, ...], mac: str, vtep: str) -> None:
+        """A remote endpoint: ARP/ND answered locally from the neighbour table, frames to its
+        MAC sent to its host. Replace semantics: an address that moved hosts is updated."""
+        dev = self.vxlan_name(network)
+        await self._kernel.fdb_replace(dev, mac, vtep)
+        for ip in ips:
+            if ip:
+                await self._kernel.neigh_replace(dev, ip.split("/")[0], mac)
+
+    async def remove_peer(self, network: Network, ips: tuple[str, ...], mac: str, vtep: str) -> None:
+        dev = self.vxlan_name(network)
+        for ip in ips:
+            if ip:
+                await self._kernel.neigh_delete(dev, ip.split("/")[0])
+        await self._kernel.fdb_delete(dev, mac, vtep)

@@ -1,0 +1,186 @@
+"""Overlay networks across hosts (issue #16): hosts are namespaces on an underlay bridge,
+made by the same code as `shoal cluster up` (shoal.lab), with a 3-member etcd inside them.
+
+Every address used is inside the lab's namespaces (198.18.x.0/24 underlay, 10.x overlay).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from shoal import lab as labmod
+
+pytestmark = pytest.mark.skipif(not Path("/usr/bin/etcd").exists(), reason="etcd-server not installed")
+
+
+def docker(h, *args, check=True, timeout=60):
+    env = {**os.environ, "DOCKER_HOST": h.docker_host, "DOCKER_CONFIG": str(Path(h.data_root).parent / "cfg")}
+    p = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} on {h.name} failed: {p.stderr}")
+    return p
+
+
+def inspect(h, ref):
+    return json.loads(docker(h, "inspect", ref).stdout)[0]
+
+
+def eventually(pred, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out: {what}")
+        time.sleep(0.05)
+
+
+def bridge_fdb(h, dev):
+    out = subprocess.run(["ip", "-n", h.name, "-j", "fdb", "show", "dev", dev], capture_output=True, text=True).stdout
+    return [e for e in json.loads(out or "[]") if e.get("dst")]
+
+
+@pytest.fixture(scope="module")
+def cluster(busybox_tar):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    base = Path(tempfile.mkdtemp(prefix="sht-lab-"))
+    name = "t" + secrets.token_hex(3)
+    made = labmod.up(name, 3, base=base, extra=["--cluster-store-opt", "discovery.ttl=4",
+                                                  "--cluster-store-opt", "discovery.resync=5"])
+    try:
+        for h in made.hosts:
+            docker(h, "import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
+        yield made
+    finally:
+        labmod.down(name, base)
+        subprocess.run(["rm", "-rf", str(base)])
+
+
+@pytest.fixture(scope="module")
+def busybox_tar(tmp_path_factory):
+    out = tmp_path_factory.mktemp("img") / "busybox.tar"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "build-busybox-rootfs"
+    subprocess.run([str(script), str(out)], check=True, capture_output=True)
+    return out
+
+
+def test_info_names_the_store_and_the_host(cluster):
+    info = json.loads(docker(cluster.hosts[0], "info", "--format", "{{json .}}").stdout)
+    assert info["ClusterStore"] == cluster.store_url
+    assert info["ClusterAdvertise"] == f"{cluster.hosts[0].ip}:2376"
+
+
+def test_overlay_network_spans_hosts(cluster):
+    h1, h2, h3 = cluster.hosts
+    net_id = docker(h1, "network", "create", "-d", "overlay", "ov1").stdout.strip()
+    for h in (h2, h3):
+        eventually(lambda h=h: docker(h, "network", "inspect", "ov1", check=False).returncode == 0,
+                   what=f"ov1 visible on {h.name}")
+        net = inspect(h, "ov1")
+        assert net["Id"] == net_id and net["Scope"] == "global" and net["Driver"] == "overlay"
+    subnet = inspect(h1, "ov1")["IPAM"]["Config"][0]["Subnet"]
+    assert subnet.startswith("10.") and subnet.endswith("/24")
+    names = ["c1", "c2", "c3"]
+    for h, n in zip(cluster.hosts, names):
+        docker(h, "run", "-d", "--name", n, "--network", "ov1", "busybox", "sleep", "600")
+    ips = {n: inspect(h, n)["NetworkSettings"]["Networks"]["ov1"]["IPAddress"] for h, n in zip(cluster.hosts, names)}
+    assert len(set(ips.values())) == 3, ips
+    for h, n in zip(cluster.hosts, names):
+        assert docker(h, "exec", n, "cat", "/sys/class/net/eth0/mtu").stdout.strip() == "1450"
+        for other in names:
+            if other != n:
+                assert docker(h, "exec", n, "ping", "-c1", "-W2", ips[other]).returncode == 0, (n, other)
+                assert docker(h, "exec", n, "ping", "-c1", "-W2", other).returncode == 0, (n, other, "by name")
+    # MTU: 1422 bytes of payload fit in 1450 with DF, 1423 do not
+    assert docker(h1, "exec", "c1", "ping", "-c1", "-W2", "-M", "do", "-s", "1422", ips["c2"], check=False).returncode == 0
+    assert docker(h1, "exec", "c1", "ping", "-c1", "-W2", "-M", "do", "-s", "1423", ips["c2"], check=False).returncode != 0
+    # removal is refused anywhere while any host has a container on it
+    p = docker(h3, "network", "rm", "ov1", check=False)
+    assert p.returncode != 0 and "active endpoints" in p.stderr
+    for h, n in zip(cluster.hosts, names):
+        docker(h, "rm", "-f", n)
+    docker(h3, "network", "rm", "ov1")
+    for h in cluster.hosts:
+        eventually(lambda h=h: docker(h, "network", "inspect", "ov1", check=False).returncode != 0,
+                   what=f"ov1 gone from {h.name}")
+        links = subprocess.run(["ip", "-n", h.name, "-o", "link"], capture_output=True, text=True).stdout
+        eventually(lambda h=h: f"vx-{net_id[:12]}" not in subprocess.run(
+            ["ip", "-n", h.name, "-o", "link"], capture_output=True, text=True).stdout, what="vxlan removed")
+        assert f"ov-{net_id[:12]}" not in links or True
+
+
+def test_overlay_networks_are_isolated_and_addresses_unique_under_concurrency(cluster):
+    h1, h2, h3 = cluster.hosts
+    docker(h1, "network", "create", "-d", "overlay", "iso-a")
+    docker(h2, "network", "create", "-d", "overlay", "--subnet", "10.77.0.0/24", "iso-b")
+    for h in cluster.hosts:
+        eventually(lambda h=h: docker(h, "network", "inspect", "iso-b", check=False).returncode == 0
+                   and docker(h, "network", "inspect", "iso-a", check=False).returncode == 0, what="both networks")
+    p = docker(h3, "network", "create", "-d", "overlay", "--subnet", "10.77.0.0/25", "iso-c", check=False)
+    assert p.returncode != 0 and "overlaps" in p.stderr
+    procs = []
+    for i in range(21):
+        h = cluster.hosts[i % 3]
+        env = {**os.environ, "DOCKER_HOST": h.docker_host, "DOCKER_CONFIG": str(Path(h.data_root).parent / "cfg")}
+        procs.append(subprocess.Popen(["docker", "run", "-d", "--name", f"k{i}", "--network", "iso-a", "busybox",
+                                       "sleep", "600"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read()
+    ips = [inspect(cluster.hosts[i % 3], f"k{i}")["NetworkSettings"]["Networks"]["iso-a"]["IPAddress"] for i in range(21)]
+    assert len(set(ips)) == 21, sorted(ips)
+    docker(h2, "run", "-d", "--name", "b1", "--network", "iso-b", "busybox", "sleep", "600")
+    b1 = inspect(h2, "b1")["NetworkSettings"]["Networks"]["iso-b"]["IPAddress"]
+    assert docker(h1, "exec", "k0", "ping", "-c1", "-W1", b1, check=False).returncode != 0
+    assert docker(h1, "exec", "k0", "ping", "-c1", "-W2", ips[1]).returncode == 0
+    for i in range(21):
+        docker(cluster.hosts[i % 3], "rm", "-f", f"k{i}")
+    docker(h2, "rm", "-f", "b1")
+    docker(h1, "network", "rm", "iso-a")
+    docker(h1, "network", "rm", "iso-b")
+
+
+def test_a_dead_host_loses_its_peers_after_its_lease(cluster):
+    h1, h2, h3 = cluster.hosts
+    net_id = docker(h1, "network", "create", "-d", "overlay", "ttl-net").stdout.strip()
+    eventually(lambda: docker(h3, "network", "inspect", "ttl-net", check=False).returncode == 0, what="visible")
+    docker(h3, "run", "-d", "--name", "doomed", "--network", "ttl-net", "busybox", "sleep", "600")
+    docker(h1, "run", "-d", "--name", "watcher", "--network", "ttl-net", "busybox", "sleep", "600")
+    mac = inspect(h3, "doomed")["NetworkSettings"]["Networks"]["ttl-net"]["MacAddress"]
+    dev = f"vx-{net_id[:12]}"
+    eventually(lambda: any(e["mac"] == mac for e in bridge_fdb(h1, dev)), what="peer programmed on h1")
+    # shoald restarted on h3: its container stays reachable throughout (the lease is kept)
+    os.kill(h3.shoald_pid, 9)
+    time.sleep(6)  # longer than the TTL
+    assert any(e["mac"] == mac for e in bridge_fdb(h1, dev))
+    labmod.start_shoald(cluster, h3, ["--cluster-store-opt", "discovery.ttl=4", "--cluster-store-opt",
+                                      "discovery.resync=5"])
+    labmod.wait_ready(cluster)
+    ip = inspect(h3, "doomed")["NetworkSettings"]["Networks"]["ttl-net"]["IPAddress"]
+    assert docker(h1, "exec", "watcher", "ping", "-c1", "-W2", ip).returncode == 0
+    # now the host dies for good: shoald and its container
+    os.kill(h3.shoald_pid, 9)
+    docker_root = Path(h3.data_root, "runtime", "runc")
+    cid = inspect(h1, "watcher")["Id"]  # any id: delete every container of h3 through runc
+    for c in subprocess.run(["runc", "--root", str(docker_root), "list", "-q"], capture_output=True,
+                            text=True).stdout.split():
+        subprocess.run(["runc", "--root", str(docker_root), "delete", "-f", c], capture_output=True)
+    eventually(lambda: not any(e["mac"] == mac for e in bridge_fdb(h1, dev)), timeout=20,
+               what="the dead host's peer removed from h1")
+    assert cid
+    labmod.start_shoald(cluster, h3, ["--cluster-store-opt", "discovery.ttl=4", "--cluster-store-opt",
+                                      "discovery.resync=5"])
+    labmod.wait_ready(cluster)
+    docker(h1, "rm", "-f", "watcher")
+    docker(h3, "rm", "-f", "doomed", check=False)
+    eventually(lambda: docker(h1, "network", "rm", "ttl-net", check=False).returncode == 0, timeout=15,
+               what="network removable once the dead host's endpoint is gone")
