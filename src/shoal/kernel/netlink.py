@@ -16,6 +16,7 @@ from pyroute2 import IPRoute, NetlinkError
 
 from shoal.kernel import rtdump
 from shoal.kernel.base import IFA_F_NODAD, KernelError, LinkInfo, fail, ifindex
+from shoal.kernel.vxlan import VxlanOps
 
 __all__ = ["IFA_F_NODAD", "KernelError", "LinkInfo", "Netlink", "ifindex"]
 
@@ -31,8 +32,9 @@ def _write_sysctls(values: dict[str, str]) -> None:
             raise KernelError(f"cannot set sysctl {key.replace('/', '.')}={value}: {exc.strerror}") from exc
 
 
-class Netlink:
-    """Owns one IPRoute; must be used from a single thread (the facade's)."""
+class Netlink(VxlanOps):
+    """Owns one IPRoute; must be used from a single thread (the facade's). The overlay's
+    vxlan devices, FDB and neighbour entries come from `VxlanOps` (kernel.vxlan)."""
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
