@@ -57,6 +57,36 @@ class Kernel:
             Netlink.add_veth, host_name, peer_name, netns_path, mac=mac, mtu=mtu, bridge=bridge, alias=alias
         )
 
+    # -- overlay data plane (kernel.vxlan) ---------------------------------------------
+    async def ensure_vxlan(self, name: str, *, vni: int, local: str, port: int = 4789, mtu: int, bridge: str,
+                           alias: str, mac: str = "") -> bool:
+        return await self._run(Netlink.ensure_vxlan, name, vni=vni, local=local, port=port, mtu=mtu,
+                               bridge=bridge, alias=alias, mac=mac)
+
+    async def fdb_replace(self, dev: str, mac: str, dst: str) -> None:
+        await self._run(Netlink.fdb_replace, dev, mac, dst)
+
+    async def fdb_delete(self, dev: str, mac: str, dst: str = "") -> None:
+        await self._run(Netlink.fdb_delete, dev, mac, dst)
+
+    async def fdb_entries(self, dev: str) -> list[tuple[str, str]]:
+        return await self._run(Netlink.fdb_entries, dev)
+
+    async def neigh_replace(self, dev: str, ip: str, mac: str) -> None:
+        await self._run(Netlink.neigh_replace, dev, ip, mac)
+
+    async def neigh_delete(self, dev: str, ip: str) -> None:
+        await self._run(Netlink.neigh_delete, dev, ip)
+
+    async def neigh_entries(self, dev: str) -> list[tuple[str, str]]:
+        return await self._run(Netlink.neigh_entries, dev)
+
+    async def device_of_address(self, ip: str) -> LinkInfo | None:
+        return await self._run(Netlink.device_of_address, ip)
+
+    async def address_of_device(self, name: str) -> str:
+        return await self._run(Netlink.address_of_device, name)
+
     async def _plain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))

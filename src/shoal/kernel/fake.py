@@ -14,6 +14,17 @@ class FakeKernel:
         self.fail_on: str | None = None
         self.calls: list[tuple[str, str]] = []
         self.sysctls: dict[str, str] = {}
+        self.vxlans: dict[str, dict] = {}
+        """name -> the settings ensure_vxlan was given (vni, local, port, mtu, bridge, alias, mac)"""
+        self.fdb: dict[str, dict[str, str]] = {}
+        """vxlan dev -> {mac: remote VTEP}"""
+        self.neighbours: dict[str, dict[str, str]] = {}
+        """dev -> {ip: mac}"""
+        self.local_addresses: dict[str, str] = {}
+        """ip -> link name, for device_of_address; when not empty, ensure_vxlan refuses a
+        local address missing from it, as the real kernel layer does"""
+        self.device_addresses: dict[str, str] = {}
+        """link name -> first global IPv4, for address_of_device"""
 
     def _maybe_fail(self, op: str, name: str) -> None:
         self.calls.append((op, name))
@@ -42,6 +53,8 @@ class FakeKernel:
     async def delete_link(self, name: str) -> None:
         self._maybe_fail("delete_link", name)
         self.links_by_name.pop(name, None)
+        for table in (self.vxlans, self.fdb, self.neighbours):
+            table.pop(name, None)
 
     async def set_hairpin(self, ifname: str) -> None:
         self._maybe_fail("set_hairpin", ifname)
@@ -49,6 +62,68 @@ class FakeKernel:
     async def set_sysctls(self, values: dict[str, str]) -> None:
         self._maybe_fail("set_sysctls", ",".join(values))
         self.sysctls.update(values)
+
+    # -- overlay data plane --------------------------------------------------------------
+    async def ensure_vxlan(self, name: str, *, vni: int, local: str, port: int = 4789, mtu: int, bridge: str,
+                           alias: str, mac: str = "") -> bool:
+        """As the real one: a device with other VNI, local, port or MAC is made again, and
+        then its tables are empty (True)."""
+        self._maybe_fail("ensure_vxlan", name)
+        if bridge not in self.links_by_name:
+            raise KernelError(f"bridge {bridge} not found: cannot attach vxlan {name}")
+        if self.local_addresses and local not in self.local_addresses:
+            raise KernelError(f"cannot make vxlan {name}: local address {local} is not on any link of this host")
+        old = self.vxlans.get(name)
+        if not mac:  # the kernel picks a random one; a fixed one keeps assertions simple
+            mac = old["mac"] if old else f"02:00:00:{vni >> 16 & 255:02x}:{vni >> 8 & 255:02x}:{vni & 255:02x}"
+        mac = mac.lower()
+        created = old is None or (old["vni"], old["local"], old["port"], old["mac"]) != (vni, local, port, mac)
+        if created:
+            self.fdb[name], self.neighbours[name] = {}, {}
+        self.vxlans[name] = dict(vni=vni, local=local, port=port, mtu=mtu, bridge=bridge, alias=alias, mac=mac)
+        index = self.links_by_name[name].index if name in self.links_by_name else len(self.links_by_name) + 2
+        self.links_by_name[name] = LinkInfo(name, index, "vxlan", alias, mtu, True, mac)
+        return created
+
+    def _table(self, tables: dict[str, dict[str, str]], dev: str) -> dict[str, str]:
+        if dev not in self.links_by_name:
+            raise KernelError(f"link {dev} not found")
+        return tables.setdefault(dev, {})
+
+    async def fdb_replace(self, dev: str, mac: str, dst: str) -> None:
+        self._maybe_fail("fdb_replace", f"{dev} {mac} {dst}")
+        self._table(self.fdb, dev)[mac.lower()] = dst
+
+    async def fdb_delete(self, dev: str, mac: str, dst: str = "") -> None:
+        self._maybe_fail("fdb_delete", f"{dev} {mac} {dst}".rstrip())
+        entries = self.fdb.get(dev, {})
+        if not dst or entries.get(mac.lower()) == dst:
+            entries.pop(mac.lower(), None)
+
+    async def fdb_entries(self, dev: str) -> list[tuple[str, str]]:
+        return sorted(self.fdb.get(dev, {}).items())
+
+    async def neigh_replace(self, dev: str, ip: str, mac: str) -> None:
+        self._maybe_fail("neigh_replace", f"{dev} {ip} {mac}")
+        self._table(self.neighbours, dev)[ip] = mac.lower()
+
+    async def neigh_delete(self, dev: str, ip: str) -> None:
+        self._maybe_fail("neigh_delete", f"{dev} {ip}")
+        self.neighbours.get(dev, {}).pop(ip, None)
+
+    async def neigh_entries(self, dev: str) -> list[tuple[str, str]]:
+        return sorted(self.neighbours.get(dev, {}).items())
+
+    async def device_of_address(self, ip: str) -> LinkInfo | None:
+        name = self.local_addresses.get(ip)
+        if name is None:
+            return None
+        return self.links_by_name.get(name) or LinkInfo(name, 1, "", "", 1500, True, "")
+
+    async def address_of_device(self, name: str) -> str:
+        if name not in self.device_addresses and name not in self.links_by_name:
+            raise KernelError(f"link {name} not found")
+        return self.device_addresses.get(name, "")
 
     def close(self) -> None:
         pass

@@ -9,45 +9,16 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import socket
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Iterator
 
 from pyroute2 import IPRoute, NetlinkError
 
-from shoal.errors import ShoalError
 from shoal.kernel import rtdump
+from shoal.kernel.base import IFA_F_NODAD, KernelError, LinkInfo, fail, ifindex
+from shoal.kernel.vxlan import VxlanOps
 
-IFA_F_NODAD = 0x02
-
-
-def ifindex(name: str) -> int | None:
-    """`name`'s index in this thread's namespace: one ioctl, where a netlink lookup has
-    pyroute2 decode the link's whole message (~1 ms of Python each, several per start)."""
-    try:
-        return socket.if_nametoindex(name)
-    except OSError:
-        return None
-
-
-class KernelError(ShoalError):
-    """The kernel refused an operation; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class LinkInfo:
-    name: str
-    index: int
-    kind: str
-    alias: str
-    mtu: int
-    up: bool
-    mac: str
-    addresses: tuple[str, ...] = field(default=())
-    """"ip/prefixlen", global scope; read by `links()` only: pyroute2 filters an address dump
-    by link in Python, so asking for one link's costs a dump of every address (~0.3 s with
-    a thousand bridges)."""
+__all__ = ["IFA_F_NODAD", "KernelError", "LinkInfo", "Netlink", "ifindex"]
 
 
 def _write_sysctls(values: dict[str, str]) -> None:
@@ -61,13 +32,9 @@ def _write_sysctls(values: dict[str, str]) -> None:
             raise KernelError(f"cannot set sysctl {key.replace('/', '.')}={value}: {exc.strerror}") from exc
 
 
-def _fail(action: str, exc: NetlinkError) -> KernelError:
-    reason = errno.errorcode.get(exc.code, str(exc.code))
-    return KernelError(f"{action}: {exc.args[1] if len(exc.args) > 1 else exc} ({reason})")
-
-
-class Netlink:
-    """Owns one IPRoute; must be used from a single thread (the facade's)."""
+class Netlink(VxlanOps):
+    """Owns one IPRoute; must be used from a single thread (the facade's). The overlay's
+    vxlan devices, FDB and neighbour entries come from `VxlanOps` (kernel.vxlan)."""
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
@@ -104,7 +71,7 @@ class Netlink:
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return None
-            raise _fail(f"cannot read link {name}", exc) from exc
+            raise fail(f"cannot read link {name}", exc) from exc
         return self._info(msg)
 
     def links(self) -> list[LinkInfo]:
@@ -154,7 +121,7 @@ class Netlink:
             try:
                 self._ipr.link("add", ifname=name, kind="bridge", mtu=mtu, **extra)
             except NetlinkError as exc:
-                raise _fail(f"failed to create bridge {name}", exc) from exc
+                raise fail(f"failed to create bridge {name}", exc) from exc
         try:
             index = existing.index if existing else self._index(name)
             if index is None:
@@ -165,7 +132,7 @@ class Netlink:
         except NetlinkError as exc:
             if created:
                 self.delete_link(name)
-            raise _fail(f"failed to set up bridge {name}", exc) from exc
+            raise fail(f"failed to set up bridge {name}", exc) from exc
         return created
 
     def _ensure_addresses(self, index: int, wanted: list[str]) -> None:
@@ -204,7 +171,7 @@ class Netlink:
         try:
             self._ipr.brport("set", index=index, mode=1)
         except NetlinkError as exc:
-            raise _fail(f"failed to set hairpin on {ifname}", exc) from exc
+            raise fail(f"failed to set hairpin on {ifname}", exc) from exc
 
     def set_sysctls(self, values: dict[str, str]) -> None:
         """Write /proc/sys keys (`net/ipv4/ip_forward`) in this kernel's namespace only."""
@@ -221,4 +188,4 @@ class Netlink:
             self._ipr.link("del", index=index)
         except NetlinkError as exc:
             if exc.code != errno.ENODEV:
-                raise _fail(f"failed to delete link {name}", exc) from exc
+                raise fail(f"failed to delete link {name}", exc) from exc

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, NetlinkError
 
-from shoal.kernel.netlink import IFA_F_NODAD, KernelError, ifindex
+from shoal.kernel.base import IFA_F_NODAD, KernelError, ifindex
 
 
 CLONE_NEWNET = 0x40000000
