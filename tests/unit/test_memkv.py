@@ -136,7 +136,7 @@ def test_prefix_end():
 
 def test_open_kv_parses_docker_flags(tmp_path):
     assert parse_endpoints("etcd://10.0.0.1:2379,10.0.0.2/shoal/net") == (
-        ["10.0.0.1:2379", "10.0.0.2:2379"], "shoal/net/")
+        ["10.0.0.1:2379", "10.0.0.2:2379"], "/shoal/net")
     kv = open_kv("etcd://127.0.0.1:1,127.0.0.1:2")
     assert isinstance(kv, EtcdKV) and kv.endpoints == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
     assert kv.url == "etcd://127.0.0.1:1,127.0.0.1:2"

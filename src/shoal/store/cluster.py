@@ -4,8 +4,9 @@
     --cluster-store-opt kv.cacertfile=ca.pem --cluster-store-opt kv.certfile=c.pem
     --cluster-store-opt kv.keyfile=c-key.pem           (any kv.*file: https to etcd)
 
-The URL's path becomes a key namespace (Docker puts it in front of its root chain), so
-callers use the same keys whatever the path. `memory://` gives a MemoryKV, for
+The URL's path becomes a key namespace (Docker puts it in front of its root chain):
+`etcd://h/shoal` stores shoal's key "/network/x" as "/shoal/network/x", so callers use
+the same keys (which start with "/") whatever the path. `memory://` gives a MemoryKV, for
 single-process trials. Options outside `kv.` (e.g. `discovery.heartbeat`) belong to other
 parts of the daemon and are ignored here; an unknown `kv.` option is refused, so a typo
 never silently disables TLS.
@@ -55,7 +56,7 @@ def parse_endpoints(url: str) -> tuple[list[str], str]:
             raise InvalidParameter(f"cluster store {url!r}: bad port in {host!r}")
         hosts.append(f"{name}:{port}")
     path = parts.path.strip("/")
-    return hosts, f"{path}/" if path else ""
+    return hosts, f"/{path}" if path else ""
 
 
 def tls_context(opts: Mapping[str, str]) -> ssl.SSLContext | None:

@@ -210,10 +210,7 @@ class EtcdKV:
         await self._call("kv/compaction", {"revision": str(revision_), "physical": True})
 
     async def grant(self, ttl: int) -> int:
-        answer = await self._call("lease/grant", {"TTL": str(ttl)})
-        if answer.get("error"):
-            raise StoreError(f"cluster store {self.url}: lease grant: {answer['error']}")
-        return int(answer["ID"])
+        return int((await self._call("lease/grant", {"TTL": str(ttl)}))["ID"])
 
     async def keepalive(self, lease: int) -> int:
         """Refresh the lease; its TTL again. A lease that is gone answers without a TTL."""
