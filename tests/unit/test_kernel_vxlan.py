@@ -6,8 +6,7 @@ import struct
 
 import pytest
 
-from shoal.kernel import FakeKernel, KernelError
-from shoal.kernel import nldump
+from shoal.kernel import FakeKernel, KernelError, nldump
 from shoal.kernel.vxlan import normal_ip, normal_mac, vxlan_attrs, vxlan_drift
 
 
@@ -68,7 +67,8 @@ def test_requests_carry_the_device():
 
 
 def test_parse_neighbours_filters_by_device_and_decodes():
-    data = (_neigh(socket.AF_INET, 4, nldump.NUD_PERMANENT, 0, socket.inet_aton("10.90.0.3"), bytes.fromhex("02420a5a0003"))
+    mac = bytes.fromhex("02420a5a0003")
+    data = (_neigh(socket.AF_INET, 4, nldump.NUD_PERMANENT, 0, socket.inet_aton("10.90.0.3"), mac)
             + _neigh(socket.AF_INET6, 4, 0x40, 0, socket.inet_pton(socket.AF_INET6, "fd00::3"), b"\2" * 6)
             + _neigh(socket.AF_INET, 5, nldump.NUD_PERMANENT, 0, socket.inet_aton("10.0.0.9"), b"\1" * 6)
             + _msg(nldump.NLMSG_DONE, b"\0\0\0\0"))
@@ -85,7 +85,7 @@ def test_parse_address_prefers_ifa_local_and_errors_raise():
     body += nldump._rta(nldump.IFA_ADDRESS, socket.inet_aton("10.0.0.2")) + nldump._rta(
         nldump.IFA_LOCAL, socket.inet_aton("10.0.0.1"))
     data = _msg(nldump.RTM_NEWADDR, body)
-    ((kind, off, length),) = nldump.messages(data)
+    ((_, off, length),) = nldump.messages(data)
     assert nldump.parse_address(data, off, length, 0) == nldump.Address(socket.AF_INET, 3, 32, 0, "10.0.0.1")
     error = _msg(nldump.NLMSG_ERROR, struct.pack("=i", -22) + b"\0" * 16)
     with pytest.raises(OSError, match="Invalid argument"):

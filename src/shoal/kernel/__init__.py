@@ -1,6 +1,8 @@
 """The only code that touches netlink, sysctl and network namespaces.
 
-- Netlink (kernel.netlink): synchronous pyroute2 calls, one IPRoute on one thread.
+- Netlink (kernel.netlink): synchronous pyroute2 calls, one IPRoute on one thread;
+  the overlay's vxlan devices, FDB and neighbour entries come from kernel.vxlan, and
+  per-device reads from kernel.nldump (kernel-filtered dumps read with struct).
 - Kernel (kernel.facade): the async facade the rest of shoal awaits; it runs Netlink on
   a dedicated single thread, so the event loop never blocks on netlink and never
   calls setns (pyroute2 opens sockets in other namespaces from a helper process).
