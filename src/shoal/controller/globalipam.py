@@ -7,7 +7,7 @@ a property of the whole set (a /16 and a /24 inside it have different keys).
 Addresses are put under the claiming host's lease: when a host dies its addresses come
 free once the lease expires, and never before.
 
-Key layout (under the cluster prefix, `/shoal/v1/` by default):
+Key layout (under the cluster prefix, `/shoal/v1/`, behind any path the store URL has):
 
     networks/<id>            the network (JSON, as the controller's Network.to_dict)
     names/<name>             network id: names are unique cluster-wide
@@ -71,6 +71,7 @@ class GlobalIpam:
             subnets = self._pick(wanted, claimed, avoid)
             vni = await self._free_vni()
             compares = [Compare.absent(f"{self.prefix}names/{name}"), Compare.absent(f"{self.prefix}vni/{vni}"),
+                        Compare.absent(f"{self.prefix}networks/{network_id}"),
                         _generation_is(f"{self.prefix}ipam/generation", gen)]
             compares += [Compare.absent(subnet_key(self.prefix, s)) for s in subnets]
             ops = [Op.put(f"{self.prefix}names/{name}", network_id.encode()),
@@ -81,7 +82,10 @@ class GlobalIpam:
             result = await self.kv.txn(compares, ops, [Op.get(f"{self.prefix}names/{name}")])
             if result.succeeded:
                 return subnets, vni
-            if result.responses and result.responses[0]:
+            holder = result.responses[0][0].value if result.responses and result.responses[0] else b""
+            if holder == network_id.encode():  # our own write, answered ambiguously and retried
+                return subnets, vni
+            if holder:
                 raise Conflict(f"network with name {name} already exists")
         raise Unavailable("could not claim a subnet in the cluster store: too many concurrent changes; try again")
 
@@ -130,12 +134,26 @@ class GlobalIpam:
     async def publish_endpoint(self, network_id: str, endpoint_id: str, record: bytes, lease: int) -> None:
         """The endpoint for its peers, only while the network still exists."""
         net_key = f"{self.prefix}networks/{network_id}"
-        result = await self.kv.txn(
-            [Compare(key=net_key, target="version", op=">", operand=0)],
-            [Op.put(f"{self.prefix}endpoints/{network_id}/{endpoint_id}", record, lease=lease),
-             Op.put(f"{self.prefix}members/{network_id}", endpoint_id.encode())])
-        if not result.succeeded:
-            raise NotFound(f"network {network_id} not found: it was removed from the cluster")
+        ep_key = f"{self.prefix}endpoints/{network_id}/{endpoint_id}"
+        members_key = f"{self.prefix}members/{network_id}"
+        for _ in range(RETRIES):
+            members = await self.kv.get(members_key)
+            existing = await self.kv.get(ep_key)
+            # every written key pinned: the store may retry this after a lost answer
+            compares = [Compare(key=net_key, target="version", op=">", operand=0),
+                        _generation_is(members_key, members.mod_revision if members else 0),
+                        _generation_is(ep_key, existing.mod_revision if existing else 0)]
+            result = await self.kv.txn(compares, [Op.put(ep_key, record, lease=lease),
+                                                  Op.put(members_key, endpoint_id.encode())],
+                                       [Op.get(net_key), Op.get(ep_key)])
+            if result.succeeded:
+                return
+            net_now, ep_now = result.responses if len(result.responses) == 2 else ((), ())
+            if ep_now and ep_now[0].value == record:
+                return  # ours, answered ambiguously and retried
+            if not net_now:
+                raise NotFound(f"network {network_id} not found: it was removed from the cluster")
+        raise Unavailable("could not publish the endpoint in the cluster store: too many concurrent changes")
 
     async def withdraw_endpoint(self, network_id: str, endpoint_id: str) -> None:
         await self.kv.delete(f"{self.prefix}endpoints/{network_id}/{endpoint_id}")
@@ -158,9 +176,13 @@ class GlobalIpam:
                 if not candidate:
                     raise Unavailable(f"no available addresses on this pool ({subnet})")
             result = await self.kv.txn([Compare.absent(base + candidate)],
-                                       [Op.put(base + candidate, owner.encode(), lease=lease)])
-            if result.succeeded:
+                                       [Op.put(base + candidate, owner.encode(), lease=lease)],
+                                       [Op.get(base + candidate)])
+            holder = result.responses[0][0].value if result.responses and result.responses[0] else b""
+            if result.succeeded or holder == owner.encode():  # the second: ours, retried after a lost answer
                 return candidate
+            if wanted:
+                raise Forbidden("Address already in use")
         raise Unavailable("could not claim an address in the cluster store: too many concurrent changes; try again")
 
     async def release_address(self, network_id: str, address: str) -> None:

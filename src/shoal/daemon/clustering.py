@@ -14,19 +14,11 @@ from shoal.daemon.config import DaemonConfig
 from shoal.dns import DnsRecords
 from shoal.errors import InvalidParameter, ShoalError
 from shoal.kernel import Kernel
-from shoal.store.etcd import open_kv
+from shoal.store.cluster import open_kv
 
 log = logging.getLogger("shoal.daemon")
 DEFAULT_PORT = "2376"
-
-
-def split_store_url(url: str) -> tuple[str, str]:
-    """`etcd://h1:p1,h2:p2/path` -> (`etcd://h1:p1,h2:p2`, `/path/shoal/v1/`): a path in the
-    URL goes in front of our keys, as Docker put it in front of its root chain."""
-    rest = url.removeprefix("etcd://")
-    hosts, _, path = rest.partition("/")
-    prefix = f"/{path.strip('/')}/shoal/v1/" if path.strip("/") else "/shoal/v1/"
-    return f"etcd://{hosts}", prefix
+PREFIX = "/shoal/v1/"
 
 
 async def resolve_advertise(kernel: Kernel, advertise: str) -> tuple[str, str]:
@@ -51,13 +43,14 @@ async def attach_cluster(ctl: Controller, kernel: Kernel, cfg: DaemonConfig, rec
     link = await kernel.device_of_address(ip)
     if link is None:
         raise InvalidParameter(f"--cluster-advertise {cfg.cluster_advertise}: {ip} is not an address of this host")
-    endpoints, prefix = split_store_url(cfg.cluster_store)
-    kv = open_kv(endpoints, cfg.cluster_store_opts)
+    # a path in the URL goes in front of every key (the KV does it), as Docker put it in
+    # front of its own root chain
+    kv = open_kv(cfg.cluster_store, {k: v for k, v in cfg.cluster_store_opts.items() if k.startswith("kv.")})
     overlay = ctl.drivers.get("overlay")
     if overlay is not None:
         overlay.vtep, overlay.underlay_mtu = ip, link.mtu
     opts = cfg.cluster_store_opts
-    ctl.cluster = Cluster(ctl, kv, advertise=advertise, vtep=ip, prefix=prefix,
+    ctl.cluster = Cluster(ctl, kv, advertise=advertise, vtep=ip, prefix=PREFIX,
                           ttl=int(opts.get("discovery.ttl", 15)), resync=float(opts.get("discovery.resync", 30)),
                           records=records)
     return ctl.cluster
