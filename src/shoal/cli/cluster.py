@@ -34,9 +34,10 @@ def cluster() -> None:
 @cluster.command("up")
 @click.option("--hosts", "count", type=int, default=3, show_default=True, help="Number of hosts")
 @click.option("--name", default="shl", show_default=True, help="Cluster name (1-8 lower-case letters/digits)")
-def up(count: int, name: str) -> None:
+@click.option("--import", "image", default="", metavar="TAR", help="Import TAR as busybox:latest on every host")
+def up(count: int, name: str, image: str) -> None:
     """Start a cluster and print each host's DOCKER_HOST."""
-    _lab("up", "--hosts", str(count), "--name", name)
+    _lab("up", "--hosts", str(count), "--name", name, *(["--import", image] if image else []))
 
 
 @cluster.command("down")

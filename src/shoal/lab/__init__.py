@@ -260,3 +260,18 @@ def labs(base: Path = ROOT) -> list[Lab]:
         except (ShoalError, ValueError, KeyError):
             continue
     return out
+
+
+def import_image(lab: Lab, tarball: str, ref: str = "busybox:latest") -> None:
+    """`docker import TAR REF` on every host (each daemon has its own image store)."""
+    import httpx
+
+    repo, _, tag = ref.partition(":")
+    data = Path(tarball).read_bytes()
+    for h in lab.hosts:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=h.sock), base_url="http://shoal", timeout=120) as c:
+            r = c.post("/images/create", params={"fromSrc": "-", "repo": repo, "tag": tag or "latest",
+                                                 "changes": 'CMD ["sh"]'},
+                       content=data, headers={"Content-Type": "application/x-tar"})
+        if r.status_code != 200:
+            raise ShoalError(f"import of {tarball} on {h.name} failed: {r.text[:200]}")

@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start a cluster and print each host's DOCKER_HOST")
     up.add_argument("--hosts", type=int, default=3)
     up.add_argument("--name", default="shl")
+    up.add_argument("--import", dest="image", default="", metavar="TAR",
+                    help="import this rootfs tarball as busybox:latest on every host")
     down = sub.add_parser("down", help="remove a cluster and everything it made")
     down.add_argument("--name", default="shl")
     sub.add_parser("ls", help="list clusters")
@@ -26,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.verb == "up":
             made = lab.up(args.name, args.hosts, progress=lambda line: print(line, file=sys.stderr))
+            if args.image:
+                lab.import_image(made, args.image)
             print(f"cluster {made.name}: {len(made.hosts)} hosts, store {made.store_url}")
             for h in made.hosts:
                 print(f"{h.name}\t{h.ip}\tDOCKER_HOST={h.docker_host}")
