@@ -196,3 +196,103 @@ def test_a_dead_host_loses_its_peers_after_its_lease(cluster):
     docker(h3, "rm", "-f", "doomed", check=False)
     eventually(lambda: docker(h1, "network", "rm", "ttl-net", check=False).returncode == 0, timeout=15,
                what="network removable once the dead host's endpoint is gone")
+
+
+def upstream(cluster, name="up"):
+    """A namespace on the lab's underlay, outside every overlay: the "internet" of the test."""
+    ns = f"{cluster.name}-{name}"
+    ip = f"198.18.{cluster.subnet_index}.200"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+    subprocess.run(["ip", "-n", cluster.underlay, "link", "add", "upv", "type", "veth", "peer", "name", "eth0",
+                    "netns", ns], check=True)
+    subprocess.run(["ip", "-n", cluster.underlay, "link", "set", "upv", "master", "ul0", "up"], check=True)
+    subprocess.run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0"], check=True)
+    subprocess.run(["ip", "-n", ns, "link", "set", "eth0", "up"], check=True)
+    www = Path(cluster.root, "www")
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("upstream\n")
+    server = subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", "busybox", "httpd", "-f", "-p", "8080",
+                               "-h", str(www)])
+    return ns, ip, server
+
+
+def in_ns(ns, *argv, timeout=10):
+    return subprocess.run(["nsenter", f"--net=/run/netns/{ns}", *argv], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_egress_ports_connect_static_ip_and_ipv6(cluster):
+    h1, h2, h3 = cluster.hosts
+    ns, up_ip, server = upstream(cluster)
+    try:
+        docker(h1, "network", "create", "-d", "overlay", "--ipv6", "--subnet", "10.88.0.0/24",
+               "--subnet", "fd00:88::/64", "edge")
+        eventually(lambda: docker(h2, "network", "inspect", "edge", check=False).returncode == 0, what="visible")
+        docker(h1, "run", "-d", "--name", "e1", "--network", "edge", "--ip", "10.88.0.50", "busybox", "sleep", "600")
+        p = docker(h2, "run", "-d", "--name", "e2x", "--network", "edge", "--ip", "10.88.0.50", "busybox",
+                   "sleep", "600", check=False)
+        assert p.returncode != 0 and "already in use" in p.stderr.lower()  # unique across hosts
+        docker(h2, "rm", "-f", "e2x", check=False)
+        # egress through the container's own host (masqueraded there), to a namespace outside
+        # (busybox wget's -T crashes: timeout(1) bounds it instead)
+        out = docker(h1, "exec", "e1", "timeout", "3", "wget", "-qO-", f"http://{up_ip}:8080/").stdout
+        assert out == "upstream\n"
+        # a published port on the container's host, from outside
+        docker(h2, "run", "-d", "--name", "web", "--network", "edge", "-p", "8081:80", "busybox",
+               "httpd", "-f", "-p", "80", "-h", "/etc")
+        got = in_ns(ns, "busybox", "timeout", "3", "wget", "-qO-", f"http://{h2.ip}:8081/hostname")
+        assert got.stdout.strip() == inspect(h2, "web")["Config"]["Hostname"], got.stderr
+        # IPv6 across hosts
+        v6 = inspect(h2, "web")["NetworkSettings"]["Networks"]["edge"]["GlobalIPv6Address"]
+        assert v6.startswith("fd00:88::")
+        assert docker(h1, "exec", "e1", "ping", "-6", "-c1", "-W2", v6).returncode == 0
+        # connect a running bridge container to the overlay, then disconnect it
+        docker(h3, "run", "-d", "--name", "br", "busybox", "sleep", "600")
+        docker(h3, "network", "connect", "edge", "br")
+        assert docker(h3, "exec", "br", "ping", "-c1", "-W2", "10.88.0.50").returncode == 0
+        docker(h3, "network", "disconnect", "edge", "br")
+        assert docker(h3, "exec", "br", "ping", "-c1", "-W1", "10.88.0.50", check=False).returncode != 0
+    finally:
+        server.kill()
+        server.wait()
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        for h, n in ((h1, "e1"), (h2, "web"), (h3, "br")):
+            docker(h, "rm", "-f", n, check=False)
+        docker(h1, "network", "rm", "edge", check=False)
+
+
+def test_store_faults(cluster):
+    """One member of three down: everything works, the first operation too. All down:
+    containers keep talking, global operations fail fast with a 503 naming the store, local
+    ones work; after recovery everything works again without restarting shoald."""
+    h1, h2, h3 = cluster.hosts
+    docker(h1, "network", "create", "-d", "overlay", "faults")
+    eventually(lambda: docker(h2, "network", "inspect", "faults", check=False).returncode == 0, what="visible")
+    docker(h1, "run", "-d", "--name", "f1", "--network", "faults", "busybox", "sleep", "600")
+    docker(h2, "run", "-d", "--name", "f2", "--network", "faults", "busybox", "sleep", "600")
+    f2 = inspect(h2, "f2")["NetworkSettings"]["Networks"]["faults"]["IPAddress"]
+    try:
+        labmod.kill_etcd(cluster, 1)
+        docker(h1, "network", "create", "-d", "overlay", "after-loss")  # the first global op after the loss
+        docker(h1, "run", "-d", "--name", "f3", "--network", "faults", "busybox", "sleep", "600")
+        labmod.kill_etcd(cluster, 2)
+        labmod.kill_etcd(cluster, 3)
+        assert docker(h1, "exec", "f1", "ping", "-c1", "-W2", f2).returncode == 0
+        started = time.monotonic()
+        p = docker(h1, "network", "create", "-d", "overlay", "while-down", check=False)
+        assert p.returncode != 0 and "cluster store" in p.stderr, p.stderr
+        assert time.monotonic() - started < 15
+        docker(h1, "run", "--rm", "busybox", "true")  # local networks do not need the store
+        assert docker(h1, "exec", "f1", "ping", "-c1", "-W2", f2).returncode == 0
+    finally:
+        for i in (1, 2, 3):
+            labmod.kill_etcd(cluster, i)
+            labmod.start_etcd(cluster, i)
+    eventually(lambda: docker(h2, "network", "create", "-d", "overlay", "recovered", check=False).returncode == 0,
+               timeout=30, what="global operations after recovery")
+    eventually(lambda: docker(h3, "network", "inspect", "after-loss", check=False).returncode == 0, what="mirror")
+    for h, n in ((h1, "f1"), (h2, "f2"), (h1, "f3")):
+        docker(h, "rm", "-f", n)
+    for n in ("faults", "after-loss", "recovered"):
+        docker(h1, "network", "rm", n)

@@ -82,6 +82,9 @@ class SystemRoutes:
             "BuildTime": "",
         })
 
+    def _warnings(self) -> list[str]:
+        return _cluster_warnings(self.ctl)
+
     async def info(self, req: Request) -> Response:
         counts = self.counts() if self.counts else {"Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0,
                                         "ContainersStopped": 0, "Images": 0}
@@ -116,8 +119,16 @@ class SystemRoutes:
             "ClusterStore": self.ctl.cluster.kv.url if self.ctl.cluster else "",
             "ClusterAdvertise": self.ctl.cluster.advertise if self.ctl.cluster else "",
             "FirewallBackend": {"Driver": "none"},
-            "Warnings": [],
+            "Warnings": self._warnings(),
         })
+
+
+def _cluster_warnings(ctl: Controller) -> list[str]:
+    cluster = ctl.cluster
+    if cluster is None or cluster.joined:
+        return []
+    return [f"WARNING: not joined to the cluster store {cluster.kv.url} yet (global networks are unavailable); "
+            "shoald keeps trying: check that etcd is running and reachable"]
 
 
 def _arch() -> str:

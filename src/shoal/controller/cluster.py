@@ -77,6 +77,7 @@ class Cluster:
         self.records = records
         self.ipam = GlobalIpam(kv, prefix)
         self.lease = 0
+        self.joined = False  # start() finished: host key, mirror and watch in place
         self.peers: dict[str, Peer] = {}  # endpoints/<nid>/<eid> key -> peer
         self._tasks: list[asyncio.Task] = []
 
@@ -96,6 +97,7 @@ class Cluster:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._keepalive()), loop.create_task(self._watch(revision + 1)),
                        loop.create_task(self._periodic())]
+        self.joined = True
 
     async def stop(self) -> None:
         """Leave the lease alive: a restarted daemon takes it over and its containers stay

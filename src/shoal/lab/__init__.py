@@ -122,16 +122,37 @@ def _spawn(argv: list[str], log: Path) -> int:
     return proc.pid
 
 
+def _etcd_argv(lab: Lab, i: int) -> list[str]:
+    members = lab.hosts[:3]
+    peers = ",".join(f"m{k}=http://{h.ip}:2380" for k, h in enumerate(members, 1))
+    h = lab.hosts[i - 1]
+    return _in_ns(h.name, ETCD, "--name", f"m{i}", "--data-dir", str(Path(lab.root, f"etcd{i}")),
+                  "--listen-client-urls", f"http://{h.ip}:2379", "--advertise-client-urls", f"http://{h.ip}:2379",
+                  "--listen-peer-urls", f"http://{h.ip}:2380", "--initial-advertise-peer-urls", f"http://{h.ip}:2380",
+                  "--initial-cluster", peers, "--initial-cluster-state", "new",
+                  "--initial-cluster-token", f"shoal-lab-{lab.name}", "--log-level", "warn")
+
+
 def _etcd(lab: Lab, members: int) -> None:
-    peers = ",".join(f"m{i}=http://{h.ip}:2380" for i, h in enumerate(lab.hosts[:members], 1))
-    for i, h in enumerate(lab.hosts[:members], 1):
-        argv = _in_ns(h.name, ETCD, "--name", f"m{i}", "--data-dir", str(Path(lab.root, f"etcd{i}")),
-                      "--listen-client-urls", f"http://{h.ip}:2379", "--advertise-client-urls", f"http://{h.ip}:2379",
-                      "--listen-peer-urls", f"http://{h.ip}:2380", "--initial-advertise-peer-urls", f"http://{h.ip}:2380",
-                      "--initial-cluster", peers, "--initial-cluster-state", "new",
-                      "--initial-cluster-token", f"shoal-lab-{lab.name}", "--log-level", "warn")
-        h.etcd_pid = _spawn(argv, Path(lab.root, f"etcd{i}.log"))
-        lab.save()
+    for i in range(1, members + 1):
+        start_etcd(lab, i)
+
+
+def start_etcd(lab: Lab, i: int) -> None:
+    """Member `i` (1-based, inside host i); a restart keeps its data directory."""
+    lab.hosts[i - 1].etcd_pid = _spawn(_etcd_argv(lab, i), Path(lab.root, f"etcd{i}.log"))
+    lab.save()
+
+
+def kill_etcd(lab: Lab, i: int) -> None:
+    """SIGKILL member `i`, as a crash (the pid is checked against its command line)."""
+    h = lab.hosts[i - 1]
+    try:
+        if lab.root.encode() in Path(f"/proc/{h.etcd_pid}/cmdline").read_bytes():
+            os.kill(h.etcd_pid, signal.SIGKILL)
+            os.waitpid(h.etcd_pid, 0)
+    except (OSError, ChildProcessError):
+        pass
 
 
 def shoald_argv(lab: Lab, h: Host, extra: list[str] | None = None) -> list[str]:
@@ -157,10 +178,12 @@ def wait_ready(lab: Lab, timeout: float = 60.0, progress=None) -> None:  # noqa:
         for h in list(pending):
             try:
                 with httpx.Client(transport=httpx.HTTPTransport(uds=h.sock), timeout=2) as c:
-                    c.get("http://shoal/_ping").raise_for_status()
+                    info = c.get("http://shoal/info").raise_for_status().json()
+                if any("cluster store" in w for w in info.get("Warnings") or ()):
+                    continue  # up, but not joined yet
                 pending.remove(h)
                 if progress:
-                    progress(f"{h.name} ready ({len(lab.hosts) - len(pending)}/{len(lab.hosts)})")
+                    progress(f"{h.name} joined ({len(lab.hosts) - len(pending)}/{len(lab.hosts)})")
             except Exception:  # noqa: BLE001 - not up yet
                 pass
         time.sleep(0.1)
