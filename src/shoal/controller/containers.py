@@ -18,7 +18,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoal.controller.controller import Controller, new_id, now_rfc3339
+from shoal.controller.controller import Controller
+from shoal.controller.ids import new_id, now_rfc3339
 from shoal.controller.endpoints import check_mac, check_static_address
 from shoal.controller.etcfiles import EtcFiles
 from shoal.dns import DnsEntry, DnsRecords, DnsServer

@@ -13,14 +13,13 @@ import dataclasses
 import ipaddress
 import logging
 import re
-import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-from datetime import datetime, timezone
 
 from shoal.controller.endpoints import EndpointOps
 from shoal.controller.firewalling import network_config
+from shoal.controller.ids import new_id, now_rfc3339
 from shoal.controller.undo import Undo
 from shoal.drivers import NetworkDriver
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound
@@ -40,14 +39,6 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 KIND_NETWORK = "network"
 ROUTES_TTL = 5.0
 log = logging.getLogger("shoal.controller")
-
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def new_id() -> str:
-    return secrets.token_hex(32)
 
 
 class Controller(EndpointOps):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shoal.controller.firewalling import endpoint_config
+from shoal.controller.ids import new_id
 from shoal.controller.undo import Undo
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, ShoalError, Unavailable
 from shoal.model import Endpoint, Network, Sandbox
@@ -163,8 +164,6 @@ class EndpointOps:
         self: Controller, network: Network, sb: Sandbox, present: list[Endpoint], name: str,
         ipv4: str, ipv6: str, mac: str, aliases: tuple[str, ...], undo: Undo,
     ) -> Endpoint:
-        from shoal.controller.controller import new_id
-
         ep_id = new_id()
         v4 = await self._address(network, ipv4, False, undo, ep_id) if network.v4_configs else ""
         v6 = (await self._address(network, ipv6, True, undo, ep_id)

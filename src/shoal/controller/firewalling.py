@@ -6,16 +6,24 @@ host and none have nothing to isolate or publish.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
+from shoal.drivers import NetworkDriver
 from shoal.firewall import EndpointConfig, NetworkConfig, State
 from shoal.model import Endpoint, Network
 
-if TYPE_CHECKING:
-    from shoal.controller.controller import Controller
+
+class Topology(Protocol):
+    """What the firewall's view is computed from (the Controller has it): a protocol, so
+    this module needs no import of the controller."""
+
+    networks: dict[str, Network]
+    endpoints: dict[str, Endpoint]
+    drivers: Mapping[str, NetworkDriver]
 
 
-def network_config(ctl: Controller, net: Network) -> NetworkConfig | None:
+def network_config(ctl: Topology, net: Network) -> NetworkConfig | None:
     """The driver says which Linux bridge the network's endpoints hang off and its policy
     (`bridge_of`); a network without one (host, none) has nothing to isolate or publish."""
     driver = ctl.drivers.get(net.driver)
@@ -31,14 +39,14 @@ def network_config(ctl: Controller, net: Network) -> NetworkConfig | None:
     )
 
 
-def endpoint_config(ctl: Controller, net: Network, ep: Endpoint) -> EndpointConfig | None:
+def endpoint_config(ctl: Topology, net: Network, ep: Endpoint) -> EndpointConfig | None:
     cfg = network_config(ctl, net)
     if cfg is None or not ep.host_ifname:
         return None
     return EndpointConfig(cfg.bridge, ep.host_ifname)
 
 
-def state_of(ctl: Controller) -> State:
+def state_of(ctl: Topology) -> State:
     """Networks and endpoints as the controller holds them (ports come from containers)."""
     nets = [c for n in ctl.networks.values() if (c := network_config(ctl, n)) is not None]
     eps = []
