@@ -152,3 +152,11 @@ def test_foreign_link_name_is_refused_and_untouched(shoald):
     p = shoald.docker("network", "create", "-o", "com.docker.network.bridge.name=sht-foreign", "x", check=False)
     assert p.returncode != 0 and "does not own" in p.stderr
     assert shoald.link("sht-foreign")["linkinfo"]["info_kind"] == "veth"
+
+
+def test_overlay_without_a_cluster_store_says_what_to_do(shoald):
+    p = shoald.docker("network", "create", "-d", "overlay", "ov", check=False)
+    assert p.returncode != 0 and "--cluster-store" in p.stderr, p.stderr
+    assert "ov" not in shoald.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+    status, info = shoald.api("GET", "/info")
+    assert info["ClusterStore"] == "" and info["Warnings"] == []
