@@ -201,12 +201,12 @@ def test_a_dead_host_loses_its_peers_after_its_lease(cluster):
 def upstream(cluster, name="up"):
     """A namespace on the lab's underlay, outside every overlay: the "internet" of the test."""
     ns = f"{cluster.name}-{name}"
-    ip = f"198.18.{cluster.subnet_index}.200"
+    ip = f"198.18.{cluster.subnet_index}.{200 + len(name)}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-    subprocess.run(["ip", "-n", cluster.underlay, "link", "add", "upv", "type", "veth", "peer", "name", "eth0",
+    subprocess.run(["ip", "-n", cluster.underlay, "link", "add", f"v{name}", "type", "veth", "peer", "name", "eth0",
                     "netns", ns], check=True)
-    subprocess.run(["ip", "-n", cluster.underlay, "link", "set", "upv", "master", "ul0", "up"], check=True)
+    subprocess.run(["ip", "-n", cluster.underlay, "link", "set", f"v{name}", "master", "ul0", "up"], check=True)
     subprocess.run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0"], check=True)
     subprocess.run(["ip", "-n", ns, "link", "set", "eth0", "up"], check=True)
     www = Path(cluster.root, "www")
@@ -296,3 +296,33 @@ def test_store_faults(cluster):
         docker(h, "rm", "-f", n)
     for n in ("faults", "after-loss", "recovered"):
         docker(h1, "network", "rm", n)
+
+
+def test_internal_overlay_and_mtu_option(cluster):
+    """`--internal` keeps an overlay off the outside but not off itself across hosts;
+    `-o com.docker.network.driver.mtu=N` lowers the containers' MTU to N - 50."""
+    h1, h2, _ = cluster.hosts
+    ns, up_ip, server = upstream(cluster, "up2")
+    try:
+        docker(h1, "network", "create", "-d", "overlay", "--internal", "-o", "com.docker.network.driver.mtu=1400",
+               "inner")
+        eventually(lambda: docker(h2, "network", "inspect", "inner", check=False).returncode == 0, what="visible")
+        docker(h1, "run", "-d", "--name", "i1", "--network", "inner", "busybox", "sleep", "600")
+        docker(h2, "run", "-d", "--name", "i2", "--network", "inner", "busybox", "sleep", "600")
+        assert docker(h1, "exec", "i1", "cat", "/sys/class/net/eth0/mtu").stdout.strip() == "1350"
+        assert docker(h1, "exec", "i1", "ping", "-c1", "-W2", "i2").returncode == 0
+        p = docker(h1, "exec", "i1", "timeout", "3", "wget", "-qO-", f"http://{up_ip}:8080/", check=False)
+        assert p.returncode != 0  # no way out of an internal network
+        p = docker(h1, "network", "create", "-d", "overlay", "-o", "com.docker.network.driver.mtu=100", "tiny",
+                   check=False)
+        assert p.returncode != 0 and "mtu" in p.stderr.lower()
+        p = docker(h1, "network", "create", "-d", "overlay", "-o", "nonsense=1", "odd", check=False)
+        assert p.returncode != 0 and "unknown" in p.stderr.lower()
+        assert "tiny" not in docker(h2, "network", "ls").stdout and "odd" not in docker(h2, "network", "ls").stdout
+    finally:
+        server.kill()
+        server.wait()
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        docker(h1, "rm", "-f", "i1", check=False)
+        docker(h2, "rm", "-f", "i2", check=False)
+        docker(h1, "network", "rm", "inner", check=False)
