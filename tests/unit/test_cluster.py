@@ -416,6 +416,16 @@ def test_overlay_refuses_a_container_mtu_below_the_minimum(mtu, v6, ok):
             driver().validate(spec)
 
 
+def test_overlay_mtu_check_uses_the_underlay_when_it_is_lower():
+    """The containers get min(option, underlay) - 50, so that is what must reach the floor."""
+    small = driver(underlay_mtu=1300)
+    with pytest.raises(InvalidParameter, match="1250, below the IPv6 minimum 1280"):
+        small.validate(overlay("x", enable_ipv6=True))
+    with pytest.raises(InvalidParameter, match="1250, below the IPv6 minimum 1280"):
+        small.validate(overlay("x", enable_ipv6=True, options={OPT_MTU: "9000"}))
+    small.validate(overlay("x", options={OPT_MTU: "9000"}))
+
+
 def test_overlay_without_a_cluster_store_says_how_to_start_shoald():
     with pytest.raises(Forbidden, match="start shoald with --cluster-store etcd://"):
         driver(vtep="").validate(overlay("x"))
