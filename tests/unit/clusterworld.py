@@ -49,10 +49,16 @@ class HostKV:
         self.rng = rng
         self.down = False
         self.watch_cut = False
+        self.calls_left: int | None = None  # go down after this many more calls
+
+    def fail_after(self, calls: int) -> None:
+        self.calls_left = calls
 
     async def _enter(self) -> None:
         for _ in range(self.rng.randrange(3)):
             await asyncio.sleep(0)
+        if self.calls_left is not None:
+            self.down, self.calls_left = self.calls_left <= 0, self.calls_left - 1
         if self.down:
             raise StoreUnavailable(f"cluster store {self.url}: no member answered (injected): check that etcd "
                                    "is running and reachable at these addresses")

@@ -429,3 +429,38 @@ def test_overlay_mtu_check_uses_the_underlay_when_it_is_lower():
 def test_overlay_without_a_cluster_store_says_how_to_start_shoald():
     with pytest.raises(Forbidden, match="start shoald with --cluster-store etcd://"):
         driver(vtep="").validate(overlay("x"))
+
+
+# -- claims left behind by a store that failed half-way ----------------------------------------
+def test_an_address_left_by_a_withdraw_cut_short_is_freed_at_the_next_resync(no_background_errors):
+    async def go():
+        async with cluster_world(2) as w:
+            a, b = w.hosts
+            net = await network_everywhere(w)
+            ea = await a.run("ov1", "c1")
+            a.kv.fail_after(1)  # the endpoint key goes, then the store does
+            await a.ctl.disconnect("ov1", ea.sandbox_id)
+            a.kv.calls_left, a.kv.down = None, False
+            assert await w.kv.get(f"{PREFIX}endpoints/{net.id}/{ea.id}") is None
+            await a.cluster.resync_all()
+            assert await w.kv.get(f"{PREFIX}addresses/{net.id}/10.0.0.2") is None
+            assert (await b.run("ov1", "c2")).ipv4 == ea.ipv4
+    run(go())
+
+
+def test_an_address_left_by_a_connect_cut_short_is_freed_at_the_next_resync(no_background_errors):
+    async def go():
+        async with cluster_world(2) as w:
+            a, b = w.hosts
+            net = await network_everywhere(w)
+            sid = await a.sandbox("c1")
+            a.kv.fail_after(2)  # the address is claimed (list, txn), then the store goes
+            with pytest.raises(ShoalError) as exc:
+                await a.ctl.connect("ov1", sid, name="c1")
+            assert exc.value.status == 503 and not a.ctl.endpoints
+            no_background_errors.clear()  # the rollback's release failed too, and said so
+            a.kv.calls_left, a.kv.down = None, False
+            await a.cluster.resync_all()
+            assert await w.kv.get(f"{PREFIX}addresses/{net.id}/10.0.0.2") is None
+            assert (await b.run("ov1", "c2")).ipv4 == "10.0.0.2/24"
+    run(go())

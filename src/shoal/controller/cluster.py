@@ -165,16 +165,22 @@ class Cluster:
         return min(rev, rev2)
 
     async def _drop_own_leftovers(self, seen: dict[str, Peer]) -> None:
-        """Our endpoints the store still has but this host no longer does (a withdraw that
-        failed while the store was down). Under the controller's lock, so no connect is
-        between claiming and publishing."""
+        """Our endpoints and address claims the store still has but this host no longer
+        does (a withdraw, or a connect's rollback, cut short by the store: the claims are on
+        our lease, which we keep alive, so nothing else would ever free them). Under the
+        controller's lock, so no connect is between claiming and publishing."""
         async with self.ctl.lock:
             for peer in seen.values():
                 if peer.host == self.advertise and peer.endpoint_id not in self.ctl.endpoints:
                     await self.ipam.withdraw_endpoint(peer.network_id, peer.endpoint_id)
                     for cidr in (peer.ipv4, peer.ipv6):
                         if cidr:
-                            await self.ipam.release_address(peer.network_id, cidr.split("/")[0])
+                            await self.ipam.release_address(peer.network_id, cidr.split("/")[0], peer.endpoint_id)
+            for claim in await self.ipam.held_on(self.lease):
+                owner = claim.value.decode()
+                if owner not in self.ctl.endpoints:
+                    network_id, address = claim.key.rsplit("/", 2)[-2:]
+                    await self.ipam.release_address(network_id, address, owner)
 
     async def network_seen(self, net: Network) -> None:
         if net.id not in self.ctl.networks:
@@ -366,7 +372,7 @@ class Cluster:
         await self.ipam.withdraw_endpoint(ep.network_id, ep.id)
         for cidr in (ep.ipv4, ep.ipv6):
             if cidr:
-                await self.ipam.release_address(ep.network_id, cidr.split("/")[0])
+                await self.ipam.release_address(ep.network_id, cidr.split("/")[0], ep.id)
 
     async def republish_local(self) -> None:
         """This host's endpoints and addresses under its current lease (after a new lease,
