@@ -464,3 +464,23 @@ def test_an_address_left_by_a_connect_cut_short_is_freed_at_the_next_resync(no_b
             assert await w.kv.get(f"{PREFIX}addresses/{net.id}/10.0.0.2") is None
             assert (await b.run("ov1", "c2")).ipv4 == "10.0.0.2/24"
     run(go())
+
+
+def test_a_host_back_after_its_lease_expired_does_not_take_a_reused_address(no_background_errors):
+    async def go():
+        async with cluster_world(3) as w:
+            a, b, c = w.hosts
+            net = await network_everywhere(w)
+            ea = await a.run("ov1", "c1")
+            await a.stop()
+            await w.pass_time(20, alive=[b, c])
+            eb = await b.run("ov1", "c2")  # a's address, free since its lease went
+            assert eb.ipv4 == ea.ipv4
+            await a.start()  # a new lease; its endpoint is published again, but not over b's address
+            held = await w.kv.get(f"{PREFIX}addresses/{net.id}/10.0.0.2")
+            assert held.value == eb.id.encode()
+            assert await w.kv.get(f"{PREFIX}endpoints/{net.id}/{ea.id}") is None
+            await eventually(lambda: tables_are(c, net, [(b, eb)]), what="c keeps b's endpoint")
+            assert any("10.0.0.2" in r.getMessage() for r in no_background_errors.records)
+            no_background_errors.clear()
+    run(go())

@@ -381,10 +381,13 @@ class Cluster:
             net = self.ctl.networks.get(ep.network_id)
             if net is None or net.scope != "global":
                 continue
-            for cidr in (ep.ipv4, ep.ipv6):
-                if cidr:
-                    key = f"{self.prefix}addresses/{ep.network_id}/{cidr.split('/')[0]}"
-                    await self.kv.put(key, ep.id.encode(), lease=self.lease)
+            lost = [cidr for cidr in (ep.ipv4, ep.ipv6) if cidr and not await self.ipam.reclaim_address(
+                ep.network_id, cidr.split("/")[0], ep.id, self.lease)]
+            if lost:  # the other endpoint keeps it: publishing ours would steal its peers' entries
+                log.error("endpoint %s on network %s: address %s is another endpoint's now (it came free while "
+                          "this host's lease was gone); not published: reconnect the container",
+                          ep.name, net.name, ", ".join(lost))
+                continue
             await self.publish_endpoint(ep)
 
 

@@ -197,6 +197,23 @@ class GlobalIpam:
         if held is not None and held.value == owner.encode():
             await self.kv.txn([Compare.at(key, held.mod_revision)], [Op.delete(key)])
 
+    async def reclaim_address(self, network_id: str, address: str, owner: str, lease: int) -> bool:
+        """An address this host's endpoint holds, put under the host's current lease; False
+        when another endpoint holds it now (it came free while this host's lease was gone):
+        a plain put would take it from that endpoint and two would share it."""
+        key = f"{self.prefix}addresses/{network_id}/{address}"
+        for _ in range(RETRIES):
+            held = await self.kv.get(key)
+            if held is not None and held.value != owner.encode():
+                return False
+            if held is not None and held.lease == lease:
+                return True  # already (also: our write, answered ambiguously and retried)
+            result = await self.kv.txn([_generation_is(key, held.mod_revision if held else 0)],
+                                       [Op.put(key, owner.encode(), lease=lease)])
+            if result.succeeded:
+                return True
+        raise Unavailable("could not claim an address in the cluster store: too many concurrent changes; try again")
+
     async def held_on(self, lease: int) -> list[KeyValue]:
         """Every address claim on `lease` (a host's own claims)."""
         items, _ = await self.kv.list(f"{self.prefix}addresses/")
