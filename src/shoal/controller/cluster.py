@@ -32,7 +32,7 @@ from shoal.controller.globalipam import GlobalIpam
 from shoal.drivers.overlay import OPT_VNI
 from shoal.errors import Forbidden, ShoalError, Unavailable
 from shoal.model import Endpoint, IPAMConfig, Network, NetworkSpec
-from shoal.store.kv import KV, Compacted, LeaseExpired, WatchEvent
+from shoal.store.kv import KV, Compacted, LeaseExpired, StoreUnavailable, WatchEvent
 
 if TYPE_CHECKING:
     from shoal.controller.controller import Controller
@@ -349,6 +349,8 @@ class Cluster:
             reserved = {cfg.gateway, *cfg.aux_addresses.values()}
             try:
                 addr = await self.ipam.claim_address(network.id, cfg.subnet, reserved, wanted, owner, self.lease)
+            except StoreUnavailable:
+                raise  # the store, not a full subnet: the next one would wait out the timeout again
             except Unavailable:
                 if i == len(configs) - 1:
                     raise
