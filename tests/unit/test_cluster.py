@@ -484,3 +484,59 @@ def test_a_host_back_after_its_lease_expired_does_not_take_a_reused_address(no_b
             assert any("10.0.0.2" in r.getMessage() for r in no_background_errors.records)
             no_background_errors.clear()
     run(go())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_connect_racing_a_delete_on_another_host_never_leaves_an_orphan(seed):
+    async def go():
+        async with cluster_world(2, seed=seed) as w:
+            a, b = w.hosts
+            net = await network_everywhere(w)
+            sid = await a.sandbox("c1")
+            joined, deleted = await asyncio.gather(a.ctl.connect("ov1", sid, name="c1"), b.ctl.delete_network("ov1"),
+                                                   return_exceptions=True)
+            assert isinstance(joined, BaseException) != isinstance(deleted, BaseException), (joined, deleted)
+            if isinstance(deleted, BaseException):
+                assert deleted.status == 403
+                assert await w.kv.get(f"{PREFIX}endpoints/{net.id}/{joined.id}") is not None
+            else:
+                assert joined.status in (404, 503), joined
+                await eventually(lambda: not has_network(a, net), what="ov1 gone from a")
+                assert not a.ctl.endpoints and [k for k, _, _ in await w.listing() if net.id in k] == []
+    run(go())
+
+
+def test_a_network_removed_while_a_host_was_down_goes_at_its_restart():
+    async def go():
+        async with cluster_world(2) as w:
+            a, b = w.hosts
+            net = await network_everywhere(w)
+            await b.stop()
+            await a.ctl.delete_network("ov1")
+            await b.start()  # restore builds it from the cache; the store says it is gone
+            assert not has_network(b, net) and b.store.get(KIND_CACHE, net.id) is None
+            assert not [n for n in b.kernel.links_by_name if n.endswith(net.id[:12])]
+    run(go())
+
+
+def test_an_unreachable_store_is_not_taken_for_a_full_subnet():
+    """With two subnets, a store error on the first must not send the claim to the second
+    (each try waits out the store's timeout, and a glitch would skip free addresses)."""
+    async def go():
+        async with cluster_world(1) as w:
+            (a,) = w.hosts
+            configs = (IPAMConfig("10.5.0.0/24"), IPAMConfig("10.6.0.0/24"))
+            await a.ctl.create_network(overlay("two", ipam_configs=configs))
+            sid = await a.sandbox("c1")
+            a.kv.fail_after(0)
+            calls = []
+            inner = a.kv._enter
+
+            async def counting():
+                calls.append(1)
+                await inner()
+            a.kv._enter = counting
+            with pytest.raises(ShoalError) as exc:
+                await a.ctl.connect("two", sid, name="c1")
+            assert exc.value.status == 503 and len(calls) == 1
+    run(go())
