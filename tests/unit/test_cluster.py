@@ -330,7 +330,8 @@ def test_resync_removes_stale_entries_and_adds_missing_ones():
         async with cluster_world(2) as w:
             a, b = w.hosts
             net = await network_everywhere(w)
-            ea, eb = await a.run("ov1", "c1"), await b.run("ov1", "c2")
+            ea = await a.run("ov1", "c1")
+            await b.run("ov1", "c2")  # b's own endpoint: never a peer on b
             await eventually(lambda: tables_are(b, net, [(a, ea)]), what="c1's peer on b")
             fdb, neigh = b.fdb(net.id), b.neighbours(net.id)
             fdb["02:42:0a:00:00:63"] = "192.0.2.99"  # an endpoint that is gone
