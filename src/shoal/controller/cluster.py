@@ -32,7 +32,7 @@ from shoal.controller.globalipam import GlobalIpam
 from shoal.drivers.overlay import OPT_VNI
 from shoal.errors import Forbidden, ShoalError, Unavailable
 from shoal.model import Endpoint, IPAMConfig, Network, NetworkSpec
-from shoal.store.kv import KV, Compacted, LeaseExpired, WatchEvent
+from shoal.store.kv import KV, Compacted, LeaseExpired, StoreUnavailable, WatchEvent
 
 if TYPE_CHECKING:
     from shoal.controller.controller import Controller
@@ -167,16 +167,22 @@ class Cluster:
         return min(rev, rev2)
 
     async def _drop_own_leftovers(self, seen: dict[str, Peer]) -> None:
-        """Our endpoints the store still has but this host no longer does (a withdraw that
-        failed while the store was down). Under the controller's lock, so no connect is
-        between claiming and publishing."""
+        """Our endpoints and address claims the store still has but this host no longer
+        does (a withdraw, or a connect's rollback, cut short by the store: the claims are on
+        our lease, which we keep alive, so nothing else would ever free them). Under the
+        controller's lock, so no connect is between claiming and publishing."""
         async with self.ctl.lock:
             for peer in seen.values():
                 if peer.host == self.advertise and peer.endpoint_id not in self.ctl.endpoints:
                     await self.ipam.withdraw_endpoint(peer.network_id, peer.endpoint_id)
                     for cidr in (peer.ipv4, peer.ipv6):
                         if cidr:
-                            await self.ipam.release_address(peer.network_id, cidr.split("/")[0])
+                            await self.ipam.release_address(peer.network_id, cidr.split("/")[0], peer.endpoint_id)
+            for claim in await self.ipam.held_on(self.lease):
+                owner = claim.value.decode()
+                if owner not in self.ctl.endpoints:
+                    network_id, address = claim.key.rsplit("/", 2)[-2:]
+                    await self.ipam.release_address(network_id, address, owner)
 
     async def network_seen(self, net: Network) -> None:
         if net.id not in self.ctl.networks:
@@ -345,6 +351,8 @@ class Cluster:
             reserved = {cfg.gateway, *cfg.aux_addresses.values()}
             try:
                 addr = await self.ipam.claim_address(network.id, cfg.subnet, reserved, wanted, owner, self.lease)
+            except StoreUnavailable:
+                raise  # the store, not a full subnet: the next one would wait out the timeout again
             except Unavailable:
                 if i == len(configs) - 1:
                     raise
@@ -368,7 +376,7 @@ class Cluster:
         await self.ipam.withdraw_endpoint(ep.network_id, ep.id)
         for cidr in (ep.ipv4, ep.ipv6):
             if cidr:
-                await self.ipam.release_address(ep.network_id, cidr.split("/")[0])
+                await self.ipam.release_address(ep.network_id, cidr.split("/")[0], ep.id)
 
     async def republish_local(self) -> None:
         """This host's endpoints and addresses under its current lease (after a new lease,
@@ -377,10 +385,13 @@ class Cluster:
             net = self.ctl.networks.get(ep.network_id)
             if net is None or net.scope != "global":
                 continue
-            for cidr in (ep.ipv4, ep.ipv6):
-                if cidr:
-                    key = f"{self.prefix}addresses/{ep.network_id}/{cidr.split('/')[0]}"
-                    await self.kv.put(key, ep.id.encode(), lease=self.lease)
+            lost = [cidr for cidr in (ep.ipv4, ep.ipv6) if cidr and not await self.ipam.reclaim_address(
+                ep.network_id, cidr.split("/")[0], ep.id, self.lease)]
+            if lost:  # the other endpoint keeps it: publishing ours would steal its peers' entries
+                log.error("endpoint %s on network %s: address %s is another endpoint's now (it came free while "
+                          "this host's lease was gone); not published: reconnect the container",
+                          ep.name, net.name, ", ".join(lost))
+                continue
             await self.publish_endpoint(ep)
 
 

@@ -25,7 +25,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 
 from shoal.errors import Conflict, Forbidden, NotFound, Unavailable
-from shoal.store.kv import KV, Compare, Op
+from shoal.store.kv import KV, Compare, KeyValue, Op
 
 GLOBAL_POOL = ipaddress.ip_network("10.0.0.0/8")
 GLOBAL_SIZE = 24
@@ -185,8 +185,39 @@ class GlobalIpam:
                 raise Forbidden("Address already in use")
         raise Unavailable("could not claim an address in the cluster store: too many concurrent changes; try again")
 
-    async def release_address(self, network_id: str, address: str) -> None:
-        await self.kv.delete(f"{self.prefix}addresses/{network_id}/{address}")
+    async def release_address(self, network_id: str, address: str, owner: str = "") -> None:
+        """With `owner`, only while that endpoint still holds the address: a late release
+        (a leftover, or a withdraw retried) must not free a claim another endpoint made
+        since."""
+        key = f"{self.prefix}addresses/{network_id}/{address}"
+        if not owner:
+            await self.kv.delete(key)
+            return
+        held = await self.kv.get(key)
+        if held is not None and held.value == owner.encode():
+            await self.kv.txn([Compare.at(key, held.mod_revision)], [Op.delete(key)])
+
+    async def reclaim_address(self, network_id: str, address: str, owner: str, lease: int) -> bool:
+        """An address this host's endpoint holds, put under the host's current lease; False
+        when another endpoint holds it now (it came free while this host's lease was gone):
+        a plain put would take it from that endpoint and two would share it."""
+        key = f"{self.prefix}addresses/{network_id}/{address}"
+        for _ in range(RETRIES):
+            held = await self.kv.get(key)
+            if held is not None and held.value != owner.encode():
+                return False
+            if held is not None and held.lease == lease:
+                return True  # already (also: our write, answered ambiguously and retried)
+            result = await self.kv.txn([_generation_is(key, held.mod_revision if held else 0)],
+                                       [Op.put(key, owner.encode(), lease=lease)])
+            if result.succeeded:
+                return True
+        raise Unavailable("could not claim an address in the cluster store: too many concurrent changes; try again")
+
+    async def held_on(self, lease: int) -> list[KeyValue]:
+        """Every address claim on `lease` (a host's own claims)."""
+        items, _ = await self.kv.list(f"{self.prefix}addresses/")
+        return [kv for kv in items if kv.lease == lease]
 
 
 def _hosts(net: ipaddress._BaseNetwork) -> Iterator[ipaddress._BaseAddress]:

@@ -77,14 +77,24 @@ class OverlayDriver(BridgeDriver):
         if unknown:
             raise InvalidParameter(f"unknown overlay driver options: {', '.join(unknown)} "
                                    f"(known: {', '.join(sorted(KNOWN))})")
-        base = parse_int(spec.options, OPT_MTU, self.underlay_mtu, 1, 65535)
-        floor = MIN_MTU_V6 if spec.enable_ipv6 else MIN_MTU_V4
-        if base - VXLAN_OVERHEAD < floor:
-            raise InvalidParameter(
-                f"invalid {OPT_MTU} {base}: containers would get {base - VXLAN_OVERHEAD}, below the "
-                f"{'IPv6 ' if spec.enable_ipv6 else ''}minimum {floor} (give at least {floor + VXLAN_OVERHEAD})"
-            )
+        self._check_mtu(spec)
         parse_bool(spec.options, OPT_ICC, True)
+
+    def _check_mtu(self, spec: NetworkSpec) -> None:
+        """The containers get the lower of the option and the underlay's MTU, less VXLAN's
+        overhead (`overlay_plan`), so that is what must reach the floor: an option above a
+        small underlay's MTU does not lift it."""
+        base = parse_int(spec.options, OPT_MTU, self.underlay_mtu, 1, 65535)
+        mtu = min(base, self.underlay_mtu) - VXLAN_OVERHEAD
+        floor = MIN_MTU_V6 if spec.enable_ipv6 else MIN_MTU_V4
+        if mtu >= floor:
+            return
+        family = "IPv6 " if spec.enable_ipv6 else ""
+        if base <= self.underlay_mtu and OPT_MTU in spec.options:
+            raise InvalidParameter(f"invalid {OPT_MTU} {base}: containers would get {mtu}, below the {family}"
+                                   f"minimum {floor} (give at least {floor + VXLAN_OVERHEAD})")
+        raise InvalidParameter(f"the underlay's MTU {self.underlay_mtu} is too small for an {family}overlay: "
+                               f"containers would get {mtu}, below the {family}minimum {floor}")
 
     def options(self, network: Network) -> BridgeOptions:
         plan = overlay_plan(network, self.underlay_mtu)
