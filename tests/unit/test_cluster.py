@@ -541,3 +541,21 @@ def test_an_unreachable_store_is_not_taken_for_a_full_subnet():
                 await a.ctl.connect("two", sid, name="c1")
             assert exc.value.status == 503 and len(calls) == 1
     run(go())
+
+
+
+def test_a_given_vxlan_id_is_used_and_unique():
+    """Docker's com.docker.network.driver.overlay.vxlanid_list: honoured, unique cluster-wide."""
+    from shoal.errors import Conflict
+
+    async def go():
+        async with cluster_world(2) as w:
+            a, b = w.hosts
+            net = await a.ctl.create_network(overlay("given", options={OPT_VNI: "4242"}))
+            assert net.options[OPT_VNI] == "4242"
+            assert a.kernel.vxlans[f"vx-{net.id[:12]}"]["vni"] == 4242
+            with pytest.raises(Conflict, match="4242"):
+                await b.ctl.create_network(overlay("again", options={OPT_VNI: "4242"}))
+            with pytest.raises(InvalidParameter):
+                await b.ctl.create_network(overlay("bad", options={OPT_VNI: "x"}))
+    run(go())

@@ -25,13 +25,12 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shoal.controller.globalipam import GlobalIpam
-from shoal.drivers.overlay import OPT_VNI
+from shoal.drivers.overlay import OPT_VNI, overlay_plan_vni
 from shoal.errors import Forbidden, ShoalError, Unavailable
-from shoal.model import Endpoint, IPAMConfig, Network, NetworkSpec
+from shoal.model import Endpoint, IPAMConfig, Network, NetworkSpec, Peer
 from shoal.store.kv import KV, Compacted, LeaseExpired, StoreUnavailable, WatchEvent
 
 if TYPE_CHECKING:
@@ -41,27 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("shoal.cluster")
 KIND_CACHE = "cluster-network"
 KIND_META = "meta"
-
-
-@dataclass(frozen=True)
-class Peer:
-    """A remote endpoint as this host programs it."""
-
-    network_id: str
-    endpoint_id: str
-    host: str
-    vtep: str
-    mac: str
-    ipv4: str = ""
-    ipv6: str = ""
-    name: str = ""
-    aliases: tuple[str, ...] = ()
-    sandbox_id: str = ""
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Peer:
-        data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**{**data, "aliases": tuple(data.get("aliases", ()))})
 
 
 class Cluster:
@@ -209,9 +187,9 @@ class Cluster:
         if net is None:
             return
         if old is not None and (old.mac, old.vtep) != (peer.mac, peer.vtep):
-            await self._driver(net).remove_peer(net, (old.ipv4, old.ipv6), old.mac, old.vtep)
+            await self._driver(net).peer_removed(net, old)
         self.peers[key] = peer
-        await self._driver(net).add_peer(net, (peer.ipv4, peer.ipv6), peer.mac, peer.vtep)
+        await self._driver(net).peer_added(net, peer)
         if self.records is not None:
             from shoal.dns import DnsEntry
 
@@ -225,7 +203,7 @@ class Cluster:
             return
         net = self.ctl.networks.get(peer.network_id)
         if net is not None:
-            await self._driver(net).remove_peer(net, (peer.ipv4, peer.ipv6), peer.mac, peer.vtep)
+            await self._driver(net).peer_removed(net, peer)
             if self.records is not None:
                 self.records.remove(net.id, peer.sandbox_id or peer.endpoint_id)
 
@@ -233,27 +211,14 @@ class Cluster:
         return self.ctl.driver(net.driver)
 
     async def reconcile_kernel(self) -> None:
-        """FDB and neighbour entries of every global network: exactly the peers, nothing else."""
+        """Each global network's driver makes its kernel state exactly the peers, nothing else
+        (the periodic check that events alone are not trusted with)."""
         for net in [n for n in self.ctl.networks.values() if n.scope == "global"]:
-            driver = self._driver(net)
-            dev = driver.vxlan_name(net)
             peers = [p for p in self.peers.values() if p.network_id == net.id]
-            want_fdb = {(p.mac, p.vtep) for p in peers}
-            want_neigh = {(ip.split("/")[0], p.mac) for p in peers for ip in (p.ipv4, p.ipv6) if ip}
             try:
-                have_fdb = set(await self.ctl.kernel.fdb_entries(dev))
-                have_neigh = set(await self.ctl.kernel.neigh_entries(dev))
+                await self._driver(net).reconcile_peers(net, peers)
             except ShoalError as exc:
-                log.warning("network %s: cannot read its VXLAN tables: %s", net.name, exc)
-                continue
-            for mac, dst in have_fdb - want_fdb:
-                await self.ctl.kernel.fdb_delete(dev, mac, dst)
-            for ip, _ in have_neigh - want_neigh:
-                await self.ctl.kernel.neigh_delete(dev, ip)
-            for mac, dst in want_fdb - have_fdb:
-                await self.ctl.kernel.fdb_replace(dev, mac, dst)
-            for ip, mac in want_neigh - have_neigh:
-                await self.ctl.kernel.neigh_replace(dev, ip, mac)
+                log.warning("network %s: cannot reconcile its peers: %s", net.name, exc)
 
     # -- events --------------------------------------------------------------------------
     async def _watch(self, revision: int) -> None:
@@ -319,7 +284,8 @@ class Cluster:
             return json.dumps(net.to_dict()).encode()
 
         network_id = secrets.token_hex(32)
-        await self.ipam.claim_network(network_id, spec.name, wanted, avoid, record)
+        await self.ipam.claim_network(network_id, spec.name, wanted, avoid, record,
+                                      vni_wanted=overlay_plan_vni(spec.options))
         net = made[0]
         with self.ctl.store.transaction() as tx:
             tx.put(KIND_CACHE, net.id, net.to_dict())

@@ -63,13 +63,14 @@ class GlobalIpam:
 
     async def claim_network(self, network_id: str, name: str, wanted: list[tuple[str, bool]],
                             avoid: list[ipaddress._BaseNetwork],
-                            record: Callable[[int, list[str]], bytes]) -> tuple[list[str], int]:
-        """Claim the name, the subnets (`wanted`: (subnet or "", v6)) and a VNI, and write
-        the network record, all in one transaction; returns (subnets, vni)."""
+                            record: Callable[[int, list[str]], bytes], vni_wanted: int = 0) -> tuple[list[str], int]:
+        """Claim the name, the subnets (`wanted`: (subnet or "", v6)) and a VNI (the one the
+        user gave, or the lowest free), and write the network record, all in one
+        transaction; returns (subnets, vni)."""
         for _ in range(RETRIES):
             gen, claimed = await self._generation()
             subnets = self._pick(wanted, claimed, avoid)
-            vni = await self._free_vni()
+            vni = await self._free_vni(vni_wanted)
             compares = [Compare.absent(f"{self.prefix}names/{name}"), Compare.absent(f"{self.prefix}vni/{vni}"),
                         Compare.absent(f"{self.prefix}networks/{network_id}"),
                         _generation_is(f"{self.prefix}ipam/generation", gen)]
@@ -108,9 +109,14 @@ class GlobalIpam:
             others.append(net)
         return out
 
-    async def _free_vni(self) -> int:
+    async def _free_vni(self, wanted: int = 0) -> int:
         items, _ = await self.kv.list(f"{self.prefix}vni/")
         used = {int(kv.key.rsplit("/", 1)[-1]) for kv in items}
+        if wanted:
+            if wanted in used:
+                raise Conflict(f"VXLAN id {wanted} is in use by another network: choose another or leave "
+                               "com.docker.network.driver.overlay.vxlanid_list out")
+            return wanted
         return next(v for v in range(VNI_FIRST, VNI_LAST) if v not in used)
 
     async def release_network(self, network_id: str, name: str, subnets: list[str], vni: int) -> bool:

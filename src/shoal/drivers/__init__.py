@@ -1,6 +1,8 @@
 """Network drivers: libnetwork's verbs behind one small protocol.
 
-- NetworkDriver, Capabilities (drivers.base): the protocol and what a driver needs.
+- NetworkDriver, Capabilities (drivers.base): the protocol and what a driver needs;
+  GlobalDriver adds the verbs a global-scope driver gets from the cluster (peers).
+- OverlayDriver (drivers.overlay): VXLAN across hosts (a bridge plus a VXLAN device).
 - BridgeDriver, BridgeOptions (drivers.bridge): a Linux bridge per network.
 - HostDriver (drivers.host), NullDriver (drivers.null): the `host` and `none` networks.
 - options (drivers.options): typed parsing of Docker's string-valued options.
@@ -8,10 +10,10 @@
 Drivers get typed inputs and the kernel facade; they never see the store or the API.
 """
 
-from shoal.drivers.base import Capabilities, NetworkDriver
+from shoal.drivers.base import Capabilities, GlobalDriver, NetworkDriver
 from shoal.drivers.bridge import BridgeDriver
 from shoal.drivers.l2 import BridgeOptions
 from shoal.drivers.host import HostDriver
 from shoal.drivers.null import NullDriver
 
-__all__ = ["BridgeDriver", "BridgeOptions", "Capabilities", "HostDriver", "NetworkDriver", "NullDriver"]
+__all__ = ["BridgeDriver", "BridgeOptions", "Capabilities", "GlobalDriver", "HostDriver", "NetworkDriver", "NullDriver"]

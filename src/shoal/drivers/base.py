@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from shoal.model import Endpoint, Network, NetworkSpec
+from shoal.model import Endpoint, Network, NetworkSpec, Peer
 
 if TYPE_CHECKING:
     from shoal.drivers.l2 import BridgeOptions
@@ -50,3 +50,17 @@ class NetworkDriver(Protocol):
 
     async def leave(self, network: Network, ep: Endpoint) -> None:
         """Remove the endpoint's kernel objects; idempotent."""
+
+
+class GlobalDriver(NetworkDriver, Protocol):
+    """A driver with `capabilities.scope == "global"`: its networks span hosts, and the
+    cluster tells it about the endpoints that live on other hosts."""
+
+    async def peer_added(self, network: Network, peer: Peer) -> None:
+        """Make `peer` reachable from this host's endpoints; replace semantics."""
+
+    async def peer_removed(self, network: Network, peer: Peer) -> None:
+        """Forget `peer`; idempotent."""
+
+    async def reconcile_peers(self, network: Network, peers: list[Peer]) -> None:
+        """Make the kernel hold exactly `peers` for `network` (run periodically)."""

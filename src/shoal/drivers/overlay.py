@@ -11,8 +11,9 @@ host's VTEP). So a container's ARP for its gateway is answered by its own host, 
 egress and published ports go through its own host like a bridge network's (Docker
 needs a second network, docker_gwbridge, for that).
 
-Remote endpoints arrive from the cluster store (`controller.cluster`); this driver only
-turns them into kernel entries.
+Remote endpoints arrive from the cluster store (`controller.cluster`) as `Peer`s through
+the global-scope verbs `peer_added`, `peer_removed` and `reconcile_peers`; this driver
+only turns them into kernel entries, and the cluster never knows how.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from shoal.drivers.l2 import OPT_ICC, BridgeOptions
 from shoal.drivers.options import parse_bool, parse_int
 from shoal.errors import Forbidden, InvalidParameter
 from shoal.kernel import Kernel
-from shoal.model import Network, NetworkSpec
+from shoal.model import Network, NetworkSpec, Peer
 
 OPT_MTU = "com.docker.network.driver.mtu"
 OPT_VNI = "com.docker.network.driver.overlay.vxlanid_list"
@@ -41,6 +42,18 @@ class OverlayPlan:
 
     vni: int
     mtu: int  # the containers' (and the bridge's) MTU: the base less the VXLAN overhead
+
+
+def overlay_plan_vni(options: dict[str, str]) -> int:
+    """The VXLAN id a user asked for (Docker's option, first id of the list), or 0."""
+    raw = options.get(OPT_VNI, "")
+    try:
+        vni = int(raw.split(",")[0]) if raw else 0
+    except ValueError:
+        raise InvalidParameter(f"invalid {OPT_VNI} {raw!r}: expected a VXLAN id from 1 to 16777215") from None
+    if raw and not 1 <= vni < 1 << 24:
+        raise InvalidParameter(f"invalid {OPT_VNI} {raw!r}: expected a VXLAN id from 1 to 16777215")
+    return vni
 
 
 def overlay_plan(network: Network, underlay_mtu: int) -> OverlayPlan:
@@ -79,6 +92,7 @@ class OverlayDriver(BridgeDriver):
                                    f"(known: {', '.join(sorted(KNOWN))})")
         self._check_mtu(spec)
         parse_bool(spec.options, OPT_ICC, True)
+        overlay_plan_vni(spec.options)
 
     def _check_mtu(self, spec: NetworkSpec) -> None:
         """The containers get the lower of the option and the underlay's MTU, less VXLAN's
@@ -132,18 +146,33 @@ class OverlayDriver(BridgeDriver):
         await super().delete_network(network)
 
     # -- peers (remote endpoints) --------------------------------------------------------
-    async def add_peer(self, network: Network, ips: tuple[str, ...], mac: str, vtep: str) -> None:
-        """A remote endpoint: ARP/ND answered locally from the neighbour table, frames to its
-        MAC sent to its host. Replace semantics: an address that moved hosts is updated."""
+    async def peer_added(self, network: Network, peer: Peer) -> None:
+        """ARP/ND for it answered locally from the neighbour table, frames to its MAC sent
+        to its host. Replace semantics: an address that moved hosts is updated."""
         dev = self.vxlan_name(network)
-        await self._kernel.fdb_replace(dev, mac, vtep)
-        for ip in ips:
-            if ip:
-                await self._kernel.neigh_replace(dev, ip.split("/")[0], mac)
+        await self._kernel.fdb_replace(dev, peer.mac, peer.vtep)
+        for ip in peer.ips:
+            await self._kernel.neigh_replace(dev, ip, peer.mac)
 
-    async def remove_peer(self, network: Network, ips: tuple[str, ...], mac: str, vtep: str) -> None:
+    async def peer_removed(self, network: Network, peer: Peer) -> None:
         dev = self.vxlan_name(network)
-        for ip in ips:
-            if ip:
-                await self._kernel.neigh_delete(dev, ip.split("/")[0])
-        await self._kernel.fdb_delete(dev, mac, vtep)
+        for ip in peer.ips:
+            await self._kernel.neigh_delete(dev, ip)
+        await self._kernel.fdb_delete(dev, peer.mac, peer.vtep)
+
+    async def reconcile_peers(self, network: Network, peers: list[Peer]) -> None:
+        """The device's FDB and neighbour tables become exactly `peers`: stale entries go
+        (the anchors' most reported overlay bug), missing ones come back."""
+        dev = self.vxlan_name(network)
+        want_fdb = {(p.mac, p.vtep) for p in peers}
+        want_neigh = {(ip, p.mac) for p in peers for ip in p.ips}
+        have_fdb = set(await self._kernel.fdb_entries(dev))
+        have_neigh = set(await self._kernel.neigh_entries(dev))
+        for mac, dst in have_fdb - want_fdb:
+            await self._kernel.fdb_delete(dev, mac, dst)
+        for ip, _ in have_neigh - want_neigh:
+            await self._kernel.neigh_delete(dev, ip)
+        for mac, dst in want_fdb - have_fdb:
+            await self._kernel.fdb_replace(dev, mac, dst)
+        for ip, mac in want_neigh - have_neigh:
+            await self._kernel.neigh_replace(dev, ip, mac)
