@@ -95,7 +95,7 @@ class Cluster:
                 await self.kv.keepalive(old)
                 return old
         lease = await self.kv.grant(self.ttl)
-        with self.ctl.store.transaction() as tx:
+        async with self.ctl.store.transaction() as tx:
             tx.put(KIND_META, "cluster", {"lease": lease, "advertise": self.advertise})
         return lease
 
@@ -113,7 +113,7 @@ class Cluster:
 
     async def _rejoin(self) -> None:
         self.lease = await self.kv.grant(self.ttl)
-        with self.ctl.store.transaction() as tx:
+        async with self.ctl.store.transaction() as tx:
             tx.put(KIND_META, "cluster", {"lease": self.lease, "advertise": self.advertise})
         host = {"advertise": self.advertise, "vtep": self.vtep, "engine": self.ctl.engine_id}
         await self.kv.put(f"{self.prefix}hosts/{self.advertise}", json.dumps(host).encode(), lease=self.lease)
@@ -165,7 +165,7 @@ class Cluster:
     async def network_seen(self, net: Network) -> None:
         if net.id not in self.ctl.networks:
             await self.ctl.materialize_network(net)
-        with self.ctl.store.transaction() as tx:
+        async with self.ctl.store.transaction() as tx:
             tx.put(KIND_CACHE, net.id, net.to_dict())
 
     async def network_gone(self, network_id: str) -> None:
@@ -174,7 +174,7 @@ class Cluster:
         net = self.ctl.networks.get(network_id)
         if net is not None:
             await self.ctl.dematerialize_network(net)
-        with self.ctl.store.transaction() as tx:
+        async with self.ctl.store.transaction() as tx:
             tx.delete(KIND_CACHE, network_id)
 
     async def _peer_seen(self, key: str, peer: Peer) -> None:
@@ -287,7 +287,7 @@ class Cluster:
         await self.ipam.claim_network(network_id, spec.name, wanted, avoid, record,
                                       vni_wanted=overlay_plan_vni(spec.options))
         net = made[0]
-        with self.ctl.store.transaction() as tx:
+        async with self.ctl.store.transaction() as tx:
             tx.put(KIND_CACHE, net.id, net.to_dict())
         return net
 
@@ -298,7 +298,7 @@ class Cluster:
             eps, _ = await self.kv.list(f"{self.prefix}endpoints/{network.id}/")
             names = ", ".join(sorted(json.loads(kv.value).get("name", "?") for kv in eps)) or "a host joining it"
             raise Forbidden(f"error while removing network: network {network.name} has active endpoints ({names})")
-        with self.ctl.store.transaction() as tx:
+        async with self.ctl.store.transaction() as tx:
             tx.delete(KIND_CACHE, network.id)
 
     def _need_joined(self) -> None:

@@ -227,7 +227,7 @@ class Containers:
         )
         await self.runtime.create(spec, rec.image_id)
         undo.push("runtime", lambda: self.runtime.delete(rec.id))
-        with self.ctl.store.transaction() as tx:
+        async with self.ctl.store.transaction() as tx:
             tx.put(KIND_CONTAINER, rec.id, rec.to_dict())
 
     # -- start / stop ------------------------------------------------------------------
@@ -246,7 +246,7 @@ class Containers:
                 self._write_etc(rec, eps, embedded)
                 bindings = await self.publisher.publish(rec, eps, undo)
                 if bindings:  # most containers publish nothing: no store write for them
-                    self._save(dataclasses.replace(self.records[rec.id], ports=bindings))
+                    await self._save(dataclasses.replace(self.records[rec.id], ports=bindings))
                     undo.push("ports record",
                               lambda: self._save(dataclasses.replace(self.records[rec.id], ports=())))
                 await self.runtime.start(rec.id)
@@ -271,7 +271,7 @@ class Containers:
         rec = self.records.get(cid)
         if rec is not None and rec.ports:
             await self.publisher.unpublish(rec)
-            self._save(dataclasses.replace(rec, ports=()))
+            await self._save(dataclasses.replace(rec, ports=()))
         elif rec is not None:
             self.publisher.ports.release(cid)
         await self._dns_leave(cid)
@@ -434,7 +434,7 @@ class Containers:
             await self._release(rec.id)
             await self.ctl.delete_sandbox(rec.id)
             shutil.rmtree(self.etc_root / rec.id, ignore_errors=True)
-            with self.ctl.store.transaction() as tx:
+            async with self.ctl.store.transaction() as tx:
                 tx.delete(KIND_CONTAINER, rec.id)
             self.records.pop(rec.id, None)
         live.removed.set()
@@ -471,7 +471,7 @@ class Containers:
             if rec.id not in known:
                 log.warning("container %s has no runtime state; removing its record", rec.id[:12])
                 await self.ctl.delete_sandbox(rec.id)
-                with self.ctl.store.transaction() as tx:
+                async with self.ctl.store.transaction() as tx:
                     tx.delete(KIND_CONTAINER, rec.id)
                 continue
             self.records[rec.id] = rec
@@ -547,7 +547,7 @@ class Containers:
                 except BaseException:
                     await self.ctl.disconnect(net.id, rec.id, force=True)
                     raise
-            self._save(dataclasses.replace(rec, networks=rec.networks + (wanted,)))
+            await self._save(dataclasses.replace(rec, networks=rec.networks + (wanted,)))
 
     async def disconnect(self, ref: str, network_ref: str, force: bool = False) -> None:
         net = self.ctl.find_network(network_ref)
@@ -569,7 +569,7 @@ class Containers:
                 await self.ctl.disconnect(net.id, rec.id, force=True)
                 if self.dns is not None and rec.id in self.dns.sandboxes:
                     await self._dns_serve(rec)  # what is left may all be internal
-            self._save(dataclasses.replace(rec, networks=tuple(r for r in rec.networks if r.network != net.name)))
+            await self._save(dataclasses.replace(rec, networks=tuple(r for r in rec.networks if r.network != net.name)))
 
     async def _disconnect_gone(self, ref: str, net) -> None:  # noqa: ANN001 - model Network
         """`disconnect -f` for a container that no longer exists: drop its stale endpoint."""
@@ -578,7 +578,7 @@ class Containers:
                 self.dns_records.remove(net.id, ep.sandbox_id)
                 await self.ctl.disconnect(net.id, ep.sandbox_id, force=True)
 
-    def _save(self, rec: Container) -> None:
-        with self.ctl.store.transaction() as tx:
+    async def _save(self, rec: Container) -> None:
+        async with self.ctl.store.transaction() as tx:
             tx.put(KIND_CONTAINER, rec.id, rec.to_dict())
         self.records[rec.id] = rec

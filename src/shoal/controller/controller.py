@@ -147,7 +147,7 @@ class Controller(EndpointOps):
                 await driver.create_network(network, self.alias("net", network.id))
                 undo.push("delete network objects", lambda: driver.delete_network(network))
                 await self._firewall_add(network, undo)
-                with self.store.transaction() as tx:
+                async with self.store.transaction() as tx:
                     tx.put(KIND_NETWORK, network.id, network.to_dict())
             except BaseException:
                 await undo.run()
@@ -275,7 +275,7 @@ class Controller(EndpointOps):
             if network.scope == "global" and self.cluster is not None:
                 await self.cluster.delete_network(network)  # refused while any host has endpoints
             else:
-                with self.store.transaction() as tx:
+                async with self.store.transaction() as tx:
                     tx.delete(KIND_NETWORK, network.id)
                 for cfg in network.ipam_configs:
                     self.ipam.release_pool(cfg.subnet)

@@ -78,7 +78,7 @@ class EndpointOps:
                 await self.kernel.create_netns(path)  # with lo up
             try:
                 sb = Sandbox(sandbox_id, path)
-                with self.store.transaction() as tx:
+                async with self.store.transaction() as tx:
                     tx.put(KIND_SANDBOX, sb.id, sb.to_dict())
             except BaseException:
                 if path:
@@ -102,7 +102,7 @@ class EndpointOps:
             await self.disconnect(ep.network_id, sandbox_id, force=True)
         async with self.lock:
             sb = self.sandboxes.pop(sandbox_id, None)
-            with self.store.transaction() as tx:
+            async with self.store.transaction() as tx:
                 tx.delete(KIND_SANDBOX, sandbox_id)
             if sb is not None and sb.path:
                 await self.kernel.delete_netns(sb.path)
@@ -141,7 +141,7 @@ class EndpointOps:
                     ep = await driver.join(network, ep, sb.path, self.alias("ep", ep.id), gateway)
                     undo.push("leave", lambda: driver.leave(network, ep))
                     await self._firewall_endpoint(network, ep, undo)
-                with self.store.transaction() as tx:
+                async with self.store.transaction() as tx:
                     tx.put(KIND_ENDPOINT, ep.id, ep.to_dict())
                 if network.scope == "global" and self.cluster is not None:
                     undo.push("store", lambda: self._forget_endpoint(ep.id))
@@ -186,8 +186,8 @@ class EndpointOps:
         undo.push(f"release {addr}", lambda: cluster.release_address(network, addr))
         return addr
 
-    def _forget_endpoint(self: Controller, endpoint_id: str) -> None:
-        with self.store.transaction() as tx:
+    async def _forget_endpoint(self: Controller, endpoint_id: str) -> None:
+        async with self.store.transaction() as tx:
             tx.delete(KIND_ENDPOINT, endpoint_id)
 
     def _endpoint_address(self: Controller, network: Network, wanted: str, v6: bool, undo: Undo) -> str:
@@ -227,7 +227,7 @@ class EndpointOps:
 
     async def _remove_endpoint(self: Controller, ep: Endpoint) -> None:
         network = self.networks.get(ep.network_id)
-        with self.store.transaction() as tx:
+        async with self.store.transaction() as tx:
             tx.delete(KIND_ENDPOINT, ep.id)
         self.endpoints.pop(ep.id, None)
         if network is None:

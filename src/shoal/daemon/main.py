@@ -64,8 +64,7 @@ def engine_id(store: SqliteStore) -> str:
     meta = store.get("meta", "engine")
     if meta is None:
         meta = {"id": os.urandom(32).hex()}
-        with store.transaction() as tx:
-            tx.put("meta", "engine", meta)
+        store.write_now("meta", "engine", meta)
     return meta["id"]
 
 

@@ -1,8 +1,8 @@
-"""The store protocol shared by the sqlite, memory and (later) etcd backends."""
+"""The local store protocol (sqlite, memory); the cluster store is `store.kv`."""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 
@@ -19,6 +19,11 @@ class Store(Protocol):
 
     def list(self, kind: str) -> list[dict[str, Any]]: ...
 
-    def transaction(self) -> AbstractContextManager[Transaction]: ...
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """`async with store.transaction() as tx:` the block's writes land together (and
+        durably) when it ends, or not at all if it raises."""
+
+    def write_now(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        """One write from synchronous start-up code (before the loop serves anything)."""
 
     def close(self) -> None: ...

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from shoal.errors import ShoalError
@@ -34,8 +34,8 @@ class MemoryStore:
     def list(self, kind: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(v) for (k, _), v in sorted(self.data.items()) if k == kind]
 
-    @contextmanager
-    def transaction(self) -> Iterator[_Tx]:
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Tx]:
         tx = _Tx()
         yield tx
         if self.fail_next:
@@ -47,6 +47,9 @@ class MemoryStore:
                 self.data[(kind, key)] = value
             else:
                 self.data.pop((kind, key), None)
+
+    def write_now(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        self.data[(kind, key)] = json.loads(json.dumps(value))
 
     def close(self) -> None:
         pass

@@ -1,17 +1,21 @@
 """The embedded store: one sqlite file, WAL, synchronous=FULL.
 
 FULL makes a commit durable before shoald answers the client ("persisted before it is
-acknowledged"); measured cost on these machines is well under a millisecond with WAL.
-One connection, used only from the event-loop thread: sqlite calls are short and the
-controller serialises writers anyway.
+acknowledged"). Its fsync must not stall the event loop (measured here: 0.13 ms median,
+2.4 ms at p99, 3 ms worst), so writes run on one thread of their own with a connection of
+their own, in submission order: a transaction collects its puts and deletes and commits
+them all when its `async with` block ends. Reads stay on the loop's thread with a second
+connection; WAL gives every read the last committed state and never waits for a writer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,28 +31,37 @@ CREATE TABLE IF NOT EXISTS objects (
 """
 
 
+Op = tuple[str, str, str, str | None]  # ("put" | "delete", kind, key, JSON text or None)
+
+
 class _Tx:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
+    """Collects the writes of one transaction; they are applied together at its end."""
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
 
     def put(self, kind: str, key: str, value: dict[str, Any]) -> None:
-        self._conn.execute(
-            "INSERT OR REPLACE INTO objects(kind, key, value) VALUES (?, ?, ?)",
-            (kind, key, json.dumps(value, sort_keys=True)),
-        )
+        self.ops.append(("put", kind, key, json.dumps(value, sort_keys=True)))
 
     def delete(self, kind: str, key: str) -> None:
-        self._conn.execute("DELETE FROM objects WHERE kind = ? AND key = ?", (kind, key))
+        self.ops.append(("delete", kind, key, None))
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=5, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
 
 
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = sqlite3.connect(str(path), timeout=5, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn = _connect(path)  # reads, on the loop's thread
         self._conn.execute(SCHEMA)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoal-store")
+        self._wconn: sqlite3.Connection | None = None  # writes, on the writer thread only
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None:
         row = self._conn.execute(
@@ -62,21 +75,47 @@ class SqliteStore:
         ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
-    @contextmanager
-    def transaction(self) -> Iterator[_Tx]:
+    def _apply(self, conn: sqlite3.Connection, ops: list[Op]) -> None:
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise ShoalError(f"store: cannot begin a transaction on {self.path}: {exc}") from exc
         try:
-            yield _Tx(self._conn)
-            self._conn.execute("COMMIT")
+            for op, kind, key, value in ops:
+                if op == "put":
+                    conn.execute("INSERT OR REPLACE INTO objects(kind, key, value) VALUES (?, ?, ?)",
+                                 (kind, key, value))
+                else:
+                    conn.execute("DELETE FROM objects WHERE kind = ? AND key = ?", (kind, key))
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             raise ShoalError(f"store: write to {self.path} failed: {exc}") from exc
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+
+    def _write(self, ops: list[Op]) -> None:
+        if self._wconn is None:
+            self._wconn = _connect(self.path)
+        self._apply(self._wconn, ops)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Tx]:
+        """Nothing is written if the block raises; otherwise every write of the block is
+        committed (fsync included) before the block's `async with` returns."""
+        tx = _Tx()
+        yield tx
+        if tx.ops:
+            await asyncio.get_running_loop().run_in_executor(self._writer, self._write, tx.ops)
+
+    def write_now(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        """One put from synchronous start-up code, before the event loop serves anything."""
+        self._apply(self._conn, [("put", kind, key, json.dumps(value, sort_keys=True))])
 
     def close(self) -> None:
+        def close_writer() -> None:
+            if self._wconn is not None:
+                self._wconn.close()
+                self._wconn = None
+
+        self._writer.submit(close_writer).result()
+        self._writer.shutdown(wait=True)
         self._conn.close()
