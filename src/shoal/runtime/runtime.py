@@ -299,13 +299,14 @@ class Runtime:
                 pid, conmon_pid = await monitor.launch(launch)
                 if live.hub is not None and not live.hub.connected.is_set():
                     live.hub.connect()  # clients attached before start see every byte
-                await self._runc("start", cid)
+                started = time.time()  # before: a short process may exit (and its exit file be
+                await self._runc("start", cid)  # written) before runc start returns
             except BaseException:
                 await self._runc("delete", "--force", cid, check=False)
                 if live.hub is not None:
                     live.hub.close()  # attached clients learn that the start failed
                 raise
-            rec.started_at, rec.pid, rec.conmon_pid, rec.last_exit = time.time(), pid, conmon_pid, None
+            rec.started_at, rec.pid, rec.conmon_pid, rec.last_exit = started, pid, conmon_pid, None
             self._save(cid)
             self._ensure_watcher(cid)
             return pid
