@@ -183,7 +183,12 @@ def _conv_run(case: CaseRun, side: Side, hosts: list, vxlan: str, prober: Prober
     if watch:
         watcher = EntryWatch(f"/run/netns/{a.host.name}", vxlan, ip)
         watcher.start()
-    cid = b.run_at(NET, ip)
+    try:
+        cid = b.run_at(NET, ip)
+    except BaseException:
+        if watcher is not None:
+            watcher.stop.set()
+        raise
     t0 = time.monotonic()
     try:
         if watcher is None:
@@ -198,6 +203,8 @@ def _conv_run(case: CaseRun, side: Side, hosts: list, vxlan: str, prober: Prober
                 raise RuntimeError(f"no neighbour entry for {ip} on {a.name}: {watcher.error or 'timeout'}")
             case.add(side, "entry.overlay", (watcher.seen - t0) * 1e3)
     finally:
+        if watcher is not None:
+            watcher.stop.set()
         b.rm_id(cid)
 
 
@@ -210,7 +217,7 @@ def _convergence(case: CaseRun, side: Side, cluster, ends: Ends, cfg: Config) ->
     try:
         for i in range(cfg.runs):
             for k, watch in enumerate((False, True)):
-                ip = str(subnet.network_address + 64 + (2 * i + k) % 180)  # fresh: A never saw it
+                ip = str(subnet.network_address + 64 + (2 * i + k) % 180)  # fresh (for 90 runs): A never saw it
                 subprocess.run(in_ns(ends.client_ns, ["ip", "neigh", "flush", "dev", "eth0"]),
                                check=False, capture_output=True)
                 _conv_run(case, side, cluster.hosts, vxlan, prober, ip, watch)
