@@ -46,11 +46,16 @@ def per_container(series: dict[str, list[float]], path: Path) -> None:
     plt.close(fig)
 
 
+PATHS = [("tp.c2c", "container -> container"), ("tp.port", "host -> published port (127.0.0.1)"),
+         ("tp.hostip", "host -> published port (host address)"),
+         ("tp.ext", "outside -> published port (host address)"),
+         ("tp.overlay", "overlay: container -> container\nacross hosts (raw: VXLAN by hand)")]
+THROUGHPUT_KEYS = [k for k, _ in PATHS]
+
+
 def throughput(results: dict[str, dict[str, Cell]], peers: list[str], path: Path) -> None:
     """Median bars with p10-p90 whiskers per path; a peer without the path says n/a."""
-    paths = [("tp.c2c", "container -> container"), ("tp.port", "host -> published port (127.0.0.1)"),
-             ("tp.hostip", "host -> published port (host address)"),
-             ("tp.ext", "outside -> published port (host address)")]
+    paths = [(k, label) for k, label in PATHS if any(k in results.get(p, {}) for p in peers)]
     fig, ax = plt.subplots(figsize=(10, 5))
     width = 0.8 / max(1, len(peers))
     for j, peer in enumerate(peers):

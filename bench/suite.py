@@ -23,11 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import plots  # noqa: E402
 import report  # noqa: E402
-from cases import Config, attach, container, many, network, traffic  # noqa: E402
+from cases import Config, attach, container, many, network, overlay, traffic  # noqa: E402
 from common import REPO, busybox_tar, machine, say  # noqa: E402
 from peers import PEER_NAMES, Peer, make_peer  # noqa: E402
 
-CASES = {"network": network, "container": container, "attach": attach, "many": many, "traffic": traffic}
+CASES = {"network": network, "container": container, "attach": attach, "many": many, "traffic": traffic,
+         "overlay": overlay}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -97,22 +98,23 @@ def measure(args: argparse.Namespace, workdir: str, peers: list[Peer]) -> dict:
         say(f"== {name}")
         case = CASES[name].run(live, cfg)
         rows += case.rows
-        for peer, cells in case.cells.items():
-            results[peer].update(cells)
+        for peer, cells in case.cells.items():  # overlay fills shoal and raw whatever --peers says
+            results.setdefault(peer, {}).update(cells)
         for peer, extra in case.extra.items():
             if "series" in extra:
                 series[peer] = extra["series"]
             if "rounds" in extra:
                 rounds.setdefault(peer, {}).update(extra["rounds"])
     for name, na in failed.items():
-        results[name] = {r.key: na for r in rows}
+        results[name] = {r.key: na for r in rows} | results.get(name, {})
+    columns = [p for p in PEER_NAMES if p in args.peers or results.get(p)]
     return {"rows": rows, "results": results, "series": series, "rounds": rounds, "peers": described,
-            "config": cfg}
+            "config": cfg, "columns": columns}
 
 
 def _paired(m: dict) -> str:
     rows = [r for r in m["rows"] if r.key.startswith("tp.")]
-    table = report.paired_markdown(rows, m["rounds"], list(m["peers"]))
+    table = report.paired_markdown(rows, m["rounds"], m["columns"])
     if not table:
         return ""
     return ("Throughput paired by round: shoal's median in a round over the other peer's in the same\n"
@@ -125,7 +127,7 @@ def write(args: argparse.Namespace, m: dict, host: dict, wall_s: float) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = Path(args.out) / stamp
     out.mkdir(parents=True, exist_ok=True)
-    table = report.markdown_table(m["rows"], m["results"], args.peers)
+    table = report.markdown_table(m["rows"], m["results"], m["columns"])
     config = {"mode": "quick" if args.quick else "full", "runs": args.runs, "count": args.count,
               "iperf3": f"{args.rounds} x {args.seconds} s", "wall time": f"{wall_s:.0f} s",
               "load average at the end": " ".join(f"{x:.2f}" for x in os.getloadavg())}
@@ -133,8 +135,8 @@ def write(args: argparse.Namespace, m: dict, host: dict, wall_s: float) -> Path:
     if m["series"]:
         plots.per_container(m["series"], out / "per-container.png")
         pics.append("![time per container](per-container.png)")
-    if any(k in c for c in m["results"].values() for k in ("tp.c2c", "tp.port", "tp.hostip", "tp.ext")):
-        plots.throughput(m["results"], args.peers, out / "throughput.png")
+    if any(k in c for c in m["results"].values() for k in plots.THROUGHPUT_KEYS):
+        plots.throughput(m["results"], m["columns"], out / "throughput.png")
         pics.append("![throughput per path](throughput.png)")
     text = (f"# shoal bench {stamp} ({config['mode']})\n\n"
             "Each cell: median (p90); for Gbit/s rows the tail is p10. `shoal/X`: shoal's median over X's,\n"
