@@ -8,18 +8,16 @@ A's underlay port sees every frame between the hosts.
 
 import asyncio
 import json
-import os
-import select
 import socket
 import struct
 import subprocess
-import time
 from dataclasses import dataclass
 
 import pytest
 
 from shoal.kernel import Kernel, KernelError, Netlink
 from shoal.kernel.sandbox import entered
+from tests import netutil
 from tests.conftest import delete_netns, is_root, new_netns
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="needs root (network namespaces)")
@@ -46,36 +44,9 @@ def busybox_ping(netns: str, dst: str, *extra: str) -> subprocess.CompletedProce
     return subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
 
 
-def icmp_checksum(data: bytes) -> int:
-    data += b"\0" * (len(data) % 2)
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total >> 16) + (total & 0xFFFF)
-    return ~total & 0xFFFF
-
-
 def df_ping(netns: str, dst: str, size: int) -> str:
-    """One echo of `size` data bytes with DF set ("ok", "EMSGSIZE" or "timeout"):
-    busybox ping has no `-M do`, and without DF the kernel fragments instead of failing."""
-    with entered(f"/run/netns/{netns}"):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-    with sock:
-        sock.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER = IP_PMTUDISC_DO
-        ident, payload = os.getpid() & 0xFFFF, bytes(size)
-        checksum = icmp_checksum(struct.pack("!BBHHH", 8, 0, 0, ident, 1) + payload)
-        try:
-            sock.sendto(struct.pack("!BBHHH", 8, 0, checksum, ident, 1) + payload, (dst, 0))
-        except OSError as exc:
-            return "EMSGSIZE" if exc.errno == 90 else str(exc)
-        deadline = time.monotonic() + 3
-        while (left := deadline - time.monotonic()) > 0:
-            if not select.select([sock], [], [], left)[0]:
-                break
-            data = sock.recv(65535)
-            icmp = data[(data[0] & 0xF) * 4:]
-            if icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
-                return "ok"
-        return "timeout"
+    """One DF echo of `size` data bytes from the named namespace (tests.netutil)."""
+    return netutil.df_ping(f"/run/netns/{netns}", dst, size)
 
 
 @dataclass

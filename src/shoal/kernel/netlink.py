@@ -63,16 +63,20 @@ class Netlink(VxlanOps):
             return ifindex(name)
 
     def link(self, name: str) -> LinkInfo | None:
+        msg = self._link_msg(name)
+        return self._info(msg) if msg is not None else None
+
+    def _link_msg(self, name: str):  # noqa: ANN202 - pyroute2 message
+        """The link's whole netlink message (vxlan settings live in it), or None if gone."""
         index = self._index(name)
         if index is None:
             return None
         try:
-            msg = self._ipr.link("get", index=index)[0]
+            return self._ipr.link("get", index=index)[0]
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return None
             raise fail(f"cannot read link {name}", exc) from exc
-        return self._info(msg)
 
     def links(self) -> list[LinkInfo]:
         """Every link, with one address dump for all of them (not one per link)."""

@@ -126,15 +126,9 @@ class VxlanOps:
     def _existing_vxlan(self, name: str, alias: str, *, vni: int, local: str, port: int,
                         mac: str) -> LinkInfo | None:
         """The device to repair in place, or None once there is none (deleted if it drifted)."""
-        index = self._index(name)
-        if index is None:
+        msg = self._link_msg(name)
+        if msg is None:
             return None
-        try:
-            msg = self._ipr.link("get", index=index)[0]
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                return None
-            raise fail(f"cannot read link {name}", exc) from exc
         info = self._info(msg)
         if info.kind != "vxlan":
             raise KernelError(f"a {info.kind or 'non-vxlan'} link named {name} exists: rename or remove it")
