@@ -559,3 +559,29 @@ def test_a_given_vxlan_id_is_used_and_unique():
             with pytest.raises(InvalidParameter):
                 await b.ctl.create_network(overlay("bad", options={OPT_VNI: "x"}))
     run(go())
+
+
+def test_global_drivers_hear_hosts_join_and_leave():
+    """libnetwork's DiscoverNew / DiscoverDelete, from the hosts' lease-bound keys."""
+    async def go():
+        async with cluster_world(3) as w:
+            a, b, c = w.hosts
+            heard = []
+            driver = b.ctl.drivers["overlay"]
+
+            async def new(host):
+                heard.append(("new", host["advertise"]))
+
+            async def gone(host):
+                heard.append(("delete", host["advertise"]))
+
+            driver.discover_new, driver.discover_delete = new, gone
+            await b.cluster.resync_all()  # nothing new: b already knew a and c
+            assert heard == []
+            await c.stop()
+            await w.pass_time(16, alive=[a, b])
+            await eventually(lambda: ("delete", c.advertise) in heard, what="b hears that c left")
+            await c.restart()
+            await eventually(lambda: ("new", c.advertise) in heard, what="b hears that c joined again")
+            assert all(adv != b.advertise for _, adv in heard)  # never itself
+    run(go())

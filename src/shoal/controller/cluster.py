@@ -56,6 +56,7 @@ class Cluster:
         self.ipam = GlobalIpam(kv, prefix)
         self.lease = 0
         self.joined = False  # start() finished: host key, mirror and watch in place
+        self.known_hosts: dict[str, dict[str, Any]] = {}  # advertise -> host record, self included
         self.peers: dict[str, Peer] = {}  # endpoints/<nid>/<eid> key -> peer
         self._tasks: list[asyncio.Task] = []
 
@@ -134,6 +135,8 @@ class Cluster:
             await self.network_gone(net.id)
         for net in wanted.values():
             await self.network_seen(net)
+        hosts, _ = await self.kv.list(f"{self.prefix}hosts/")
+        await self._hosts_changed({kv.key.rsplit("/", 1)[-1]: json.loads(kv.value) for kv in hosts})
         eps, rev2 = await self.kv.list(f"{self.prefix}endpoints/")
         seen = {kv.key: Peer.from_json(json.loads(kv.value)) for kv in eps}
         for key in [k for k in self.peers if k not in seen]:
@@ -254,6 +257,27 @@ class Cluster:
                 await self._peer_seen(event.kv.key, Peer.from_json(json.loads(event.kv.value)))
             else:
                 await self._peer_gone(event.kv.key)
+        elif kind == "hosts":
+            hosts = dict(self.known_hosts)
+            advertise = rest.split("/", 1)[1]
+            if event.kind == "put":
+                hosts[advertise] = json.loads(event.kv.value)
+            else:
+                hosts.pop(advertise, None)
+            await self._hosts_changed(hosts)
+
+    async def _hosts_changed(self, hosts: dict[str, dict[str, Any]]) -> None:
+        """libnetwork's DiscoverNew / DiscoverDelete: every global-scope driver hears of hosts
+        that joined or left (a routed driver re-renders its BGP peers from them)."""
+        joined = [h for a, h in hosts.items() if a not in self.known_hosts and a != self.advertise]
+        left = [h for a, h in self.known_hosts.items() if a not in hosts and a != self.advertise]
+        self.known_hosts = hosts
+        drivers = {n: d for n, d in self.ctl.drivers.items() if d.capabilities.scope == "global"}
+        for driver in drivers.values():
+            for host in joined:
+                await driver.discover_new(host)
+            for host in left:
+                await driver.discover_delete(host)
 
     async def _periodic(self) -> None:
         while True:

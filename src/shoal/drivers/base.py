@@ -64,3 +64,9 @@ class GlobalDriver(NetworkDriver, Protocol):
 
     async def reconcile_peers(self, network: Network, peers: list[Peer]) -> None:
         """Make the kernel hold exactly `peers` for `network` (run periodically)."""
+
+    async def discover_new(self, host: dict[str, str]) -> None:
+        """A host joined the cluster (`advertise`, `vtep`): libnetwork's DiscoverNew."""
+
+    async def discover_delete(self, host: dict[str, str]) -> None:
+        """A host left (its lease expired or it was removed): libnetwork's DiscoverDelete."""

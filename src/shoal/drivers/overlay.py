@@ -176,3 +176,11 @@ class OverlayDriver(BridgeDriver):
             await self._kernel.fdb_replace(dev, mac, dst)
         for ip, mac in want_neigh - have_neigh:
             await self._kernel.neigh_replace(dev, ip, mac)
+
+    async def discover_new(self, host: dict[str, str]) -> None:
+        """Nothing to do: peers are programmed per endpoint, and a host without endpoints
+        needs no entry (flannel's per-host routes are the other design, see docs)."""
+
+    async def discover_delete(self, host: dict[str, str]) -> None:
+        """Nothing to do: the host's endpoint keys expire with its lease, and their delete
+        events remove its peers."""
