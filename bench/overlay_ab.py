@@ -26,8 +26,9 @@ from cases.overlay import _raw_ends, _shoal_ends
 from cases.traffic import IPERF, RR, iperf, tcp_rr
 from overlaylab import Cluster, RawVxlan
 
-VARIANTS = {"shoal": [], "no bridge table": ["bridge"], "no inet table": ["inet"],
+VARIANTS = {"shoal": [], "VXLAN tracked": ["chains"], "no bridge table": ["bridge"], "no inet table": ["inet"],
             "no tables": ["bridge", "inet"], "raw": []}
+GUARDS = ("guard", "guard_out")  # "chains": the raw-priority chains emptied, so VXLAN goes through conntrack
 
 
 def nft(ns: str, *args: str, text: str | None = None) -> str:
@@ -44,7 +45,11 @@ def one(ends, hosts: list[str], variant: str, seconds: int) -> tuple[float, floa
     try:
         for h in hosts:
             for family in VARIANTS[variant]:
-                nft(h, "delete", "table", family, "shoal")
+                if family == "chains":
+                    for chain in GUARDS:
+                        nft(h, "flush", "chain", "inet", "shoal", chain)
+                else:
+                    nft(h, "delete", "table", family, "shoal")
         tp = statistics.median(iperf(e.client_ns, e.server_ip, IPERF, seconds))
         rr = statistics.median(tcp_rr(e.client_ns, e.server_ip, RR, 200))
     finally:
