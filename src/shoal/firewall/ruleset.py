@@ -3,9 +3,7 @@
 Both tables are called `shoal` and live in the daemon's host namespace:
 
   inet shoal
-    guard        prerouting, raw     a container may not reach the host's 127.0.0.0/8;
-                                     VXLAN (UDP 4789) untracked
-    guard_out    output, raw         VXLAN the host sends, untracked
+    guard        prerouting, raw     a container may not reach the host's 127.0.0.0/8
     prerouting   nat, dstnat         to a local address: jump publish
     output       nat, -100           the host's own connections to a local address: jump publish
     publish      (jumped to)         DNAT through dnat4_host, dnat4, dnat6_host, dnat6
@@ -49,22 +47,11 @@ def _rule(text: str, comment: str = "") -> str:
     return f'{text} comment "{comment}"' if comment else text
 
 
-VXLAN_NOTRACK = _rule("udp dport 4789 notrack", "overlay VXLAN: stateless, keep it out of conntrack")
-
-
 def guard_chain() -> Chain:
-    """route_localnet=1 on a bridge would let a container reach the host's loopback services.
-    VXLAN between hosts is stateless: the NAT chains would otherwise make conntrack track
-    every encapsulated packet (measured: most of the 6-8% the overlay lost to a raw pair)."""
+    """route_localnet=1 on a bridge would let a container reach the host's loopback services."""
     return Chain("guard", "type filter hook prerouting priority raw; policy accept", (
         _rule("iifname @bridges ip daddr 127.0.0.0/8 drop", "no container to the host's loopback"),
-        VXLAN_NOTRACK,
     ))
-
-
-def guard_out_chain() -> Chain:
-    """The encapsulated packets this host sends."""
-    return Chain("guard_out", "type filter hook output priority raw; policy accept", (VXLAN_NOTRACK,))
 
 
 def prerouting_chain() -> Chain:
@@ -130,7 +117,7 @@ def bridge_forward_chain() -> Chain:
 
 
 TABLES: dict[str, tuple[Chain, ...]] = {
-    INET: (guard_chain(), guard_out_chain(), prerouting_chain(), output_chain(), publish_chain(), forward_chain(),
+    INET: (guard_chain(), prerouting_chain(), output_chain(), publish_chain(), forward_chain(),
            postrouting_chain()),
     BRIDGE: (bridge_forward_chain(),),
 }
