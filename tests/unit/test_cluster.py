@@ -56,6 +56,11 @@ def expected_tables(host, net, others):
 
 
 def tables_are(host, net, others) -> bool:
+    """A host with an endpoint on the network holds exactly the others' peers; a host
+    without one has not built its side, so holds nothing (and has no VXLAN device)."""
+    if net.id not in host.ctl.built:
+        return (host.fdb(net.id), host.neighbours(net.id)) == ({}, {}) and \
+            f"vx-{net.id[:12]}" not in host.kernel.vxlans
     return (host.fdb(net.id), host.neighbours(net.id)) == expected_tables(host, net, others)
 
 
@@ -74,6 +79,8 @@ def test_network_created_on_one_host_appears_on_every_host():
                 mirrored = h.ctl.networks[net.id]
                 assert mirrored.to_dict() == net.to_dict()
                 assert h.ctl.find_network("ov1") is mirrored
+                assert f"ov-{net.id[:12]}" not in h.kernel.links_by_name  # built at the first endpoint
+                await h.run("ov1", f"c-{h.name}")
                 bridge = h.kernel.links_by_name[f"ov-{net.id[:12]}"]
                 assert bridge.addresses == ("10.0.0.1/24",) and bridge.mtu == 1450
                 vx = h.kernel.vxlans[f"vx-{net.id[:12]}"]
@@ -199,11 +206,13 @@ def test_disconnect_removes_the_peer_everywhere_and_frees_the_address():
             net = await network_everywhere(w)
             ea = await a.run("ov1", "c1")
             eb = await b.run("ov1", "c2")
+            await c.run("ov1", "c0")  # so that c has built its side too
+            ec = next(e for e in c.ctl.endpoints.values() if e.name == "c0")
             for h in (b, c):
                 await eventually(lambda h=h: ea.mac in h.fdb(net.id), what=f"c1's peer on {h.name}")
             await a.ctl.disconnect("ov1", ea.sandbox_id)
             for h in w.hosts:
-                await eventually(lambda h=h: tables_are(h, net, [(b, eb)]), what=f"c1 gone from {h.name}")
+                await eventually(lambda h=h: tables_are(h, net, [(b, eb), (c, ec)]), what=f"c1 gone from {h.name}")
                 assert all(p.endpoint_id != ea.id for p in h.cluster.peers.values())
             assert await w.kv.get(f"{PREFIX}addresses/{net.id}/10.0.0.2") is None
             again = await c.run("ov1", "c3")
@@ -217,7 +226,8 @@ def test_delete_is_refused_while_another_host_has_an_endpoint_then_works_from_an
             a, b, c = w.hosts
             net = await network_everywhere(w)
             ea = await a.run("ov1", "c1")
-            await eventually(lambda: ea.mac in b.fdb(net.id), what="c1's peer on b")
+            await eventually(lambda: any(p.endpoint_id == ea.id for p in b.cluster.peers.values()),
+                             what="c1 known on b")
             before = await w.listing()
             links = dict(b.kernel.links_by_name)
             with pytest.raises(Forbidden, match="has active endpoints \\(c1\\)") as exc:
@@ -311,6 +321,7 @@ def test_a_watch_behind_compaction_relists_and_converges(no_background_errors):
         async with cluster_world(3) as w:
             a, b, c = w.hosts
             net = await network_everywhere(w)
+            await c.run("ov1", "c0")  # c builds its side, so its kernel tables are checked too
             ea, eb = await a.run("ov1", "c1"), await b.run("ov1", "c2")
             await eventually(lambda: tables_are(c, net, [(a, ea), (b, eb)]), what="peers on c")
             c.kv.watch_cut = True  # c's watch connection is lost; it retries from its last revision
@@ -553,6 +564,7 @@ def test_a_given_vxlan_id_is_used_and_unique():
             a, b = w.hosts
             net = await a.ctl.create_network(overlay("given", options={OPT_VNI: "4242"}))
             assert net.options[OPT_VNI] == "4242"
+            await a.run("given", "c1")
             assert a.kernel.vxlans[f"vx-{net.id[:12]}"]["vni"] == 4242
             with pytest.raises(Conflict, match="4242"):
                 await b.ctl.create_network(overlay("again", options={OPT_VNI: "4242"}))

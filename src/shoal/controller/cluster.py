@@ -166,8 +166,7 @@ class Cluster:
                     await self.ipam.release_address(network_id, address, owner)
 
     async def network_seen(self, net: Network) -> None:
-        if net.id not in self.ctl.networks:
-            await self.ctl.materialize_network(net)
+        self.ctl.mirror_network(net)
         async with self.ctl.store.transaction() as tx:
             tx.put(KIND_CACHE, net.id, net.to_dict())
 
@@ -189,10 +188,12 @@ class Cluster:
         net = self.ctl.networks.get(peer.network_id)
         if net is None:
             return
-        if old is not None and (old.mac, old.vtep) != (peer.mac, peer.vtep):
+        built = net.id in self.ctl.built  # a host without endpoints on it has no device to program
+        if built and old is not None and (old.mac, old.vtep) != (peer.mac, peer.vtep):
             await self._driver(net).peer_removed(net, old)
         self.peers[key] = peer
-        await self._driver(net).peer_added(net, peer)
+        if built:
+            await self._driver(net).peer_added(net, peer)
         if self.records is not None:
             from shoal.dns import DnsEntry
 
@@ -206,7 +207,8 @@ class Cluster:
             return
         net = self.ctl.networks.get(peer.network_id)
         if net is not None:
-            await self._driver(net).peer_removed(net, peer)
+            if net.id in self.ctl.built:
+                await self._driver(net).peer_removed(net, peer)
             if self.records is not None:
                 self.records.remove(net.id, peer.sandbox_id or peer.endpoint_id)
 
@@ -216,12 +218,17 @@ class Cluster:
     async def reconcile_kernel(self) -> None:
         """Each global network's driver makes its kernel state exactly the peers, nothing else
         (the periodic check that events alone are not trusted with)."""
-        for net in [n for n in self.ctl.networks.values() if n.scope == "global"]:
-            peers = [p for p in self.peers.values() if p.network_id == net.id]
-            try:
-                await self._driver(net).reconcile_peers(net, peers)
-            except ShoalError as exc:
-                log.warning("network %s: cannot reconcile its peers: %s", net.name, exc)
+        for net in [n for n in self.ctl.networks.values() if n.scope == "global" and n.id in self.ctl.built]:
+            await self.network_built(net)
+
+    async def network_built(self, net: Network) -> None:
+        """Program every peer known so far into a network's side that was just built (and
+        on every resync: exactly the peers, nothing else)."""
+        peers = [p for p in self.peers.values() if p.network_id == net.id]
+        try:
+            await self._driver(net).reconcile_peers(net, peers)
+        except ShoalError as exc:
+            log.warning("network %s: cannot reconcile its peers: %s", net.name, exc)
 
     # -- events --------------------------------------------------------------------------
     async def _watch(self, revision: int) -> None:

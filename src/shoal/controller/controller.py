@@ -68,6 +68,7 @@ class Controller(EndpointOps):
         self._routes = Spans()
         self._routes_at: float | None = None
         self.cluster: Cluster | None = None  # set by the daemon when it joins a cluster store
+        self.built: set[str] = set()  # global networks whose side this host has built
 
     # -- ownership marks ---------------------------------------------------------------
     @property
@@ -156,24 +157,36 @@ class Controller(EndpointOps):
             return network
 
     async def _create_global(self, spec: NetworkSpec, driver: NetworkDriver) -> Network:
-        """Claimed in the cluster store first (name, subnets, VNI in one transaction), then
-        built here; every other host builds its side when the watch tells it."""
+        """Claimed in the cluster store (name, subnets, VNI in one transaction). No host
+        builds its side yet: each does at its first endpoint on the network (`build_global`),
+        so a create costs the cluster one watch event per host, whatever its size."""
         if self.cluster is None:
             driver.validate(spec)  # says what to start shoald with
             raise Forbidden("global networks need a cluster store")
         network = await self.cluster.create_network(spec, self._build, await self._host_routes())
-        try:
-            await self._materialize(network, create=True)
-        except BaseException:
-            await self.cluster.delete_network(network)
-            raise
+        self.networks[network.id] = network
         return network
 
-    async def materialize_network(self, network: Network) -> None:
-        """A global network made elsewhere: build this host's side (idempotent)."""
-        async with self.lock:
-            if network.id not in self.networks:
-                await self._materialize(network, create=False)
+    def mirror_network(self, network: Network) -> None:
+        """A global network made elsewhere: known here (listed, inspectable), not built."""
+        self.networks.setdefault(network.id, network)
+
+    async def build_global(self, network: Network) -> bool:
+        """This host's side of a global network (bridge, VXLAN device, firewall elements, the
+        peers known so far), made when its first local endpoint joins; idempotent. True when
+        it was made now (the caller's undo takes it down again). The caller holds the lock."""
+        if network.scope != "global" or network.id in self.built:
+            return False
+        await self._materialize(network, create=False)
+        self.built.add(network.id)
+        if self.cluster is not None:
+            await self.cluster.network_built(network)
+        return True
+
+    async def unbuild_global(self, network: Network) -> None:
+        if network.id in self.built and not self.endpoints_of(network.id):
+            self.built.discard(network.id)
+            await self._teardown(network)
 
     async def _materialize(self, network: Network, *, create: bool) -> None:
         driver = self.driver(network.driver)
@@ -191,9 +204,10 @@ class Controller(EndpointOps):
         self.networks[network.id] = network
 
     async def dematerialize_network(self, network: Network) -> None:
-        """A global network removed elsewhere: take this host's side down."""
+        """A global network removed elsewhere: take this host's side down, if it has one."""
         async with self.lock:
-            if self.networks.pop(network.id, None) is not None:
+            if self.networks.pop(network.id, None) is not None and network.id in self.built:
+                self.built.discard(network.id)
                 await self._teardown(network)
 
     async def _teardown(self, network: Network) -> None:
@@ -280,7 +294,9 @@ class Controller(EndpointOps):
                 for cfg in network.ipam_configs:
                     self.ipam.release_pool(cfg.subnet)
             del self.networks[network.id]
-            await self._teardown(network)
+            if network.scope != "global" or network.id in self.built:
+                self.built.discard(network.id)
+                await self._teardown(network)
             return network
 
     async def prune(self, keep: Callable[[Network], bool]) -> list[str]:

@@ -134,6 +134,8 @@ class EndpointOps:
             check_mac(mac)
             undo = Undo()
             try:
+                if await self.build_global(network):
+                    undo.push("this host's side of the network", lambda: self.unbuild_global(network))
                 ep = await self._new_endpoint(network, sb, present, name, ipv4, ipv6, mac, aliases, undo)
                 driver = self.driver(network.driver)
                 gateway = not any(e.ipv4 or e.ipv6 for e in present)

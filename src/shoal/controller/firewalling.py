@@ -21,6 +21,7 @@ class Topology(Protocol):
     networks: dict[str, Network]
     endpoints: dict[str, Endpoint]
     drivers: Mapping[str, NetworkDriver]
+    built: set[str]  # global networks with a side on this host (the others have no bridge)
 
 
 def network_config(ctl: Topology, net: Network) -> NetworkConfig | None:
@@ -48,7 +49,8 @@ def endpoint_config(ctl: Topology, net: Network, ep: Endpoint) -> EndpointConfig
 
 def state_of(ctl: Topology) -> State:
     """Networks and endpoints as the controller holds them (ports come from containers)."""
-    nets = [c for n in ctl.networks.values() if (c := network_config(ctl, n)) is not None]
+    here = [n for n in ctl.networks.values() if n.scope != "global" or n.id in ctl.built]
+    nets = [c for n in here if (c := network_config(ctl, n)) is not None]
     eps = []
     for ep in ctl.endpoints.values():
         net = ctl.networks.get(ep.network_id)

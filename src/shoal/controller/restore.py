@@ -47,9 +47,12 @@ async def restore(ctl: Controller, bridge_name: str = DEFAULT_BRIDGE, mtu: int =
         _reserve(ctl, network)
         ctl.networks[network.id] = network
     if ctl.cluster is not None:  # the global networks this host knew; the store may be down
+        used = {d.get("network_id") for d in ctl.store.list(KIND_ENDPOINT)}
         for network in ctl.cluster.load_cache():
             ctl.networks[network.id] = network
-            stored.append(network)
+            if network.id in used:  # built here before: repair it; the others stay unbuilt
+                ctl.built.add(network.id)
+                stored.append(network)
     for network in stored:
         try:
             await ctl.driver(network.driver).restore_network(network, ctl.alias("net", network.id))
