@@ -120,11 +120,6 @@ class Cluster:
         await self.kv.put(f"{self.prefix}hosts/{self.advertise}", json.dumps(host).encode(), lease=self.lease)
         await self.republish_local()
 
-    # -- hosts ---------------------------------------------------------------------------
-    async def hosts(self) -> list[dict[str, Any]]:
-        items, _ = await self.kv.list(f"{self.prefix}hosts/")
-        return [json.loads(kv.value) for kv in items]
-
     # -- the mirror ----------------------------------------------------------------------
     async def resync_all(self) -> int:
         """Make local networks and kernel peers match the store as it is now; returns the
@@ -295,7 +290,7 @@ class Cluster:
                 log.warning("cluster resync: %s", exc)
 
     # -- global networks -----------------------------------------------------------------
-    async def create_network(self, spec: NetworkSpec, build: Callable[..., Network], _routes: Any = None) -> Network:
+    async def create_network(self, spec: NetworkSpec, build: Callable[..., Network]) -> Network:
         """One transaction claims the name, the subnets and the VNI and writes the network."""
         self._need_joined()
         wanted = [(c.subnet, c.is_v6) for c in spec.ipam_configs if c.subnet]

@@ -163,7 +163,7 @@ class Controller(EndpointOps):
         if self.cluster is None:
             driver.validate(spec)  # says what to start shoald with
             raise Forbidden("global networks need a cluster store")
-        network = await self.cluster.create_network(spec, self._build, await self._host_routes())
+        network = await self.cluster.create_network(spec, self._build)
         self.networks[network.id] = network
         return network
 
@@ -177,7 +177,7 @@ class Controller(EndpointOps):
         it was made now (the caller's undo takes it down again). The caller holds the lock."""
         if network.scope != "global" or network.id in self.built:
             return False
-        await self._materialize(network, create=False)
+        await self._materialize(network)
         self.built.add(network.id)
         if self.cluster is not None:
             await self.cluster.network_built(network)
@@ -188,14 +188,13 @@ class Controller(EndpointOps):
             self.built.discard(network.id)
             await self._teardown(network)
 
-    async def _materialize(self, network: Network, *, create: bool) -> None:
+    async def _materialize(self, network: Network) -> None:
+        """restore_network, not create_network: the same ensure, and a host that built its
+        side before a restart finds its bridge there already."""
         driver = self.driver(network.driver)
         undo = Undo()
         try:
-            if create:
-                await driver.create_network(network, self.alias("net", network.id))
-            else:
-                await driver.restore_network(network, self.alias("net", network.id))
+            await driver.restore_network(network, self.alias("net", network.id))
             undo.push("delete network objects", lambda: driver.delete_network(network))
             await self._firewall_add(network, undo)
         except BaseException:

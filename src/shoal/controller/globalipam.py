@@ -142,23 +142,25 @@ class GlobalIpam:
         net_key = f"{self.prefix}networks/{network_id}"
         ep_key = f"{self.prefix}endpoints/{network_id}/{endpoint_id}"
         members_key = f"{self.prefix}members/{network_id}"
+        members = await self.kv.get(members_key)
+        members_rev, ep_rev = members.mod_revision if members else 0, 0  # a new endpoint: absent
         for _ in range(RETRIES):
-            members = await self.kv.get(members_key)
-            existing = await self.kv.get(ep_key)
             # every written key pinned: the store may retry this after a lost answer
             compares = [Compare(key=net_key, target="version", op=">", operand=0),
-                        _generation_is(members_key, members.mod_revision if members else 0),
-                        _generation_is(ep_key, existing.mod_revision if existing else 0)]
+                        _generation_is(members_key, members_rev), _generation_is(ep_key, ep_rev)]
             result = await self.kv.txn(compares, [Op.put(ep_key, record, lease=lease),
                                                   Op.put(members_key, endpoint_id.encode())],
-                                       [Op.get(net_key), Op.get(ep_key)])
+                                       [Op.get(net_key), Op.get(ep_key), Op.get(members_key)])
             if result.succeeded:
                 return
-            net_now, ep_now = result.responses if len(result.responses) == 2 else ((), ())
+            net_now, ep_now, members_now = result.responses if len(result.responses) == 3 else ((), (), ())
             if ep_now and ep_now[0].value == record:
                 return  # ours, answered ambiguously and retried
             if not net_now:
                 raise NotFound(f"network {network_id} not found: it was removed from the cluster")
+            # the failure branch read what changed: no second round trip before the retry
+            members_rev = members_now[0].mod_revision if members_now else 0
+            ep_rev = ep_now[0].mod_revision if ep_now else 0
         raise Unavailable("could not publish the endpoint in the cluster store: too many concurrent changes")
 
     async def withdraw_endpoint(self, network_id: str, endpoint_id: str) -> None:

@@ -90,7 +90,8 @@ def addr_request(family: int, ifindex: int, seq: int = 1) -> bytes:
     return _request(RTM_GETADDR, _IFADDRMSG.pack(family, 0, 0, 0, ifindex), seq)
 
 
-def _attrs(data: bytes, offset: int, end: int) -> dict[int, bytes]:
+def attrs(data: bytes, offset: int, end: int) -> dict[int, bytes]:
+    """The rtattrs between `offset` and `end`, by type (shared with kernel.rtdump)."""
     found = {}
     while offset + _RTA.size <= end:
         length, kind = _RTA.unpack_from(data, offset)
@@ -120,8 +121,8 @@ def parse_neighbour(data: bytes, offset: int, length: int, ifindex: int) -> Neig
     family, index, state, flags, _ = _NDMSG.unpack_from(data, offset + _NLMSG.size)
     if ifindex and index != ifindex:
         return None
-    attrs = _attrs(data, offset + _NLMSG.size + _NDMSG.size, offset + length)
-    return Neighbour(family, index, state, flags, _ip(attrs.get(NDA_DST)), _mac(attrs.get(NDA_LLADDR)))
+    found = attrs(data, offset + _NLMSG.size + _NDMSG.size, offset + length)
+    return Neighbour(family, index, state, flags, _ip(found.get(NDA_DST)), _mac(found.get(NDA_LLADDR)))
 
 
 def parse_address(data: bytes, offset: int, length: int, ifindex: int) -> Address | None:
@@ -130,8 +131,8 @@ def parse_address(data: bytes, offset: int, length: int, ifindex: int) -> Addres
     family, prefixlen, _, scope, index = _IFADDRMSG.unpack_from(data, offset + _NLMSG.size)
     if ifindex and index != ifindex:
         return None
-    attrs = _attrs(data, offset + _NLMSG.size + _IFADDRMSG.size, offset + length)
-    raw = attrs.get(IFA_LOCAL, attrs.get(IFA_ADDRESS))
+    found = attrs(data, offset + _NLMSG.size + _IFADDRMSG.size, offset + length)
+    raw = found.get(IFA_LOCAL, found.get(IFA_ADDRESS))
     return Address(family, index, prefixlen, scope, _ip(raw)) if raw else None
 
 

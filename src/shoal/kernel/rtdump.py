@@ -11,19 +11,19 @@ kernel layer stays on pyroute2.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 
+from shoal.kernel import nldump
+
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
-NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLMSG_DONE = 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 RTA_DST, RTA_TABLE = 1, 15
 MAIN_TABLE = 254
 SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 _NLMSG = struct.Struct("=IHHII")      # len, type, flags, seq, pid
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
-_RTA = struct.Struct("=HH")           # len, type
 
 
 def _request(family: int, seq: int) -> bytes:
@@ -31,21 +31,10 @@ def _request(family: int, seq: int) -> bytes:
     return _NLMSG.pack(_NLMSG.size + len(body), RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
 
 
-def _attrs(data: bytes, offset: int, end: int) -> dict[int, bytes]:
-    found = {}
-    while offset + _RTA.size <= end:
-        length, kind = _RTA.unpack_from(data, offset)
-        if length < _RTA.size:
-            break
-        found[kind] = data[offset + _RTA.size:offset + length]
-        offset += (length + 3) & ~3
-    return found
-
-
 def _route(data: bytes, offset: int, length: int) -> tuple[int, bytes, int] | None:
     """(family, address, prefix length) of one RTM_NEWROUTE in the main table, or None."""
     family, dst_len, _, _, table, *_ = _RTMSG.unpack_from(data, offset + _NLMSG.size)
-    attrs = _attrs(data, offset + _NLMSG.size + _RTMSG.size, offset + length)
+    attrs = nldump.attrs(data, offset + _NLMSG.size + _RTMSG.size, offset + length)
     if RTA_TABLE in attrs:
         table = struct.unpack("=I", attrs[RTA_TABLE][:4])[0]
     dst = attrs.get(RTA_DST)
@@ -59,19 +48,11 @@ def _dump(sock: socket.socket, family: int, seq: int) -> set[tuple[int, bytes, i
     out: set[tuple[int, bytes, int]] = set()
     while True:
         data = sock.recv(1 << 16)
-        offset = 0
-        while offset + _NLMSG.size <= len(data):
-            length, kind, _, _, _ = _NLMSG.unpack_from(data, offset)
+        for kind, offset, length in nldump.messages(data):  # raises OSError on a refusal
             if kind == NLMSG_DONE:
                 return out
-            if kind == NLMSG_ERROR:
-                code = -struct.unpack_from("=i", data, offset + _NLMSG.size)[0]
-                raise OSError(code, f"route dump: {os.strerror(code)}")
-            if kind == RTM_NEWROUTE:
-                dst = _route(data, offset, length)
-                if dst:
-                    out.add(dst)
-            offset += (length + 3) & ~3
+            if kind == RTM_NEWROUTE and (dst := _route(data, offset, length)):
+                out.add(dst)
 
 
 def main_routes() -> list[str]:

@@ -10,6 +10,7 @@ benchmarking range), inside the lab's own namespaces only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -223,22 +224,14 @@ def _kill(pid: int, needle: str) -> None:
         return
     if needle.encode() not in cmdline:
         return
-    with _suppress():
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     for _ in range(100):
         if not Path(f"/proc/{pid}").exists():
             return
         time.sleep(0.05)
-    with _suppress():
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return exc[0] is ProcessLookupError
 
 
 def down(name: str, base: Path = ROOT) -> None:

@@ -234,11 +234,11 @@ class Runtime:
         except ValueError:
             return ""
 
-    async def _clear_previous(self, cid: str) -> None:
+    async def _clear_previous(self, cid: str, *, keep_code: bool = True) -> None:
         """Remove every trace of an earlier run that is not running: runc's state, a conmon
         still waiting on it (gone before we return, so it cannot write an exit file into
-        the next run), its pid files; the previous exit code comes back if a restart was
-        cut short."""
+        the next run), its pid files; with `keep_code`, the previous exit code comes back
+        (a restart that was cut short)."""
         rec, paths = self._records[cid], self._paths(cid)
         await self._runc("delete", "--force", cid, check=False)
         for conmon_pid in {_read_pid(paths.conmon_pidfile), rec.conmon_pid} - {None, 0}:
@@ -250,7 +250,7 @@ class Runtime:
                     await monitor.wait_exit(conmon_pid)
         for stale in (paths.exit_file(cid), paths.pidfile, paths.conmon_pidfile):
             stale.unlink(missing_ok=True)
-        if rec.started_at is not None and rec.last_exit is not None:
+        if keep_code and rec.started_at is not None and rec.last_exit is not None:
             paths.exit_dir.mkdir(parents=True, exist_ok=True)
             paths.exit_file(cid).write_text(str(rec.last_exit))
 
@@ -289,8 +289,7 @@ class Runtime:
                 rec.last_exit = monitor.read_exit_code(paths.exit_file(cid))
                 self._save(cid)
             if rec.started_at is not None or (self.runc_root / cid).exists():
-                await self._clear_previous(cid)
-                paths.exit_file(cid).unlink(missing_ok=True)
+                await self._clear_previous(cid, keep_code=False)
             spec = rec.spec
             launch = Launch(cid=cid, uuid=cid, paths=paths, runc_root=self.runc_root, tty=spec.tty,
                             stdin=spec.open_stdin, leave_stdin_open=not spec.stdin_once,
