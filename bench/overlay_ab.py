@@ -6,7 +6,9 @@ Not part of `bench/run`. Builds the overlay case's cluster and hand-made VXLAN p
 (overlaylab), then measures container A -> container B (iperf3, TCP round trip) in
 interleaved rounds for: shoal as is; shoal with its `bridge shoal` table deleted on hosts A
 and B; with its `inet shoal` table deleted (and so no conntrack in those namespaces);
-with both deleted; and raw. A deleted table is put back from `nft list ruleset` after its
+with both deleted; with frames bridged within a network untracked (a rule added); with
+the outer VXLAN packets untracked; and raw (`--variants` picks; `--gro` turns GRO on the
+hosts' underlay veths, shoal's and raw's). A deleted table is put back from `nft list ruleset` after its
 variant, in the lab's own namespaces only. Prints per-variant medians and paired ratios.
 """
 
@@ -26,9 +28,32 @@ from cases.overlay import _raw_ends, _shoal_ends
 from cases.traffic import IPERF, RR, iperf, tcp_rr
 from overlaylab import Cluster, RawVxlan
 
-VARIANTS = {"shoal": [], "VXLAN tracked": ["chains"], "no bridge table": ["bridge"], "no inet table": ["inet"],
+VARIANTS = {"shoal": [], "bridged untracked": ["notrack"], "VXLAN untracked": ["vxlan"], "no bridge table": ["bridge"], "no inet table": ["inet"],
             "no tables": ["bridge", "inet"], "raw": []}
-GUARDS = ("guard", "guard_out")  # "chains": the raw-priority chains emptied, so VXLAN goes through conntrack
+# "notrack": the guard chain's notrack rules deleted, so frames bridged between containers go
+# through conntrack again (shoal before 2026-12-01)
+
+BRIDGED_NOTRACK = """add rule inet shoal guard iifname . ip daddr @subnets4 fib daddr type != local notrack
+"""
+VXLAN_NOTRACK = """add rule inet shoal guard udp dport 4789 notrack
+add chain inet shoal guard_out { type filter hook output priority raw; }
+add rule inet shoal guard_out udp dport 4789 notrack
+"""
+
+
+GRO_ON = """import sys
+from pyroute2.ethtool import Ethtool
+e = Ethtool()
+f = e.get_features(sys.argv[1])
+f.features["rx-gro"].enable = True
+e.set_features(sys.argv[1], f)
+"""
+
+
+def gro_on(ns: str, ifname: str = "eth0") -> None:
+    """GRO on a host's underlay veth, as a NIC has it: the receive path then sees merged
+    VXLAN packets instead of one per MTU, as on real hosts."""
+    subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", GRO_ON, ifname], check=True)
 
 
 def nft(ns: str, *args: str, text: str | None = None) -> str:
@@ -45,9 +70,10 @@ def one(ends, hosts: list[str], variant: str, seconds: int) -> tuple[float, floa
     try:
         for h in hosts:
             for family in VARIANTS[variant]:
-                if family == "chains":
-                    for chain in GUARDS:
-                        nft(h, "flush", "chain", "inet", "shoal", chain)
+                if family == "vxlan":
+                    nft(h, "-f", "-", text=VXLAN_NOTRACK)
+                elif family == "notrack":
+                    nft(h, "-f", "-", text=BRIDGED_NOTRACK)
                 else:
                     nft(h, "delete", "table", family, "shoal")
         tp = statistics.median(iperf(e.client_ns, e.server_ip, IPERF, seconds))
@@ -63,7 +89,7 @@ def one(ends, hosts: list[str], variant: str, seconds: int) -> tuple[float, floa
 def report(tp: dict[str, list[float]], rr: dict[str, list[float]]) -> None:
     print("| variant | Gbit/s median | over raw, paired median (min-max) | TCP RR us median |")
     print("|---|---:|---:|---:|")
-    for v in VARIANTS:
+    for v in tp:
         pairs = sorted(a / b for a, b in zip(tp[v], tp["raw"], strict=True))
         print(f"| {v} | {statistics.median(tp[v]):.2f} | {statistics.median(pairs):.2f}x "
               f"({pairs[0]:.2f}-{pairs[-1]:.2f}) | {statistics.median(rr[v]):.1f} |")
@@ -73,7 +99,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--gro", action="store_true", help="GRO on every host's underlay veth (shoal's and raw's)")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma list (raw is always run)")
     args = ap.parse_args()
+    chosen = [v for v in VARIANTS if v in args.variants.split(",") or v == "raw"]
     made: dict = {}
     ends: dict = {}
     try:
@@ -85,11 +114,14 @@ def main() -> int:
             e.serve()
         time.sleep(0.5)
         hosts = [h.host.name for h in made["cluster"].hosts[:2]]
+        if args.gro:
+            for ns in [*hosts, *made["raw"].host_names()]:
+                gro_on(ns)
         for e in ends.values():
             iperf(e.client_ns, e.server_ip, IPERF, 1)  # warm-up
-        tp: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        rr: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        names = list(VARIANTS)
+        tp: dict[str, list[float]] = {v: [] for v in chosen}
+        rr: dict[str, list[float]] = {v: [] for v in chosen}
+        names = chosen
         for r in range(args.rounds):
             for v in names[r % len(names):] + names[:r % len(names)]:
                 t, q = one(ends, hosts, v, args.seconds)

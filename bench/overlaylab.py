@@ -153,6 +153,10 @@ class RawVxlan:
                         "dst", f"{RAW_UNDERLAY}.{j + 1}", "self", "permanent"], check=True, capture_output=True)
         _batch(host.name, f"neigh replace {self.ip(j)} lladdr {self.mac(j)} dev vx0 nud permanent\n")
 
+    def host_names(self) -> list[str]:
+        """The VTEP namespaces (not the underlay, not the containers)."""
+        return [ns.name for ns in self.made if ns is not self.underlay and ns not in self.containers]
+
     def close(self) -> None:
         for ns in reversed(self.made):
             ns.close()
