@@ -646,3 +646,21 @@ def test_global_drivers_hear_hosts_join_and_leave():
             await eventually(lambda: ("new", c.advertise) in heard, what="b hears that c joined again")
             assert all(adv != b.advertise for _, adv in heard)  # never itself
     run(go())
+
+
+def test_an_ipv6_overlay_without_a_subnet_is_refused_with_what_to_give():
+    """The global space has no IPv6 default pool (Docker's global default is 10.0.0.0/8
+    only): the network must not come up without the family it asked for, and the IPv4
+    pool claimed before the refusal goes back."""
+    async def go():
+        async with cluster_world(1) as w:
+            (a,) = w.hosts
+            with pytest.raises(Forbidden, match="needs an explicit --subnet") as exc:
+                await a.ctl.create_network(overlay("v6", enable_ipv6=True))
+            assert exc.value.status == 403
+            assert [k for k, _, _ in await w.listing() if "/pools/" in k or "networks/" in k] == []
+            net = await a.ctl.create_network(overlay("v6", enable_ipv6=True, ipam_configs=(IPAMConfig("fd00:7::/64"),)))
+            assert [c.subnet for c in net.ipam_configs] == ["10.0.0.0/24", "fd00:7::/64"]
+            ep = await a.run("v6", "c1")
+            assert (ep.ipv4, ep.ipv6) == ("10.0.0.2/24", "fd00:7::2/64")
+    run(go())
