@@ -57,7 +57,8 @@ class NoAddressAvailable(Unavailable):
 
 
 class Ipam(Protocol):
-    capabilities: Capabilities
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     async def get_default_address_spaces(self) -> tuple[str, str]:
         """(local, global): the spaces local-scope and global-scope networks draw from."""
