@@ -533,7 +533,7 @@ def test_a_pool_left_by_a_create_cut_short_is_freed_by_its_host_at_the_next_resy
 def test_a_pool_left_by_a_delete_cut_short_is_freed_at_the_next_resync():
     async def go():
         async with cluster_world(2) as w:
-            a, b = w.hosts
+            a, _ = w.hosts
             net = await network_everywhere(w)
             a.kv.fail_after(3)  # the record and its claims go (get, list, txn), then the store does
             await a.ctl.delete_network("ov1")  # gone for the cluster; the pool's release is logged
