@@ -40,6 +40,12 @@ def no_background_errors(caplog):
     assert not errors, [r.getMessage() for r in errors]
 
 
+def address_key(net, ip: str) -> str:
+    """Where GlobalDefault keeps the claim of `ip` in the network's (first) subnet."""
+    subnet = net.ipam_configs[0].subnet.replace("/", "-")
+    return f"{PREFIX}ipam/GlobalDefault/addresses/{subnet}/{ip}"
+
+
 def overlay(name: str, **kw) -> NetworkSpec:
     return NetworkSpec(name=name, driver="overlay", **kw)
 
@@ -191,8 +197,9 @@ def test_twenty_concurrent_connects_across_three_hosts_get_distinct_addresses(se
             eps = await asyncio.gather(*(h.run("ov1", name) for h, name in jobs))
             addresses = [ep.ipv4 for ep in eps]
             assert len(set(addresses)) == 20 and "10.0.0.1/24" not in addresses
-            items, _ = await w.kv.list(f"{PREFIX}addresses/{net.id}/")
-            assert sorted(kv.key.rsplit("/", 1)[1] for kv in items) == sorted(a.split("/")[0] for a in addresses)
+            items, _ = await w.kv.list(address_key(net, ""))
+            claimed = sorted(kv.key.rsplit("/", 1)[1] for kv in items if kv.lease)  # the gateway's has none
+            assert claimed == sorted(a.split("/")[0] for a in addresses)
             placed = [(h, ep) for (h, _), ep in zip(jobs, eps)]
             for h in w.hosts:
                 await eventually(lambda h=h: tables_are(h, net, placed), what=f"19 or so peers on {h.name}")
@@ -214,7 +221,7 @@ def test_disconnect_removes_the_peer_everywhere_and_frees_the_address():
             for h in w.hosts:
                 await eventually(lambda h=h: tables_are(h, net, [(b, eb), (c, ec)]), what=f"c1 gone from {h.name}")
                 assert all(p.endpoint_id != ea.id for p in h.cluster.peers.values())
-            assert await w.kv.get(f"{PREFIX}addresses/{net.id}/10.0.0.2") is None
+            assert await w.kv.get(address_key(net, "10.0.0.2")) is None
             again = await c.run("ov1", "c3")
             assert again.ipv4 == ea.ipv4
     run(go())
@@ -243,7 +250,8 @@ def test_delete_is_refused_while_another_host_has_an_endpoint_then_works_from_an
                 assert not [n for n in h.kernel.links_by_name if n.endswith(net.id[:12])]
                 assert f"vx-{net.id[:12]}" not in h.kernel.vxlans
                 assert h.store.get(KIND_CACHE, net.id) is None
-            leftovers = [k for k, _, _ in await w.listing() if net.id in k or k.endswith("/ov1")]
+            subnet = net.ipam_configs[0].subnet.replace("/", "-")
+            leftovers = [k for k, _, _ in await w.listing() if net.id in k or k.endswith("/ov1") or subnet in k]
             assert leftovers == [], leftovers
             assert (await a.ctl.create_network(overlay("ov1"))).ipam_configs[0].subnet == "10.0.0.0/24"
     run(go())
@@ -265,7 +273,7 @@ def test_a_dead_hosts_peers_go_everywhere_and_its_addresses_come_free():
             for h in (b, c):
                 await eventually(lambda h=h: tables_are(h, net, [(b, eb), (c, ec)]), what=f"a's peers gone on {h.name}")
             assert await w.kv.get(f"{PREFIX}hosts/{a.advertise}") is None
-            assert await w.kv.get(f"{PREFIX}addresses/{net.id}/10.0.0.2") is None
+            assert await w.kv.get(address_key(net, "10.0.0.2")) is None
             assert (await b.run("ov1", "c4")).ipv4 == ea.ipv4
     run(go())
 
@@ -311,7 +319,7 @@ def test_a_host_restarted_after_its_lease_expired_publishes_its_endpoints_again(
             await a.start()
             assert a.cluster.lease != lease
             await eventually(lambda: tables_are(b, net, [(a, ea)]) and tables_are(a, net, [(b, eb)]), what="peers")
-            owner = await w.kv.get(f"{PREFIX}addresses/{net.id}/10.0.0.2")
+            owner = await w.kv.get(address_key(net, "10.0.0.2"))
             assert owner is not None and owner.lease == a.cluster.lease
     run(go())
 
@@ -371,7 +379,7 @@ def test_an_endpoint_the_host_no_longer_has_is_withdrawn_at_its_next_resync(no_b
             assert await w.kv.get(key) is not None and ea.mac in b.fdb(net.id)
             a.kv.down = False
             await eventually(lambda: w.kv._data.get(key) is None, what="a's leftover withdrawn")
-            assert await w.kv.get(f"{PREFIX}addresses/{net.id}/10.0.0.2") is None
+            assert await w.kv.get(address_key(net, "10.0.0.2")) is None
             await eventually(lambda: tables_are(b, net, []) and tables_are(a, net, [(b, eb)]), what="peers")
             assert (await b.run("ov1", "c3")).ipv4 == ea.ipv4
     run(go())
@@ -455,7 +463,7 @@ def test_an_address_left_by_a_withdraw_cut_short_is_freed_at_the_next_resync(no_
             a.kv.calls_left, a.kv.down = None, False
             assert await w.kv.get(f"{PREFIX}endpoints/{net.id}/{ea.id}") is None
             await a.cluster.resync_all()
-            assert await w.kv.get(f"{PREFIX}addresses/{net.id}/10.0.0.2") is None
+            assert await w.kv.get(address_key(net, "10.0.0.2")) is None
             assert (await b.run("ov1", "c2")).ipv4 == ea.ipv4
     run(go())
 
@@ -473,7 +481,7 @@ def test_an_address_left_by_a_connect_cut_short_is_freed_at_the_next_resync(no_b
             no_background_errors.clear()  # the rollback's release failed too, and said so
             a.kv.calls_left, a.kv.down = None, False
             await a.cluster.resync_all()
-            assert await w.kv.get(f"{PREFIX}addresses/{net.id}/10.0.0.2") is None
+            assert await w.kv.get(address_key(net, "10.0.0.2")) is None
             assert (await b.run("ov1", "c2")).ipv4 == "10.0.0.2/24"
     run(go())
 
@@ -489,12 +497,52 @@ def test_a_host_back_after_its_lease_expired_does_not_take_a_reused_address(no_b
             eb = await b.run("ov1", "c2")  # a's address, free since its lease went
             assert eb.ipv4 == ea.ipv4
             await a.start()  # a new lease; its endpoint is published again, but not over b's address
-            held = await w.kv.get(f"{PREFIX}addresses/{net.id}/10.0.0.2")
+            held = await w.kv.get(address_key(net, "10.0.0.2"))
             assert held.value == eb.id.encode()
             assert await w.kv.get(f"{PREFIX}endpoints/{net.id}/{ea.id}") is None
             await eventually(lambda: tables_are(c, net, [(b, eb)]), what="c keeps b's endpoint")
             assert any("10.0.0.2" in r.getMessage() for r in no_background_errors.records)
             no_background_errors.clear()
+    run(go())
+
+
+def test_a_pool_left_by_a_create_cut_short_is_freed_by_its_host_at_the_next_resync(no_background_errors):
+    """The subnet is claimed through IPAM before the name and VNI: a store lost in between
+    leaves a pool without a network, which only the host that claimed it may free (no
+    create of its own is half-way while it holds the lock; another host's might be)."""
+    async def go():
+        async with cluster_world(2) as w:
+            a, b = w.hosts
+            a.kv.fail_after(4)  # the pool (list, txn) and the gateway (list, txn), then the store goes
+            with pytest.raises(ShoalError) as exc:
+                await a.ctl.create_network(overlay("ov1"))
+            assert exc.value.status == 503
+            no_background_errors.clear()  # the rollback's release failed too, and said so
+            a.kv.calls_left, a.kv.down = None, False
+            pools, _ = await w.kv.list(f"{PREFIX}ipam/GlobalDefault/pools/")
+            assert [kv.key.rsplit("/", 1)[1] for kv in pools] == ["10.0.0.0-24"]
+            await b.cluster.resync_all()  # not b's: left alone
+            assert len((await w.kv.list(f"{PREFIX}ipam/GlobalDefault/pools/"))[0]) == 1
+            await a.cluster.resync_all()
+            left, _ = await w.kv.list(f"{PREFIX}ipam/GlobalDefault/")
+            assert [kv.key.rsplit("/", 1)[1] for kv in left] == ["pools.generation"]  # the gateway's went too
+            assert (await b.ctl.create_network(overlay("ov1"))).ipam_configs[0].subnet == "10.0.0.0/24"
+    run(go())
+
+
+def test_a_pool_left_by_a_delete_cut_short_is_freed_at_the_next_resync():
+    async def go():
+        async with cluster_world(2) as w:
+            a, _ = w.hosts
+            net = await network_everywhere(w)
+            a.kv.fail_after(3)  # the record and its claims go (get, list, txn), then the store does
+            await a.ctl.delete_network("ov1")  # gone for the cluster; the pool's release is logged
+            a.kv.calls_left, a.kv.down = None, False
+            assert await w.kv.get(f"{PREFIX}networks/{net.id}") is None
+            assert len((await w.kv.list(f"{PREFIX}ipam/GlobalDefault/pools/"))[0]) == 1
+            await a.cluster.resync_all()
+            assert (await w.kv.list(f"{PREFIX}ipam/GlobalDefault/pools/"))[0] == []
+            assert (await w.kv.list(address_key(net, "")))[0] == []
     run(go())
 
 
@@ -514,7 +562,8 @@ def test_a_connect_racing_a_delete_on_another_host_never_leaves_an_orphan(seed):
             else:
                 assert joined.status in (404, 503), joined
                 await eventually(lambda: not has_network(a, net), what="ov1 gone from a")
-                assert not a.ctl.endpoints and [k for k, _, _ in await w.listing() if net.id in k] == []
+                subnet = net.ipam_configs[0].subnet.replace("/", "-")
+                assert not a.ctl.endpoints and [k for k, _, _ in await w.listing() if net.id in k or subnet in k] == []
     run(go())
 
 
@@ -596,4 +645,22 @@ def test_global_drivers_hear_hosts_join_and_leave():
             await c.restart()
             await eventually(lambda: ("new", c.advertise) in heard, what="b hears that c joined again")
             assert all(adv != b.advertise for _, adv in heard)  # never itself
+    run(go())
+
+
+def test_an_ipv6_overlay_without_a_subnet_is_refused_with_what_to_give():
+    """The global space has no IPv6 default pool (Docker's global default is 10.0.0.0/8
+    only): the network must not come up without the family it asked for, and the IPv4
+    pool claimed before the refusal goes back."""
+    async def go():
+        async with cluster_world(1) as w:
+            (a,) = w.hosts
+            with pytest.raises(Forbidden, match="needs an explicit --subnet") as exc:
+                await a.ctl.create_network(overlay("v6", enable_ipv6=True))
+            assert exc.value.status == 403
+            assert [k for k, _, _ in await w.listing() if "/pools/" in k or "networks/" in k] == []
+            net = await a.ctl.create_network(overlay("v6", enable_ipv6=True, ipam_configs=(IPAMConfig("fd00:7::/64"),)))
+            assert [c.subnet for c in net.ipam_configs] == ["10.0.0.0/24", "fd00:7::/64"]
+            ep = await a.run("v6", "c1")
+            assert (ep.ipv4, ep.ipv6) == ("10.0.0.2/24", "fd00:7::2/64")
     run(go())

@@ -81,7 +81,7 @@ async def world(tmp_path):
 
 
 def snapshot(w):
-    pool = w.ipam.pool("172.17.0.0/16")
+    pool = w.ipam.pool("LocalDefault/172.17.0.0/16")
     return (
         dict(w.store.data), set(w.kernel.links_by_name), set(w.kernel.namespaces),
         tuple(pool.addresses.taken()), set(w.runtime.containers), dict(w.ctl.endpoints),

@@ -185,3 +185,31 @@ def test_several_subnets_per_family_each_endpoint_gets_its_own_gateway():
         assert [net.gateway_for(a) for a in addrs] == ["10.61.0.1", "10.62.0.1", "10.62.0.1"]
         assert net.gateway_for("") == "" and net.gateway_for("192.0.2.1") == ""
     run(go())
+
+
+def test_restart_replays_pools_gateways_aux_and_endpoints_into_the_local_allocator():
+    """The local allocator keeps nothing (RequiresRequestReplay): what the store's networks
+    and endpoints hold is asked for again, so nothing is handed out twice after a restart.
+    A record from before pool ids were kept gets them back from the replay."""
+    async def go():
+        w = await started()
+        spec = NetworkSpec(name="r", ipam_configs=(IPAMConfig(subnet="10.70.0.0/24", ip_range="10.70.0.0/28",
+                                                              aux_addresses={"a": "10.70.0.2"}),))
+        net = await w.ctl.create_network(spec)
+        assert net.ipam_configs[0].pool_id == "LocalDefault/10.70.0.0/24/10.70.0.0/28"
+        sb = await w.ctl.create_sandbox("1" * 64, host=True)
+        ep = await w.ctl.connect(net.id, sb.id, name="c1")
+        assert ep.ipv4 == "10.70.0.3/24"  # .1 the gateway, .2 the aux address
+        for cfg in w.store.data[("network", net.id)]["ipam_configs"]:  # as an older record: no pool ids
+            del cfg["pool_id"]
+        w2 = World()
+        w2.store, w2.kernel = w.store, w.kernel
+        w2.ctl.store, w2.ctl.kernel = w.store, w.kernel
+        w2.ctl.drivers["bridge"]._kernel = w.kernel
+        await restore(w2.ctl)
+        again = w2.ctl.find_network("r")
+        assert again.ipam_configs[0].pool_id == net.ipam_configs[0].pool_id
+        assert await w2.ctl.ipam_status(again) == {"10.70.0.0/24": {"IPsInUse": 5, "DynamicIPsAvailable": 12}}
+        sb2 = await w2.ctl.create_sandbox("2" * 64, host=True)
+        assert (await w2.ctl.connect(again.id, sb2.id, name="c2")).ipv4 == "10.70.0.4/24"
+    run(go())

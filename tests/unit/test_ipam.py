@@ -6,10 +6,16 @@ from shoal.errors import Forbidden, InvalidParameter, Unavailable
 from shoal.ipam import AddressSet, DefaultIpam, default_pools, ula_pool
 from shoal.model import PoolSpec
 
+from .ipamsync import SyncIpam
+
+
+def local(*args):
+    return SyncIpam(DefaultIpam(*args))
+
 
 def test_default_pools_follow_dockers_order():
-    ipam = DefaultIpam(default_pools())
-    got = [ipam.request_pool().id for _ in range(31)]
+    ipam = local(default_pools())
+    got = [str(ipam.request_pool().subnet) for _ in range(31)]
     assert got[:5] == ["172.17.0.0/16", "172.18.0.0/16", "172.19.0.0/16", "172.20.0.0/16", "172.21.0.0/16"]
     assert got[14] == "172.31.0.0/16"
     assert got[15:18] == ["192.168.0.0/20", "192.168.16.0/20", "192.168.32.0/20"]
@@ -19,28 +25,28 @@ def test_default_pools_follow_dockers_order():
 
 
 def test_freed_pool_is_reused_first_fit():
-    ipam = DefaultIpam(default_pools())
+    ipam = local(default_pools())
     a, b, c = (ipam.request_pool() for _ in range(3))
     ipam.release_pool(b.id)
     assert ipam.request_pool().id == b.id
 
 
 def test_pool_overlapping_route_or_network_is_skipped():
-    ipam = DefaultIpam(default_pools())
+    ipam = local(default_pools())
     ipam.request_pool("172.18.5.0/24")
     first = ipam.request_pool(reserved=[ipaddress.ip_network("172.17.3.0/24")])
-    assert first.id == "172.19.0.0/16"
+    assert first.id == "LocalDefault/172.19.0.0/16"
 
 
 def test_explicit_overlap_is_forbidden():
-    ipam = DefaultIpam(default_pools())
+    ipam = local(default_pools())
     ipam.request_pool("10.0.0.0/16")
     with pytest.raises(Forbidden, match="overlaps"):
         ipam.request_pool("10.0.5.0/24")
 
 
 def test_gateway_first_then_lowest_free_within_range():
-    ipam = DefaultIpam(default_pools())
+    ipam = local(default_pools())
     pool = ipam.request_pool("10.1.0.0/24", ip_range="10.1.0.128/25")
     assert str(ipam.request_address(pool.id)) == "10.1.0.128"
     ipam.request_address(pool.id, "10.1.0.130")
@@ -68,7 +74,7 @@ def test_static_address_taken_and_out_of_subnet():
 
 
 def test_stats_count_reserved_like_docker():
-    ipam = DefaultIpam(default_pools())
+    ipam = local(default_pools())
     pool = ipam.request_pool("10.2.0.0/24")
     ipam.request_address(pool.id)
     assert pool.stats() == {"IPsInUse": 3, "DynamicIPsAvailable": 253}
@@ -79,7 +85,7 @@ def test_ula_pool_is_a_stable_48_in_fd00_8():
     net = ipaddress.ip_network(spec.base)
     assert spec == ula_pool("engine-a") != ula_pool("engine-b")
     assert net.prefixlen == 48 and net.subnet_of(ipaddress.ip_network("fd00::/8"))
-    ipam = DefaultIpam([], [spec])
+    ipam = local([], [spec])
     pool = ipam.request_pool(v6=True)
     assert pool.subnet.prefixlen == 64
     assert str(ipam.request_address(pool.id)).endswith("::1")
@@ -92,5 +98,5 @@ def test_v6_allocation_is_cheap_in_a_64():
 
 
 def test_custom_pools_replace_the_defaults():
-    ipam = DefaultIpam([PoolSpec("10.10.0.0/16", 24)])
-    assert [ipam.request_pool().id for _ in range(2)] == ["10.10.0.0/24", "10.10.1.0/24"]
+    ipam = local([PoolSpec("10.10.0.0/16", 24)])
+    assert [str(ipam.request_pool().subnet) for _ in range(2)] == ["10.10.0.0/24", "10.10.1.0/24"]

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from shoal.errors import Forbidden, Unavailable
 from shoal.ipam import AddressSet, DefaultIpam, default_pools
 
+from .ipamsync import SyncIpam
+
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("any"), st.just(0)),
@@ -67,7 +69,7 @@ def test_release_then_reallocate_returns_lowest(frees):
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.booleans(), min_size=1, max_size=40))
 def test_pools_never_overlap(program):
-    ipam = DefaultIpam(default_pools())
+    ipam = SyncIpam(DefaultIpam(default_pools()))
     held = []
     for take in program:
         if take or not held:
@@ -91,7 +93,7 @@ nets24 = st.builds(lambda a, b, p: ipaddress.ip_network((int(ipaddress.ip_addres
 @settings(max_examples=150, deadline=None)
 @given(st.lists(nets24, max_size=12), st.integers(0, 8))
 def test_first_fit_matches_brute_force(routes, held):
-    ipam = DefaultIpam(default_pools())
+    ipam = SyncIpam(DefaultIpam(default_pools()))
     for _ in range(held):
         ipam.request_pool()
     taken = [p.subnet for p in ipam.pools()] + routes

@@ -82,7 +82,7 @@ class NetworkRoutes:
         scope = req.arg("scope")
         if scope and scope != net.scope:
             raise NotFound(f"network {req.params['ref']} not found")
-        status = self.ctl.ipam_status(net)
+        status = await self.ctl.ipam_status(net)
         body = network_json(net, req.version or "1.52", self.containers_of(net), status)
         return json_response(body)
 

@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import ipaddress
 import json
 import logging
-import secrets
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from shoal.controller.globalipam import GlobalIpam
+from shoal.controller.claims import ClusterClaims
+from shoal.controller.kvipam import KVIpam
 from shoal.drivers.overlay import OPT_VNI, overlay_plan_vni
-from shoal.errors import Forbidden, ShoalError, Unavailable
-from shoal.model import Endpoint, IPAMConfig, Network, NetworkSpec, Peer
-from shoal.store.kv import KV, Compacted, LeaseExpired, StoreUnavailable, WatchEvent
+from shoal.errors import Forbidden, NotFound, ShoalError, Unavailable
+from shoal.ipam import GLOBAL_DEFAULT, OPT_HOST_BOUND, OPT_OWNER
+from shoal.model import Endpoint, Network, Peer
+from shoal.store.kv import KV, Compacted, LeaseExpired, WatchEvent
 
 if TYPE_CHECKING:
     from shoal.controller.controller import Controller
@@ -53,7 +51,9 @@ class Cluster:
         self.ttl = ttl
         self.resync = resync
         self.records = records
-        self.ipam = GlobalIpam(kv, prefix)
+        self.claims = ClusterClaims(kv, prefix)
+        self.ipam = KVIpam(kv, prefix, host=advertise, lease=self.current_lease)
+        ctl.ipam.serve(GLOBAL_DEFAULT, self.ipam)
         self.lease = 0
         self.joined = False  # start() finished: host key, mirror and watch in place
         self.known_hosts: dict[str, dict[str, Any]] = {}  # advertise -> host record, self included
@@ -143,22 +143,19 @@ class Cluster:
         return min(rev, rev2)
 
     async def _drop_own_leftovers(self, seen: dict[str, Peer]) -> None:
-        """Our endpoints and address claims the store still has but this host no longer
-        does (a withdraw, or a connect's rollback, cut short by the store: the claims are on
-        our lease, which we keep alive, so nothing else would ever free them). Under the
-        controller's lock, so no connect is between claiming and publishing."""
+        """Our endpoints, address claims and pools the store still has but this host no
+        longer does (a withdraw, a connect's rollback, a network create or delete cut short
+        by the store: the claims are ours, which nothing else would ever free). Under the
+        controller's lock, so no connect or create of ours is half-way."""
         async with self.ctl.lock:
             for peer in seen.values():
                 if peer.host == self.advertise and peer.endpoint_id not in self.ctl.endpoints:
-                    await self.ipam.withdraw_endpoint(peer.network_id, peer.endpoint_id)
-                    for cidr in (peer.ipv4, peer.ipv6):
-                        if cidr:
-                            await self.ipam.release_address(peer.network_id, cidr.split("/")[0], peer.endpoint_id)
-            for claim in await self.ipam.held_on(self.lease):
-                owner = claim.value.decode()
-                if owner not in self.ctl.endpoints:
-                    network_id, address = claim.key.rsplit("/", 2)[-2:]
-                    await self.ipam.release_address(network_id, address, owner)
+                    await self.claims.withdraw_endpoint(peer.network_id, peer.endpoint_id)
+            await self.ipam.release_unowned(self.lease, set(self.ctl.endpoints))
+            for pool_id, owner in await self.ipam.pools_made_here():
+                if owner not in self.ctl.networks and not await self.claims.network_exists(owner):
+                    log.info("releasing pool %s: its network %s was never made or is gone", pool_id, owner[:12])
+                    await self.ipam.release_pool(pool_id)
 
     async def network_seen(self, net: Network) -> None:
         self.ctl.mirror_network(net)
@@ -290,70 +287,43 @@ class Cluster:
                 log.warning("cluster resync: %s", exc)
 
     # -- global networks -----------------------------------------------------------------
-    async def create_network(self, spec: NetworkSpec, build: Callable[..., Network]) -> Network:
-        """One transaction claims the name, the subnets and the VNI and writes the network."""
-        self._need_joined()
-        wanted = [(c.subnet, c.is_v6) for c in spec.ipam_configs if c.subnet]
-        if spec.enable_ipv4 and not any(not v6 for _, v6 in wanted):
-            wanted.insert(0, ("", False))
-        avoid = [ipaddress.ip_network(c.subnet) for n in self.ctl.networks.values() if n.scope != "global"
-                 for c in n.ipam_configs]
-        given = {c.subnet: c for c in spec.ipam_configs if c.subnet}
+    async def create_network(self, network: Network) -> Network:
+        """Claim the name and the VNI and write the record, in one transaction. Its subnets
+        were claimed before, through IPAM (GlobalDefault); the caller releases them if this
+        fails."""
+        self.need_joined()
         made: list[Network] = []
 
-        def record(vni: int, subnets: list[str]) -> bytes:
-            configs = [_config(s, given.get(s)) for s in subnets]
-            options = {**spec.options, OPT_VNI: str(vni)}
-            net = dataclasses.replace(build(dataclasses.replace(spec, options=options, scope="global"), configs, False),
-                                      id=network_id)
-            made[:] = [net]
-            return json.dumps(net.to_dict()).encode()
+        def record(vni: int) -> bytes:
+            made[:] = [network.with_changes(options={**network.options, OPT_VNI: str(vni)})]
+            return json.dumps(made[0].to_dict()).encode()
 
-        network_id = secrets.token_hex(32)
-        await self.ipam.claim_network(network_id, spec.name, wanted, avoid, record,
-                                      vni_wanted=overlay_plan_vni(spec.options))
+        await self.claims.claim_network(network.id, network.name, record, vni_wanted=overlay_plan_vni(network.options))
         net = made[0]
         async with self.ctl.store.transaction() as tx:
             tx.put(KIND_CACHE, net.id, net.to_dict())
         return net
 
     async def delete_network(self, network: Network) -> None:
-        subnets = [c.subnet for c in network.ipam_configs]
+        """Remove the record and its claims (refused while any host has an endpoint); the
+        caller releases the pools after."""
         vni = int(network.options.get(OPT_VNI, "0") or 0)
-        if not await self.ipam.release_network(network.id, network.name, subnets, vni):
-            eps, _ = await self.kv.list(f"{self.prefix}endpoints/{network.id}/")
-            names = ", ".join(sorted(json.loads(kv.value).get("name", "?") for kv in eps)) or "a host joining it"
+        if not await self.claims.release_network(network.id, network.name, vni):
+            records = await self.claims.endpoint_names(network.id)
+            names = ", ".join(sorted(json.loads(v).get("name", "?") for v in records)) or "a host joining it"
             raise Forbidden(f"error while removing network: network {network.name} has active endpoints ({names})")
         async with self.ctl.store.transaction() as tx:
             tx.delete(KIND_CACHE, network.id)
 
-    def _need_joined(self) -> None:
+    def need_joined(self) -> None:
         if not self.lease:
             raise Unavailable(f"not joined to the cluster store {self.kv.url} yet: check that etcd is "
                               "reachable (shoald retries on its own)")
 
-    async def claim_address(self, network: Network, wanted: str, v6: bool, owner: str) -> str:
-        """An address unique across the cluster, as "ip/len"; the gateway is never handed out."""
-        self._need_joined()
-        configs = network.v6_configs if v6 else network.v4_configs
-        if wanted:
-            ip = ipaddress.ip_address(wanted)
-            configs = tuple(c for c in configs if ip in ipaddress.ip_network(c.subnet))[:1]
-        for i, cfg in enumerate(configs):
-            reserved = {cfg.gateway, *cfg.aux_addresses.values()}
-            try:
-                addr = await self.ipam.claim_address(network.id, cfg.subnet, reserved, wanted, owner, self.lease)
-            except StoreUnavailable:
-                raise  # the store, not a full subnet: the next one would wait out the timeout again
-            except Unavailable:
-                if i == len(configs) - 1:
-                    raise
-                continue
-            return f"{addr}/{cfg.subnet.split('/')[1]}"
-        raise Unavailable(f"no subnet of network {network.name} holds the address {wanted}")
-
-    async def release_address(self, network: Network, cidr: str) -> None:
-        await self.ipam.release_address(network.id, cidr.split("/")[0])
+    def current_lease(self) -> int:
+        """The lease host-bound claims go on (KVIpam asks at every claim)."""
+        self.need_joined()
+        return self.lease
 
     # -- this host's endpoints -----------------------------------------------------------
     def endpoint_record(self, ep: Endpoint) -> bytes:
@@ -362,23 +332,25 @@ class Cluster:
         return json.dumps(peer.__dict__).encode()
 
     async def publish_endpoint(self, ep: Endpoint) -> None:
-        await self.ipam.publish_endpoint(ep.network_id, ep.id, self.endpoint_record(ep), self.lease)
+        await self.claims.publish_endpoint(ep.network_id, ep.id, self.endpoint_record(ep), self.lease)
 
     async def withdraw_endpoint(self, ep: Endpoint) -> None:
-        await self.ipam.withdraw_endpoint(ep.network_id, ep.id)
-        for cidr in (ep.ipv4, ep.ipv6):
-            if cidr:
-                await self.ipam.release_address(ep.network_id, cidr.split("/")[0], ep.id)
+        """The peer record only: its addresses go back through IPAM (controller.endpoints)."""
+        await self.claims.withdraw_endpoint(ep.network_id, ep.id)
 
     async def republish_local(self) -> None:
         """This host's endpoints and addresses under its current lease (after a new lease,
-        or a store that lost them), so peers and uniqueness hold again."""
+        or a store that lost them), so peers and uniqueness hold again. The addresses are
+        replayed through IPAM: a claim its endpoint still holds moves to the lease, one
+        another endpoint holds now (it came free while this host's lease was gone) is
+        refused, and taking it with a plain put would make two endpoints share it."""
         for ep in list(self.ctl.endpoints.values()):
             net = self.ctl.networks.get(ep.network_id)
             if net is None or net.scope != "global":
                 continue
-            lost = [cidr for cidr in (ep.ipv4, ep.ipv6) if cidr and not await self.ipam.reclaim_address(
-                ep.network_id, cidr.split("/")[0], ep.id, self.lease)]
+            lost = await self._replay_addresses(net, ep)
+            if lost is None:
+                continue
             if lost:  # the other endpoint keeps it: publishing ours would steal its peers' entries
                 log.error("endpoint %s on network %s: address %s is another endpoint's now (it came free while "
                           "this host's lease was gone); not published: reconnect the container",
@@ -386,10 +358,19 @@ class Cluster:
                 continue
             await self.publish_endpoint(ep)
 
-
-def _config(subnet: str, given: IPAMConfig | None) -> IPAMConfig:
-    """The gateway as given, else the subnet's first host address (Docker's default)."""
-    net = ipaddress.ip_network(subnet)
-    gateway = given.gateway if given and given.gateway else str(net.network_address + 1)
-    return IPAMConfig(subnet=subnet, gateway=gateway, ip_range=given.ip_range if given else "",
-                      aux_addresses=dict(given.aux_addresses) if given else {})
+    async def _replay_addresses(self, net: Network, ep: Endpoint) -> list[str] | None:
+        """The addresses another endpoint holds now; None when the network's pool is gone
+        (the network was removed meanwhile: its mirror goes on the next event)."""
+        lost = []
+        for cidr in (ep.ipv4, ep.ipv6):
+            cfg = net.config_for(cidr)
+            if cfg is None:
+                continue
+            try:
+                await self.ipam.request_address(cfg.pool_id, cidr.split("/")[0],
+                                                {OPT_OWNER: ep.id, OPT_HOST_BOUND: "true"})
+            except Forbidden:
+                lost.append(cidr)
+            except NotFound:
+                return None
+        return lost

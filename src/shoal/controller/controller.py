@@ -22,10 +22,10 @@ from shoal.controller.firewalling import network_config
 from shoal.controller.ids import new_id, now_rfc3339
 from shoal.controller.undo import Undo
 from shoal.drivers import NetworkDriver
-from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound
+from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, ShoalError
 from shoal.firewall import Firewall, NoneFirewall, network_sysctls
-from shoal.ipam import DefaultIpam
-from shoal.ipam.pools import Spans
+from shoal.ipam import GATEWAY, OPT_OWNER, REQUEST_ADDRESS_TYPE, AddressSpaces, Ipam
+from shoal.ipam.pools import OVERLAP, Spans
 from shoal.ipam.validate import check_ipam_configs
 from shoal.kernel import Kernel
 from shoal.model import Endpoint, IPAMConfig, Network, NetworkSpec, Sandbox
@@ -46,7 +46,7 @@ class Controller(EndpointOps):
         self,
         store: Store,
         kernel: Kernel,
-        ipam: DefaultIpam,
+        ipam: Ipam,
         drivers: dict[str, NetworkDriver],
         engine_id: str,
         clock: Callable[[], str] = now_rfc3339,
@@ -56,7 +56,8 @@ class Controller(EndpointOps):
         self.firewall: Firewall = firewall or NoneFirewall()
         self.store = store
         self.kernel = kernel
-        self.ipam = ipam
+        self.ipam = AddressSpaces(local=ipam)  # the cluster serves GlobalDefault when it joins
+        self.ipam_drivers: dict[str, Ipam] = {"default": self.ipam}  # remote IPAM plugins go here
         self.drivers = drivers
         self.engine_id = engine_id
         self.clock = clock
@@ -109,12 +110,24 @@ class Controller(EndpointOps):
         except KeyError:
             raise NotFound(f'plugin "{name}" not found') from None
 
-    def ipam_status(self, network: Network) -> dict[str, dict[str, int]]:
+    def ipam_of(self, network: Network | NetworkSpec) -> Ipam:
+        try:
+            return self.ipam_drivers[network.ipam_driver or "default"]
+        except KeyError:
+            raise NotFound(f'plugin "{network.ipam_driver}" not found') from None
+
+    async def address_space(self, network: Network | NetworkSpec, driver: NetworkDriver) -> str:
+        """libnetwork's rule: a global-scope driver's networks draw from the global space."""
+        local, global_ = await self.ipam_of(network).get_default_address_spaces()
+        return global_ if driver.capabilities.scope == "global" else local
+
+    async def ipam_status(self, network: Network) -> dict[str, dict[str, int]]:
         out = {}
+        ipam = self.ipam_of(network)
         for cfg in network.ipam_configs:
-            pool = next((p for p in self.ipam.pools() if p.id == cfg.subnet), None)
-            if pool is not None:
-                out[cfg.subnet] = pool.stats()
+            status = await ipam.pool_status(cfg.pool_id) if cfg.pool_id else None
+            if status is not None:
+                out[cfg.subnet] = status
         return out
 
     # -- create ------------------------------------------------------------------------
@@ -132,8 +145,7 @@ class Controller(EndpointOps):
             raise Forbidden(f'only one instance of "{spec.driver}" network is allowed')
         driver.validate(spec)
         check_ipam_configs(spec.ipam_configs)
-        if spec.ipam_driver not in ("", "default"):
-            raise NotFound(f'plugin "{spec.ipam_driver}" not found')
+        self.ipam_of(spec)
         return driver
 
     async def create_network(self, spec: NetworkSpec, *, predefined: bool = False) -> Network:
@@ -142,9 +154,11 @@ class Controller(EndpointOps):
             if driver.capabilities.scope == "global":
                 return await self._create_global(spec, driver)
             undo = Undo()
+            network_id = new_id()
             try:
-                configs = await self._allocate(spec, driver, undo)
-                network = self._build(spec, configs, predefined)
+                routes = await self._host_routes() if driver.capabilities.uses_ipam else Spans()
+                configs = await self._allocate(spec, driver, undo, network_id, routes)
+                network = self._build(spec, configs, predefined, network_id)
                 await driver.create_network(network, self.alias("net", network.id))
                 undo.push("delete network objects", lambda: driver.delete_network(network))
                 await self._firewall_add(network, undo)
@@ -157,13 +171,28 @@ class Controller(EndpointOps):
             return network
 
     async def _create_global(self, spec: NetworkSpec, driver: NetworkDriver) -> Network:
-        """Claimed in the cluster store (name, subnets, VNI in one transaction). No host
-        builds its side yet: each does at its first endpoint on the network (`build_global`),
-        so a create costs the cluster one watch event per host, whatever its size."""
+        """Subnets from the global address space, then the cluster claims the name and the
+        VNI with the record. No host builds its side yet: each does at its first endpoint
+        on the network (`build_global`), so a create costs the cluster one watch event per
+        host, whatever its size."""
         if self.cluster is None:
             driver.validate(spec)  # says what to start shoald with
             raise Forbidden("global networks need a cluster store")
-        network = await self.cluster.create_network(spec, self._build)
+        self.cluster.need_joined()
+        local = [ipaddress.ip_network(c.subnet) for n in self.networks.values() if n.scope != "global"
+                 for c in n.ipam_configs]
+        for cfg in spec.ipam_configs:  # this host would route such a subnet to its bridge
+            if cfg.subnet and any(ipaddress.ip_network(cfg.subnet, strict=False).overlaps(n) for n in local):
+                raise Forbidden(OVERLAP)
+        undo = Undo()
+        network_id = new_id()
+        try:
+            configs = await self._allocate(spec, driver, undo, network_id, local)
+            network = self._build(dataclasses.replace(spec, scope="global"), configs, False, network_id)
+            network = await self.cluster.create_network(network)
+        except BaseException:
+            await undo.run()
+            raise
         self.networks[network.id] = network
         return network
 
@@ -226,19 +255,21 @@ class Controller(EndpointOps):
         await self.firewall.add_network(cfg)
         undo.push("firewall", lambda: self.firewall.remove_network(cfg.bridge))
 
-    def _build(self, spec: NetworkSpec, configs: list[IPAMConfig], predefined: bool) -> Network:
+    def _build(self, spec: NetworkSpec, configs: list[IPAMConfig], predefined: bool, network_id: str) -> Network:
         uses_ipam = self.drivers[spec.driver].capabilities.uses_ipam
         fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(NetworkSpec)}
         fields.update(scope=spec.scope or "local", ipam_driver=spec.ipam_driver or "default",
                       ipam_configs=tuple(configs))
         created = self.clock() if uses_ipam or not predefined else "0001-01-01T00:00:00Z"
-        return Network(**fields, id=new_id(), created=created, predefined=predefined)
+        return Network(**fields, id=network_id, created=created, predefined=predefined)
 
-    async def _allocate(self, spec: NetworkSpec, driver: NetworkDriver, undo: Undo) -> list[IPAMConfig]:
-        """Pools and reserved addresses for each family, v4 first (Docker's order)."""
+    async def _allocate(self, spec: NetworkSpec, driver: NetworkDriver, undo: Undo, network_id: str,
+                        exclude: Spans | list) -> list[IPAMConfig]:
+        """Pools and reserved addresses for each family, v4 first (Docker's order), from the
+        address space the driver's scope draws on; `exclude` steers dynamic pools."""
         if not driver.capabilities.uses_ipam:
             return []
-        reserved = await self._host_routes()
+        space = await self.address_space(spec, driver)
         out: list[IPAMConfig] = []
         for v6, enabled in ((False, spec.enable_ipv4), (True, spec.enable_ipv6)):
             if not enabled:
@@ -246,7 +277,7 @@ class Controller(EndpointOps):
             wanted = [c for c in spec.ipam_configs if c.subnet and c.is_v6 == v6]
             wanted += [c for c in spec.ipam_configs if not c.subnet and not v6]
             for cfg in wanted or [IPAMConfig(subnet="")]:
-                out.append(self._allocate_one(cfg, v6, reserved, undo))
+                out.append(await self._allocate_one(spec, space, cfg, v6, exclude, undo, network_id))
         return out
 
     async def _host_routes(self) -> Spans:
@@ -260,18 +291,31 @@ class Controller(EndpointOps):
             self._routes_at = now
         return self._routes
 
-    def _allocate_one(self, cfg: IPAMConfig, v6: bool, reserved: Spans, undo: Undo) -> IPAMConfig:
+    async def _allocate_one(self, spec: NetworkSpec, space: str, cfg: IPAMConfig, v6: bool, exclude: Spans | list,
+                            undo: Undo, network_id: str) -> IPAMConfig:
+        """libnetwork's order: the pool, then the gateway (the given one, or the first of
+        the range), then the aux addresses; all owned by the network."""
+        ipam = self.ipam_of(spec)
         subnet = str(ipaddress.ip_network(cfg.subnet, strict=False)) if cfg.subnet else ""
-        pool = self.ipam.request_pool(subnet, v6=v6, ip_range=cfg.ip_range, reserved=reserved)
-        undo.push(f"release pool {pool.id}", lambda: self.ipam.release_pool(pool.id))
-        gateway = self.ipam.request_address(pool.id, cfg.gateway)
+        options = {**(spec.ipam_options or {}), OPT_OWNER: network_id}
+        pool_id, cidr, _ = await ipam.request_pool(space, subnet, cfg.ip_range, options, v6, exclude)
+        undo.push(f"release pool {pool_id}", lambda: ipam.release_pool(pool_id))
+        gateway, _ = await ipam.request_address(pool_id, cfg.gateway, {REQUEST_ADDRESS_TYPE: GATEWAY,
+                                                                        OPT_OWNER: network_id})
         for aux in cfg.aux_addresses.values():
-            self.ipam.request_address(pool.id, aux)
-        return IPAMConfig(
-            subnet=pool.id, gateway=str(gateway),
-            ip_range=str(pool.ip_range) if pool.ip_range else "",
-            aux_addresses=dict(cfg.aux_addresses),
-        )
+            await ipam.request_address(pool_id, aux, {OPT_OWNER: network_id})
+        return IPAMConfig(subnet=cidr, gateway=gateway.split("/")[0], ip_range=cfg.ip_range,
+                          aux_addresses=dict(cfg.aux_addresses), pool_id=pool_id)
+
+    async def _release_pools(self, network: Network) -> None:
+        """After the record is gone: a pool that cannot be released now (the cluster store
+        went) is freed by its creator's next resync, never reused before."""
+        ipam = self.ipam_of(network)
+        for cfg in network.ipam_configs:
+            try:
+                await ipam.release_pool(cfg.pool_id)
+            except ShoalError as exc:
+                log.warning("network %s: pool %s not released: %s", network.name, cfg.pool_id, exc)
 
     # -- delete ------------------------------------------------------------------------
     async def delete_network(self, ref: str) -> Network:
@@ -290,8 +334,7 @@ class Controller(EndpointOps):
             else:
                 async with self.store.transaction() as tx:
                     tx.delete(KIND_NETWORK, network.id)
-                for cfg in network.ipam_configs:
-                    self.ipam.release_pool(cfg.subnet)
+            await self._release_pools(network)
             del self.networks[network.id]
             if network.scope != "global" or network.id in self.built:
                 self.built.discard(network.id)

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 from shoal.controller.firewalling import endpoint_config
 from shoal.controller.ids import new_id
 from shoal.controller.undo import Undo
-from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, ShoalError, Unavailable
+from shoal.errors import (
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    ShoalError,
+    Unavailable,
+)
+from shoal.ipam import OPT_HOST_BOUND, OPT_OWNER, NoAddressAvailable
 from shoal.model import Endpoint, Network, Sandbox
 
 if TYPE_CHECKING:
@@ -179,35 +187,30 @@ class EndpointOps:
             aliases=tuple(aliases), static_ipv4=bool(ipv4), static_ipv6=bool(ipv6),
         )
 
-    async def _address(self: Controller, network: Network, wanted: str, v6: bool, undo: Undo, owner: str) -> str:
-        """Global networks allocate in the cluster store (unique across hosts), local ones here."""
-        if network.scope != "global" or self.cluster is None:
-            return self._endpoint_address(network, wanted, v6, undo)
-        cluster = self.cluster
-        addr = await cluster.claim_address(network, wanted, v6, owner)
-        undo.push(f"release {addr}", lambda: cluster.release_address(network, addr))
-        return addr
-
     async def _forget_endpoint(self: Controller, endpoint_id: str) -> None:
         async with self.store.transaction() as tx:
             tx.delete(KIND_ENDPOINT, endpoint_id)
 
-    def _endpoint_address(self: Controller, network: Network, wanted: str, v6: bool, undo: Undo) -> str:
+    async def _address(self: Controller, network: Network, wanted: str, v6: bool, undo: Undo, owner: str) -> str:
         """A dynamic address comes from the first of the family's subnets with one free, as
-        libnetwork tries its pools in order (a full first subnet is not a full network)."""
+        libnetwork tries its pools in order (a full first subnet is not a full network);
+        an allocator that cannot be reached is not a full subnet (each try would wait out
+        its timeout, and a glitch would skip free addresses). The address is the
+        endpoint's and lives with its host (a cluster allocator frees it with the host)."""
         configs = network.v6_configs if v6 else network.v4_configs
         if wanted:
             ip = ipaddress.ip_address(wanted)
             configs = tuple(c for c in configs if ip in ipaddress.ip_network(c.subnet))[:1]
+        ipam = self.ipam_of(network)
         for i, cfg in enumerate(configs):
             try:
-                addr = self.ipam.request_address(cfg.subnet, wanted)
-            except Unavailable:
+                addr, _ = await ipam.request_address(cfg.pool_id, wanted, {OPT_OWNER: owner, OPT_HOST_BOUND: "true"})
+            except NoAddressAvailable:
                 if i == len(configs) - 1:
                     raise
                 continue
-            undo.push(f"release {addr}", lambda cfg=cfg, addr=addr: self.ipam.release_address(cfg.subnet, str(addr)))
-            return f"{addr}/{cfg.subnet.split('/')[1]}"
+            undo.push(f"release {addr}", lambda cfg=cfg, addr=addr: ipam.release_address(cfg.pool_id, addr))
+            return addr
         raise Unavailable(f"no subnet of network {network.name} holds the address {wanted}")
 
     async def disconnect(self: Controller, network_ref: str, sandbox_id: str, *, force: bool = False) -> None:
@@ -234,20 +237,23 @@ class EndpointOps:
         self.endpoints.pop(ep.id, None)
         if network is None:
             return
-        if network.scope == "global" and self.cluster is not None:
-            try:
-                await self.cluster.withdraw_endpoint(ep)  # its address too
-            except ShoalError as exc:  # on our lease: gone when the store comes back or it expires
-                log.warning("endpoint %s: not withdrawn from the cluster store: %s", ep.id[:12], exc)
-        else:
-            for cidr in (ep.ipv4, ep.ipv6):
-                if cidr:
-                    iface = ipaddress.ip_interface(cidr)
-                    self.ipam.release_address(str(iface.network), str(iface.ip))
+        try:
+            if network.scope == "global" and self.cluster is not None:
+                await self.cluster.withdraw_endpoint(ep)
+            await self._release_addresses(network, ep)
+        except ShoalError as exc:  # on our lease: gone at the next resync, or when it expires
+            log.warning("endpoint %s: not withdrawn from the cluster store: %s", ep.id[:12], exc)
         cfg = endpoint_config(self, network, ep)
         if cfg is not None:
             await self.firewall.remove_endpoint(cfg)
         await self.driver(network.driver).leave(network, ep)
+
+    async def _release_addresses(self: Controller, network: Network, ep: Endpoint) -> None:
+        ipam = self.ipam_of(network)
+        for cidr in (ep.ipv4, ep.ipv6):
+            cfg = network.config_for(cidr)
+            if cfg is not None:
+                await ipam.release_address(cfg.pool_id, cidr)
 
     def network_containers(self: Controller, network: Network) -> dict[str, Any]:
         """Inspect's `Containers` map: sandbox (container) id -> endpoint summary."""

@@ -1,7 +1,8 @@
 """Startup: make the kernel match the store, and the store hold the predefined networks.
 
 Order matters: IPAM is rebuilt from every stored network before anything new is
-allocated, so a predefined network created on first start can never take a subnet a
+allocated (the local allocator keeps nothing, so every pool and address is replayed, as
+Docker does for an allocator with RequiresRequestReplay), so a predefined network created on first start can never take a subnet a
 stored network already owns.  Kernel objects are repaired (after a reboot they are
 simply missing) and links carrying this engine's alias that the store does not know
 are removed; links without the alias are never touched.
@@ -9,7 +10,7 @@ are removed; links without the alias are never touched.
 
 from __future__ import annotations
 
-import ipaddress
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from shoal.controller.controller import KIND_NETWORK, Controller
 from shoal.controller.endpoints import KIND_ENDPOINT, KIND_SANDBOX
 from shoal.controller.firewalling import state_of
 from shoal.firewall import required_sysctls
+from shoal.ipam import GATEWAY, OPT_HOST_BOUND, OPT_OWNER, REQUEST_ADDRESS_TYPE
 from shoal.kernel import KernelError
 from shoal.model import Endpoint, Network, NetworkSpec, Sandbox
 
@@ -43,8 +45,10 @@ def default_bridge_spec(bridge_name: str = DEFAULT_BRIDGE, mtu: int = 1500) -> N
 
 async def restore(ctl: Controller, bridge_name: str = DEFAULT_BRIDGE, mtu: int = 1500) -> None:
     stored = [Network.from_dict(d) for d in ctl.store.list(KIND_NETWORK)]
-    for network in stored:
-        _reserve(ctl, network)
+    replay = ctl.ipam.capabilities.requires_request_replay
+    for i, network in enumerate(stored):
+        if replay:
+            stored[i] = network = await _replay_network(ctl, network)
         ctl.networks[network.id] = network
     if ctl.cluster is not None:  # the global networks this host knew; the store may be down
         used = {d.get("network_id") for d in ctl.store.list(KIND_ENDPOINT)}
@@ -58,7 +62,7 @@ async def restore(ctl: Controller, bridge_name: str = DEFAULT_BRIDGE, mtu: int =
             await ctl.driver(network.driver).restore_network(network, ctl.alias("net", network.id))
         except Exception:  # noqa: BLE001 - one broken network must not stop the daemon
             log.exception("could not restore network %s (%s)", network.name, network.id[:12])
-    _restore_endpoints(ctl)
+    await _restore_endpoints(ctl, replay)
     await apply_firewall(ctl)  # the table must exist before incremental changes
     names = {n.name for n in ctl.networks.values()}
     for name, spec in (
@@ -85,16 +89,25 @@ async def apply_firewall(ctl: Controller) -> None:
                 pass
 
 
-def _reserve(ctl: Controller, network: Network) -> None:
+async def _replay_network(ctl: Controller, network: Network) -> Network:
+    """The network's pools, gateways and aux addresses asked for again. The answer's pool
+    id replaces the stored one (a record from before pool ids were kept has none); a
+    global network is never replayed here: its pools live in the cluster store."""
+    ipam = ctl.ipam_of(network)
+    local, _ = await ipam.get_default_address_spaces()
+    configs = []
     for cfg in network.ipam_configs:
-        pool = ctl.ipam.request_pool(cfg.subnet, v6=cfg.is_v6, ip_range=cfg.ip_range)
+        owner = {OPT_OWNER: network.id}
+        pool_id, _, _ = await ipam.request_pool(local, cfg.subnet, cfg.ip_range, owner, cfg.is_v6)
         if cfg.gateway:
-            ctl.ipam.request_address(pool.id, cfg.gateway)
+            await ipam.request_address(pool_id, cfg.gateway, {REQUEST_ADDRESS_TYPE: GATEWAY, **owner})
         for aux in cfg.aux_addresses.values():
-            ctl.ipam.request_address(pool.id, aux)
+            await ipam.request_address(pool_id, aux, owner)
+        configs.append(dataclasses.replace(cfg, pool_id=pool_id))
+    return network.with_changes(ipam_configs=tuple(configs))
 
 
-def _restore_endpoints(ctl: Controller) -> None:
+async def _restore_endpoints(ctl: Controller, replay: bool) -> None:
     """Sandboxes and endpoints come back as stored; the container layer then releases the
     ones whose container stopped while the daemon was away."""
     for data in ctl.store.list(KIND_SANDBOX):
@@ -102,15 +115,17 @@ def _restore_endpoints(ctl: Controller) -> None:
         ctl.sandboxes[sb.id] = sb
     for data in ctl.store.list(KIND_ENDPOINT):
         ep = Endpoint.from_dict(data)
-        if ep.network_id not in ctl.networks:
+        network = ctl.networks.get(ep.network_id)
+        if network is None:
             continue
         ctl.endpoints[ep.id] = ep
-        if ctl.networks[ep.network_id].scope == "global":
-            continue  # allocated in the cluster store
+        if network.scope == "global" or not replay:
+            continue  # allocated in the cluster store, replayed when the host joins it
         for cidr in (ep.ipv4, ep.ipv6):
-            if cidr:
-                iface = ipaddress.ip_interface(cidr)
-                ctl.ipam.request_address(str(iface.network), str(iface.ip))
+            cfg = network.config_for(cidr)
+            if cfg is not None:
+                await ctl.ipam_of(network).request_address(cfg.pool_id, cidr.split("/")[0],
+                                                           {OPT_OWNER: ep.id, OPT_HOST_BOUND: "true"})
 
 
 async def remove_stale_netns(ctl: Controller) -> list[str]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from shoal.errors import Forbidden, InvalidParameter, Unavailable
+from shoal.errors import Forbidden, InvalidParameter
+from shoal.ipam.api import NoAddressAvailable
 
 IPNetwork = IPv4Network | IPv6Network
 IPAddress = IPv4Address | IPv6Address
@@ -53,7 +54,7 @@ class AddressSet:
         while off < end and (off in self._taken or off in self._reserved):
             off += 1
         if off >= end:
-            raise Unavailable("no available addresses on this pool")
+            raise NoAddressAvailable("no available addresses on this pool")
         self._taken.add(off)
         return ipaddress.ip_address(self._base + off)
 

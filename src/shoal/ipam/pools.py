@@ -1,7 +1,9 @@
-"""Docker's default IPAM: predefined pools handed out first fit, addresses lowest free.
+"""Docker's default IPAM for the LocalDefault space: predefined pools handed out first fit,
+addresses lowest free, all in memory.
 
-The verbs follow libnetwork's ipamapi (request/release pool, request/release address)
-so that a remote IPAM plugin can later stand behind the same calls.
+It implements `ipam.api.Ipam`. Keeping nothing means it must be told again at every start
+what it had handed out (`requires_request_replay`, as Docker's built-in IPAM): the
+controller replays the stored networks and endpoints, which are the one record of it.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import bisect
 import hashlib
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from shoal.errors import Forbidden, InvalidParameter, NotFound
-from shoal.ipam.addrset import AddressSet, IPAddress, IPNetwork
+from shoal.ipam.addrset import AddressSet, IPNetwork
+from shoal.ipam.api import GLOBAL_DEFAULT, LOCAL_DEFAULT, Capabilities, make_pool_id
 from shoal.model.network import PoolSpec
 
 DEFAULT_V4_POOLS = (
@@ -71,6 +74,14 @@ class Spans:
         if i < len(spans) and spans[i] == item:
             del spans[i]
 
+    def __iter__(self) -> Iterator[IPNetwork]:
+        """The spans as networks, for an allocator that wants plain prefixes (the local one
+        bisects the spans themselves)."""
+        for version, spans in self.ranges.items():
+            addr = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+            for lo, hi in spans:
+                yield from ipaddress.summarize_address_range(addr(lo), addr(hi))
+
     def clash(self, version: int, lo: int, hi: int) -> int | None:
         """The end of the taken range overlapping [lo, hi], or None (ranges are disjoint, so
         only the last one starting at or before `hi` can reach back to `lo`)."""
@@ -81,7 +92,7 @@ class Spans:
         return None
 
 
-def _first_gap(base: IPNetwork, size: int, taken: list[Spans]) -> IPNetwork | None:
+def first_gap(base: IPNetwork, size: int, taken: list[Spans]) -> IPNetwork | None:
     """The lowest subnet of prefix `size` inside `base` that overlaps no taken range."""
     size = max(size, base.prefixlen)
     block = 1 << (base.max_prefixlen - size)
@@ -97,7 +108,7 @@ def _first_gap(base: IPNetwork, size: int, taken: list[Spans]) -> IPNetwork | No
 
 @dataclass
 class Pool:
-    """A subnet owned by one network; `id` is the subnet in CIDR form."""
+    """A subnet owned by one network, with the range dynamic addresses come from."""
 
     id: str
     subnet: IPNetwork
@@ -111,49 +122,55 @@ class Pool:
         }
 
 
+def as_spans(nets: Iterable[IPNetwork] | Spans) -> Spans:
+    return nets if isinstance(nets, Spans) else Spans(nets)
+
+
 class DefaultIpam:
     """Memory-only allocator; the controller persists its results with their owners."""
 
-    name = "default"
+    capabilities = Capabilities(requires_request_replay=True)
 
-    def __init__(self, v4_pools: Iterable[PoolSpec], v6_pools: Iterable[PoolSpec] = ()) -> None:
+    def __init__(self, v4_pools: Iterable[PoolSpec], v6_pools: Iterable[PoolSpec] = (),
+                 space: str = LOCAL_DEFAULT) -> None:
         self.v4_pools = list(v4_pools)
         self.v6_pools = list(v6_pools)
+        self.space = space
         self._pools: dict[str, Pool] = {}
         self._spans = Spans()
 
+    async def get_default_address_spaces(self) -> tuple[str, str]:
+        return LOCAL_DEFAULT, GLOBAL_DEFAULT
+
     # -- pools -------------------------------------------------------------------------
-    def request_pool(
-        self,
-        subnet: str = "",
-        *,
-        v6: bool = False,
-        ip_range: str = "",
-        reserved: Iterable[IPNetwork] | Spans = (),
-    ) -> Pool:
-        """An explicit subnet must not overlap another pool; none means first free default."""
-        if subnet:
-            net = ipaddress.ip_network(subnet)
-            lo, hi = int(net.network_address), int(net.broadcast_address)
-            if self._spans.clash(net.version, lo, hi) is not None:
+    async def request_pool(self, address_space: str, pool: str = "", sub_pool: str = "",
+                           options: Mapping[str, str] | None = None, v6: bool = False,
+                           exclude: Iterable[IPNetwork] | Spans = ()) -> tuple[str, str, dict[str, str]]:
+        """An explicit subnet must not overlap another pool; none means first free default
+        (`exclude` only steers that choice, as in Docker: an explicit subnet may cover a route)."""
+        if address_space != self.space:
+            raise InvalidParameter(f"invalid address space {address_space}: this allocator serves {self.space}")
+        if pool:
+            net = ipaddress.ip_network(pool)
+            if self._spans.clash(net.version, int(net.network_address), int(net.broadcast_address)) is not None:
                 raise Forbidden(OVERLAP)
         else:
-            net = self._first_free(v6, reserved if isinstance(reserved, Spans) else Spans(reserved))
-        rng = ipaddress.ip_network(ip_range) if ip_range else None
-        pool = Pool(str(net), net, rng, AddressSet(net))
-        self._pools[pool.id] = pool
+            net = self._first_free(v6, as_spans(exclude))
+        rng = ipaddress.ip_network(sub_pool) if sub_pool else None
+        found = Pool(make_pool_id(self.space, str(net), sub_pool), net, rng, AddressSet(net))
+        self._pools[found.id] = found
         self._spans.add(net)
-        return pool
+        return found.id, str(net), {}
 
     def _first_free(self, v6: bool, reserved: Spans) -> IPNetwork:
         """First fit over the predefined pools, skipping taken ranges by bisection."""
         for spec in self.v6_pools if v6 else self.v4_pools:
-            found = _first_gap(ipaddress.ip_network(spec.base), spec.size, [self._spans, reserved])
+            found = first_gap(ipaddress.ip_network(spec.base), spec.size, [self._spans, reserved])
             if found is not None:
                 return found
         raise InvalidParameter(EXHAUSTED)
 
-    def release_pool(self, pool_id: str) -> None:
+    async def release_pool(self, pool_id: str) -> None:
         pool = self._pools.pop(pool_id, None)
         if pool is not None:
             self._spans.remove(pool.subnet)
@@ -167,15 +184,22 @@ class DefaultIpam:
     def pools(self) -> list[Pool]:
         return list(self._pools.values())
 
+    async def pool_status(self, pool_id: str) -> dict[str, int] | None:
+        pool = self._pools.get(pool_id)
+        return pool.stats() if pool is not None else None
+
     # -- addresses ---------------------------------------------------------------------
-    def request_address(self, pool_id: str, address: str = "") -> IPAddress:
+    async def request_address(self, pool_id: str, address: str = "",
+                              options: Mapping[str, str] | None = None) -> tuple[str, dict[str, str]]:
         """A given address may be anywhere in the subnet; a dynamic one comes from the range."""
         pool = self.pool(pool_id)
         if address:
-            return pool.addresses.take(ipaddress.ip_address(address))
-        return pool.addresses.take_any(pool.ip_range)
+            ip = pool.addresses.take(ipaddress.ip_address(address))
+        else:
+            ip = pool.addresses.take_any(pool.ip_range)
+        return f"{ip}/{pool.subnet.prefixlen}", {}
 
-    def release_address(self, pool_id: str, address: str) -> None:
+    async def release_address(self, pool_id: str, address: str) -> None:
         pool = self._pools.get(pool_id)
         if pool is not None:
-            pool.addresses.release(ipaddress.ip_address(address))
+            pool.addresses.release(ipaddress.ip_interface(address).ip)

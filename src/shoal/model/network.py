@@ -25,12 +25,15 @@ class PoolSpec:
 
 @dataclass(frozen=True)
 class IPAMConfig:
-    """One subnet of a network. Strings in CIDR/IP form; `gateway` has no prefix length."""
+    """One subnet of a network. Strings in CIDR/IP form; `gateway` has no prefix length.
+    `pool_id` is what IPAM answered for it (opaque; empty in a request), kept with the
+    network because the addresses of its endpoints are requested from that pool."""
 
     subnet: str
     gateway: str = ""
     ip_range: str = ""
     aux_addresses: dict[str, str] = field(default_factory=dict)
+    pool_id: str = ""
 
     @property
     def is_v6(self) -> bool:
@@ -78,13 +81,15 @@ class Network(NetworkSpec):
         """The gateway of the subnet holding `address` ("ip" or "ip/len"): with several
         subnets of one family, another subnet's gateway is not on-link for it (the
         kernel refuses such a route: "Network is unreachable")."""
+        cfg = self.config_for(address)
+        return cfg.gateway if cfg is not None else ""
+
+    def config_for(self, address: str) -> IPAMConfig | None:
+        """The subnet holding `address` ("ip" or "ip/len"), so its pool."""
         if not address:
-            return ""
+            return None
         ip = ipaddress.ip_interface(address).ip
-        for cfg in self.ipam_configs:
-            if cfg.gateway and ip in ipaddress.ip_network(cfg.subnet):
-                return cfg.gateway
-        return ""
+        return next((c for c in self.ipam_configs if ip in ipaddress.ip_network(c.subnet)), None)
 
     def with_changes(self, **changes: Any) -> Network:
         return replace(self, **changes)
