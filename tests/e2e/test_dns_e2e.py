@@ -77,3 +77,23 @@ def test_internal_networks_forward_only_on_net(box, stub_upstream):
     finally:
         on_net.terminate()
         on_net.wait(timeout=10)
+
+
+def test_default_bridge_container_connected_to_user_network_gets_embedded_dns(box, stub_upstream):
+    """Docker starts the sandbox's resolver at its first user-defined network, and rewrites
+    resolv.conf then: a container started on the default bridge and connected later
+    resolves the names of its new network (and still forwards through the embedded DNS)."""
+    d = box
+    d.docker("network", "create", "later")
+    d.docker("run", "-d", "--name", "target", "--network", "later", "busybox", "sleep", "600")
+    d.docker("run", "-d", "--name", "mover", "busybox", "sleep", "600")
+    assert "127.0.0.11" not in d.docker("exec", "mover", "cat", "/etc/resolv.conf").stdout
+    d.docker("network", "connect", "later", "mover")
+    resolv = d.docker("exec", "mover", "cat", "/etc/resolv.conf").stdout
+    assert "nameserver 127.0.0.11" in resolv, resolv
+    target_ip = d.docker("inspect", "-f", "{{(index .NetworkSettings.Networks \"later\").IPAddress}}",
+                         "target").stdout.strip()
+    out = lookup(d, "mover", "target")
+    assert out.returncode == 0 and target_ip in out.stdout, out.stdout
+    assert "10.53.0.1" in lookup(d, "mover", "api.upstream.test").stdout
+    assert d.docker("exec", "mover", "ping", "-c1", "-W2", "target").returncode == 0

@@ -350,11 +350,14 @@ class Containers:
             host, _, ip = item.partition(":")
             extra.append((host, ip))
         extra += self._link_hosts(rec, hc.get("Links") or ())
-        self.etc.write(
-            self.etc_root / rec.id, rec.hostname, eps, embedded=embedded,
-            dns=tuple(hc.get("Dns") or ()), dns_search=tuple(hc.get("DnsSearch") or ()),
-            dns_options=tuple(hc.get("DnsOptions") or ()), extra_hosts=tuple(extra),
-        )
+        self.etc.write(self.etc_root / rec.id, rec.hostname, eps, embedded=embedded, extra_hosts=tuple(extra),
+                       **self._resolv_options(rec))
+
+    @staticmethod
+    def _resolv_options(rec: Container) -> dict[str, tuple[str, ...]]:
+        hc = rec.host_config
+        return {"dns": tuple(hc.get("Dns") or ()), "dns_search": tuple(hc.get("DnsSearch") or ()),
+                "dns_options": tuple(hc.get("DnsOptions") or ())}
 
     async def _watch(self, cid: str, run: int) -> None:
         """When this run's process exits: release its endpoints, honour --rm."""
@@ -542,8 +545,11 @@ class Containers:
             if self.state(rec.id).running:
                 ep = await self.ctl.connect(net.id, rec.id, name=rec.name, ipv4=req.ipv4, ipv6=req.ipv6,
                                             mac=req.mac, aliases=req.aliases)
+                served = self._dns_networks(self.ctl.endpoints_in(rec.id))
+                was_served = any(e.network_id != net.id for _, e in served)
                 try:
-                    await self._dns_join(rec, [ep])
+                    if await self._dns_join(rec, [ep]) and not was_served:
+                        self.etc.write_resolv(self.etc_root / rec.id, embedded=True, **self._resolv_options(rec))
                 except BaseException:
                     await self.ctl.disconnect(net.id, rec.id, force=True)
                     raise

@@ -51,7 +51,14 @@ class EtcFiles:
         first = eps[0] if eps else None
         ips = [a for a in ((first.ipv4, first.ipv6) if first else ()) if a]
         paths.hosts.write_text(render_hosts(hostname, ips, extra_hosts))
-        paths.resolv_conf.write_text(render_resolv_conf(
+        self.write_resolv(directory, embedded=embedded, dns=dns, dns_search=dns_search, dns_options=dns_options)
+
+    def write_resolv(self, directory: Path, *, embedded: bool, dns: tuple[str, ...] = (),
+                     dns_search: tuple[str, ...] = (), dns_options: tuple[str, ...] = ()) -> None:
+        """Rewritten in place (same inode), so the file bind-mounted into a running
+        container changes under it: a default-bridge container connected to a user network
+        switches to the embedded resolver at once, as Docker's does."""
+        self.paths(directory).resolv_conf.write_text(render_resolv_conf(
             self.host_resolv, embedded=embedded, dns=dns or self.dns, dns_search=dns_search,
             dns_options=dns_options,
         ))
