@@ -16,16 +16,35 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
-from shoal.store.kv import Compacted, WatchEvent
-
-if TYPE_CHECKING:
-    from shoal.store.etcd import EtcdKV
+from shoal.store.etcd_wire import Namespace
+from shoal.store.kv import Compacted, StoreUnavailable, WatchEvent
 
 _END = object()
+
+
+class WatchClient(Protocol):
+    """What a watch uses of its client (EtcdKV has it): the members and the rotation over
+    them, the timeouts, the HTTP client and the key namespace. A protocol, so this module
+    needs no import of store.etcd."""
+
+    url: str
+    ns: Namespace
+    endpoints: list[str]
+    connect_timeout: float
+    try_timeout: float
+    call_timeout: float
+    watch_idle: float
+    _current: int  # the member tried first; a watch moves it on as requests do
+    _client: httpx.AsyncClient
+
+    def _timeout(self, remaining: float) -> httpx.Timeout: ...
+    def _unavailable(self, seen: list[str]) -> StoreUnavailable: ...
+    def _watch_stream(self, member: str, prefix: str, start: int) -> WatchStream: ...
+    async def current_revision(self) -> int: ...
 
 
 class Lost(Exception):
@@ -98,7 +117,7 @@ class WatchStream:
             await self._resp.aclose()
 
 
-async def _alive(kv: EtcdKV, member: str) -> bool:
+async def _alive(kv: WatchClient, member: str) -> bool:
     """A quiet stream's member still answers and still has a leader."""
     try:
         resp = await kv._client.post(f"{member}/v3/maintenance/status", json={}, timeout=kv._timeout(kv.try_timeout))
@@ -107,7 +126,7 @@ async def _alive(kv: EtcdKV, member: str) -> bool:
         return False
 
 
-async def _connect(kv: EtcdKV, prefix: str, start: int) -> WatchStream:
+async def _connect(kv: WatchClient, prefix: str, start: int) -> WatchStream:
     """Open the watch on the current member, else the next ones, within call_timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + kv.call_timeout
@@ -127,7 +146,7 @@ async def _connect(kv: EtcdKV, prefix: str, start: int) -> WatchStream:
             await asyncio.sleep(0.2)
 
 
-async def _next_result(kv: EtcdKV, stream: WatchStream) -> dict[str, Any]:
+async def _next_result(kv: WatchClient, stream: WatchStream) -> dict[str, Any]:
     """The next non-silent response, probing the member whenever the stream goes quiet."""
     while True:
         result = await stream.next(kv.watch_idle)
@@ -137,7 +156,7 @@ async def _next_result(kv: EtcdKV, stream: WatchStream) -> dict[str, Any]:
             raise Lost(f"{stream.member}: quiet and not answering")
 
 
-async def watch_events(kv: EtcdKV, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
+async def watch_events(kv: WatchClient, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
     """The body of EtcdKV.watch (module docstring)."""
     next_rev = start_revision if start_revision > 0 else await kv.current_revision() + 1
     stream: WatchStream | None = None
