@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import httpx
 
+from shoal.store.etcd_reasons import reason
 from shoal.store.etcd_wire import Namespace
 from shoal.store.kv import Compacted, StoreUnavailable, WatchEvent
 
@@ -44,6 +46,7 @@ class WatchClient(Protocol):
     def _timeout(self, remaining: float) -> httpx.Timeout: ...
     def _unavailable(self, seen: list[str]) -> StoreUnavailable: ...
     def _watch_stream(self, member: str, prefix: str, start: int) -> WatchStream: ...
+    async def _tls_refusal(self, member: str) -> str | None: ...
     async def current_revision(self) -> int: ...
 
 
@@ -73,8 +76,8 @@ class WatchStream:
         )
         try:
             self._resp = await asyncio.wait_for(self._client.send(request, stream=True), first_line_timeout)
-        except (httpx.TransportError, asyncio.TimeoutError) as e:
-            raise Lost(f"{self.member}: {type(e).__name__} {e}".strip()) from e
+        except (httpx.TransportError, ssl.SSLError, asyncio.TimeoutError) as e:
+            raise Lost(f"{self.member}: {reason(e)}") from e
         if self._resp.status_code != 200:
             raise Lost(f"{self.member}: watch answered HTTP {self._resp.status_code}")
         self._pump_task = asyncio.create_task(self._pump())
@@ -91,8 +94,8 @@ class WatchStream:
                 if line.strip():
                     self._lines.put_nowait(json.loads(line))
             self._lines.put_nowait(Lost(f"{self.member}: watch stream ended"))
-        except (httpx.HTTPError, json.JSONDecodeError) as e:
-            self._lines.put_nowait(Lost(f"{self.member}: {type(e).__name__} {e}".strip()))
+        except (httpx.HTTPError, ssl.SSLError, json.JSONDecodeError) as e:
+            self._lines.put_nowait(Lost(f"{self.member}: {reason(e)}"))
 
     async def next(self, idle: float) -> dict[str, Any] | None:
         """The next response (the `result` object); None after `idle` seconds of silence."""
@@ -122,7 +125,7 @@ async def _alive(kv: WatchClient, member: str) -> bool:
     try:
         resp = await kv._client.post(f"{member}/v3/maintenance/status", json={}, timeout=kv._timeout(kv.try_timeout))
         return resp.status_code == 200 and resp.json().get("leader", "0") != "0"
-    except (httpx.HTTPError, ValueError):
+    except (httpx.HTTPError, ssl.SSLError, ValueError):
         return False
 
 
@@ -138,7 +141,8 @@ async def _connect(kv: WatchClient, prefix: str, start: int) -> WatchStream:
             return stream
         except Lost as e:
             await stream.close()
-            seen.append(str(e))
+            why = await kv._tls_refusal(stream.member)  # a refused certificate looks like a lost stream
+            seen.append(f"{stream.member}: {why}" if why else str(e))
         kv._current = (kv._current + 1) % len(kv.endpoints)
         if loop.time() >= deadline:
             raise kv._unavailable(seen)
