@@ -2,9 +2,12 @@
 
 import os
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
+from tests.certs import make_pki
 from tests.cluster.etcd import EtcdCluster
 
 
@@ -50,3 +53,39 @@ def etcd3(_etcd3_session):
     _etcd3_session.start()
     yield _etcd3_session
     _etcd3_session.start()
+
+
+@pytest.fixture(scope="session")
+def pki_dir():
+    """Where the session's throwaway CAs live (a `sht-` temp dir, removed at the end)."""
+    root = Path(tempfile.mkdtemp(prefix="sht-tls-pki-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pki(pki_dir):
+    """The CA etcd trusts, its server certificate (127.0.0.1) and a client certificate."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    return make_pki(pki_dir, "etcd", ["127.0.0.1"])
+
+
+@pytest.fixture(scope="session")
+def other_pki(pki_dir, pki):
+    """A CA etcd does not know, with certificates of its own (for the failures)."""
+    return make_pki(pki_dir, "other", ["127.0.0.1"])
+
+
+@pytest.fixture(scope="session")
+def etcd_tls(pki):
+    """One member serving https only and requiring a client certificate from `pki`."""
+    _need_etcd()
+    cluster = EtcdCluster(1, pki=pki)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()

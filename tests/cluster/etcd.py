@@ -3,19 +3,24 @@
 Each member is its own subprocess (stopped through its own Popen, never by name), with
 free loopback ports and its data under a `sht-` temporary directory that `close()`
 removes. Elections are tuned short (50 ms heartbeat, 500 ms election) so a killed leader
-is replaced in about a second.
+is replaced in about a second. With a `Pki` (tests.certs) the members serve clients over
+https only and require a client certificate from that CA (`--client-cert-auth`); peers
+stay on plain http, on loopback.
 """
 
 from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+
+from tests.certs import Pki
 
 
 def free_port() -> int:
@@ -25,8 +30,9 @@ def free_port() -> int:
 
 
 class Member:
-    def __init__(self, name: str, root: Path):
+    def __init__(self, name: str, root: Path, pki: Pki | None = None):
         self.name = name
+        self.pki = pki
         self.client_port, self.peer_port = free_port(), free_port()
         self.data_dir = root / name
         self.log = root / f"{name}.log"
@@ -35,7 +41,15 @@ class Member:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.pki else 'http'}://127.0.0.1:{self.client_port}"
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """What our own health checks use: the test CA and its client certificate."""
+        if self.pki is None:
+            return True
+        context = ssl.create_default_context(cafile=str(self.pki.ca))
+        context.load_cert_chain(str(self.pki.client_cert), str(self.pki.client_key))
+        return context
 
     @property
     def peer_url(self) -> str:
@@ -58,7 +72,7 @@ class Member:
 
     def healthy(self) -> bool:
         try:
-            return httpx.get(f"{self.endpoint}/health", timeout=1).json().get("health") == "true"
+            return httpx.get(f"{self.endpoint}/health", timeout=1, verify=self.verify()).json().get("health") == "true"
         except (httpx.HTTPError, ValueError):
             return False
 
@@ -66,9 +80,11 @@ class Member:
 class EtcdCluster:
     """n members on 127.0.0.1; `start()` waits until every member is healthy."""
 
-    def __init__(self, size: int, token: str = "sht"):
+    def __init__(self, size: int, token: str = "sht", pki: Pki | None = None):
         self.root = Path(tempfile.mkdtemp(prefix="sht-etcd-"))
-        self.members = [Member(f"m{i + 1}", self.root) for i in range(size)]
+        self.members = [Member(f"m{i + 1}", self.root, pki) for i in range(size)]
+        tls = [] if pki is None else ["--cert-file", str(pki.server_cert), "--key-file", str(pki.server_key),
+                                      "--trusted-ca-file", str(pki.ca), "--client-cert-auth"]
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         for m in self.members:
             m.argv = [
@@ -76,7 +92,7 @@ class EtcdCluster:
                 "--listen-client-urls", m.endpoint, "--advertise-client-urls", m.endpoint,
                 "--listen-peer-urls", m.peer_url, "--initial-advertise-peer-urls", m.peer_url,
                 "--initial-cluster", initial, "--initial-cluster-token", f"{token}-{self.root.name}",
-                "--initial-cluster-state", "new", "--heartbeat-interval", "50", "--election-timeout", "500",
+                "--initial-cluster-state", "new", "--heartbeat-interval", "50", "--election-timeout", "500", *tls,
             ]
 
     @property
@@ -108,7 +124,7 @@ class EtcdCluster:
         for m in self.members:
             if not m.running:
                 continue
-            status = httpx.post(f"{m.endpoint}/v3/maintenance/status", json={}, timeout=1).json()
+            status = httpx.post(f"{m.endpoint}/v3/maintenance/status", json={}, timeout=1, verify=m.verify()).json()
             if status.get("leader") == status.get("header", {}).get("member_id"):
                 return m
         raise RuntimeError("no leader")

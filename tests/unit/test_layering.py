@@ -74,19 +74,11 @@ def module_imports(path: Path, modules: set[str]) -> set[str]:
     return {m for m in found if m in modules}
 
 
-# Type-annotation back-references that remain (issue #16 asks for none): the endpoint verbs
-# are a mixin of the Controller, and the Cluster holds the Controller it mirrors into; the
-# etcd watch stream names its client. Each is an `if TYPE_CHECKING:` import only, never run.
-KNOWN_TYPE_ONLY_CYCLES = {
-    frozenset({"shoal.controller.controller", "shoal.controller.endpoints"}),
-    frozenset({"shoal.controller.controller", "shoal.controller.cluster"}),
-    frozenset({"shoal.store.etcd", "shoal.store.etcd_watch"}),
-}
-
-
 def test_no_import_cycles():
-    """No module imports itself back through others (a package's __init__ re-exporting its
-    own modules is not a cycle)."""
+    """No module imports itself back through others, not even for type checking (a
+    package's __init__ re-exporting its own modules is not a cycle). A lower module that
+    needs a higher one's object says what it needs as a Protocol (firewalling.Topology,
+    cluster.Mirrored, etcd_watch.WatchClient) or, for a mixin, declares it."""
     paths = {module_of(p): p for p in SRC.rglob("*.py")}
     graph = {m: {d for d in module_imports(p, set(paths)) if d != m and not m.startswith(d + ".")}
              for m, p in paths.items()}
@@ -101,5 +93,4 @@ def test_no_import_cycles():
 
     for start in graph:
         walk(start, [start])
-    unexpected = sorted(sorted(c) for c in cycles if c not in KNOWN_TYPE_ONLY_CYCLES)
-    assert not unexpected, unexpected
+    assert not cycles, sorted(sorted(c) for c in cycles)

@@ -148,7 +148,7 @@ def test_open_kv_parses_docker_flags(tmp_path):
         with pytest.raises(InvalidParameter):
             open_kv(url)
     with pytest.raises(InvalidParameter, match="no such file"):
-        open_kv("etcd://h:1", {"kv.cacertfile": str(tmp_path / "missing.pem")})
+        open_kv("etcd://h:1", {k: str(tmp_path / "missing.pem") for k in ("kv.cacertfile", "kv.certfile", "kv.keyfile")})
     with pytest.raises(InvalidParameter, match="unknown cluster-store-opt kv.cafile"):
         open_kv("etcd://h:1", {"kv.cafile": "x"})
     with pytest.raises(InvalidParameter):

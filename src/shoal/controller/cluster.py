@@ -21,18 +21,19 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shoal.controller.claims import ClusterClaims
 from shoal.controller.kvipam import KVIpam
+from shoal.drivers import NetworkDriver
 from shoal.drivers.overlay import OPT_VNI, overlay_plan_vni
 from shoal.errors import Forbidden, NotFound, ShoalError, Unavailable
-from shoal.ipam import GLOBAL_DEFAULT, OPT_HOST_BOUND, OPT_OWNER
+from shoal.ipam import GLOBAL_DEFAULT, OPT_HOST_BOUND, OPT_OWNER, AddressSpaces
 from shoal.model import Endpoint, Network, Peer
+from shoal.store import Store
 from shoal.store.kv import KV, Compacted, LeaseExpired, WatchEvent
 
 if TYPE_CHECKING:
-    from shoal.controller.controller import Controller
     from shoal.dns import DnsRecords
 
 log = logging.getLogger("shoal.cluster")
@@ -40,8 +41,26 @@ KIND_CACHE = "cluster-network"
 KIND_META = "meta"
 
 
+class Mirrored(Protocol):
+    """What the Cluster reads and calls on the Controller it mirrors into (a protocol, so
+    this module needs no import of the controller)."""
+
+    store: Store
+    engine_id: str
+    lock: asyncio.Lock
+    networks: dict[str, Network]
+    endpoints: dict[str, Endpoint]
+    drivers: dict[str, NetworkDriver]
+    built: set[str]  # global networks with a side on this host
+    ipam: AddressSpaces  # the cluster serves GlobalDefault in it
+
+    def driver(self, name: str) -> NetworkDriver: ...
+    def mirror_network(self, network: Network) -> None: ...
+    async def dematerialize_network(self, network: Network) -> None: ...
+
+
 class Cluster:
-    def __init__(self, ctl: Controller, kv: KV, *, advertise: str, vtep: str, prefix: str = "/shoal/v1/",
+    def __init__(self, ctl: Mirrored, kv: KV, *, advertise: str, vtep: str, prefix: str = "/shoal/v1/",
                  ttl: int = 15, resync: float = 30.0, records: DnsRecords | None = None) -> None:
         self.ctl = ctl
         self.kv = kv

@@ -6,6 +6,7 @@ both act on the one Controller and share its lock and store.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import random
@@ -28,7 +29,12 @@ from shoal.ipam import OPT_HOST_BOUND, OPT_OWNER, NoAddressAvailable
 from shoal.model import Endpoint, Network, Sandbox
 
 if TYPE_CHECKING:
-    from shoal.controller.controller import Controller
+    from shoal.controller.cluster import Cluster
+    from shoal.drivers import NetworkDriver
+    from shoal.firewall import Firewall
+    from shoal.ipam import AddressSpaces, Ipam
+    from shoal.kernel import Kernel
+    from shoal.store import Store
 
 KIND_ENDPOINT = "endpoint"
 log = logging.getLogger("shoal.endpoints")
@@ -72,12 +78,33 @@ def check_mac(mac: str) -> None:
 
 
 class EndpointOps:
-    """Mixed into Controller."""
+    """Mixed into Controller, which has what is declared here: declared, not imported, so
+    this module needs no import of the controller."""
 
     sandboxes: dict[str, Sandbox]
+    if TYPE_CHECKING:
+        lock: asyncio.Lock
+        store: Store
+        kernel: Kernel
+        ipam: AddressSpaces
+        firewall: Firewall
+        drivers: dict[str, NetworkDriver]
+        networks: dict[str, Network]
+        endpoints: dict[str, Endpoint]
+        built: set[str]
+        exec_root: str
+        cluster: Cluster | None
+
+        def alias(self, kind: str, object_id: str) -> str: ...
+        def find_network(self, ref: str) -> Network: ...
+        def endpoints_of(self, network_id: str) -> list[Endpoint]: ...
+        def driver(self, name: str) -> NetworkDriver: ...
+        def ipam_of(self, network: Network) -> Ipam: ...
+        async def build_global(self, network: Network) -> bool: ...
+        async def unbuild_global(self, network: Network) -> None: ...
 
     # -- sandboxes ---------------------------------------------------------------------
-    async def create_sandbox(self: Controller, sandbox_id: str, *, host: bool = False) -> Sandbox:
+    async def create_sandbox(self, sandbox_id: str, *, host: bool = False) -> Sandbox:
         async with self.lock:
             if sandbox_id in self.sandboxes:
                 return self.sandboxes[sandbox_id]
@@ -95,7 +122,7 @@ class EndpointOps:
             self.sandboxes[sb.id] = sb
             return sb
 
-    async def ensure_sandbox(self: Controller, sandbox_id: str) -> Sandbox:
+    async def ensure_sandbox(self, sandbox_id: str) -> Sandbox:
         """After a reboot the netns file is a plain file again: make a fresh namespace there."""
         sb = self.sandbox(sandbox_id)
         if sb.path and not await self.kernel.netns_alive(sb.path):
@@ -104,7 +131,7 @@ class EndpointOps:
                 await self.kernel.create_netns(sb.path)
         return sb
 
-    async def delete_sandbox(self: Controller, sandbox_id: str) -> None:
+    async def delete_sandbox(self, sandbox_id: str) -> None:
         """Leave every network, then remove the namespace; idempotent."""
         for ep in self.endpoints_in(sandbox_id):
             await self.disconnect(ep.network_id, sandbox_id, force=True)
@@ -115,19 +142,19 @@ class EndpointOps:
             if sb is not None and sb.path:
                 await self.kernel.delete_netns(sb.path)
 
-    def sandbox(self: Controller, sandbox_id: str) -> Sandbox:
+    def sandbox(self, sandbox_id: str) -> Sandbox:
         try:
             return self.sandboxes[sandbox_id]
         except KeyError:
             raise NotFound(f"sandbox {sandbox_id[:12]} not found") from None
 
-    def endpoints_in(self: Controller, sandbox_id: str) -> list[Endpoint]:
+    def endpoints_in(self, sandbox_id: str) -> list[Endpoint]:
         eps = [e for e in self.endpoints.values() if e.sandbox_id == sandbox_id]
         return sorted(eps, key=lambda e: (len(e.ifname), e.ifname))
 
     # -- endpoints ---------------------------------------------------------------------
     async def connect(
-        self: Controller, network_ref: str, sandbox_id: str, *, name: str,
+        self, network_ref: str, sandbox_id: str, *, name: str,
         ipv4: str = "", ipv6: str = "", mac: str = "", aliases: tuple[str, ...] = (),
     ) -> Endpoint:
         async with self.lock:
@@ -162,7 +189,7 @@ class EndpointOps:
             self.endpoints[ep.id] = ep
             return ep
 
-    async def _firewall_endpoint(self: Controller, network: Network, ep: Endpoint, undo: Undo) -> None:
+    async def _firewall_endpoint(self, network: Network, ep: Endpoint, undo: Undo) -> None:
         cfg = endpoint_config(self, network, ep)
         if cfg is None:
             return
@@ -171,7 +198,7 @@ class EndpointOps:
         undo.push("firewall endpoint", lambda: self.firewall.remove_endpoint(cfg))
 
     async def _new_endpoint(
-        self: Controller, network: Network, sb: Sandbox, present: list[Endpoint], name: str,
+        self, network: Network, sb: Sandbox, present: list[Endpoint], name: str,
         ipv4: str, ipv6: str, mac: str, aliases: tuple[str, ...], undo: Undo,
     ) -> Endpoint:
         ep_id = new_id()
@@ -187,11 +214,11 @@ class EndpointOps:
             aliases=tuple(aliases), static_ipv4=bool(ipv4), static_ipv6=bool(ipv6),
         )
 
-    async def _forget_endpoint(self: Controller, endpoint_id: str) -> None:
+    async def _forget_endpoint(self, endpoint_id: str) -> None:
         async with self.store.transaction() as tx:
             tx.delete(KIND_ENDPOINT, endpoint_id)
 
-    async def _address(self: Controller, network: Network, wanted: str, v6: bool, undo: Undo, owner: str) -> str:
+    async def _address(self, network: Network, wanted: str, v6: bool, undo: Undo, owner: str) -> str:
         """A dynamic address comes from the first of the family's subnets with one free, as
         libnetwork tries its pools in order (a full first subnet is not a full network);
         an allocator that cannot be reached is not a full subnet (each try would wait out
@@ -213,7 +240,7 @@ class EndpointOps:
             return addr
         raise Unavailable(f"no subnet of network {network.name} holds the address {wanted}")
 
-    async def disconnect(self: Controller, network_ref: str, sandbox_id: str, *, force: bool = False) -> None:
+    async def disconnect(self, network_ref: str, sandbox_id: str, *, force: bool = False) -> None:
         async with self.lock:
             try:
                 network = self.find_network(network_ref)
@@ -230,7 +257,7 @@ class EndpointOps:
             for ep in eps:
                 await self._remove_endpoint(ep)
 
-    async def _remove_endpoint(self: Controller, ep: Endpoint) -> None:
+    async def _remove_endpoint(self, ep: Endpoint) -> None:
         network = self.networks.get(ep.network_id)
         async with self.store.transaction() as tx:
             tx.delete(KIND_ENDPOINT, ep.id)
@@ -248,14 +275,14 @@ class EndpointOps:
             await self.firewall.remove_endpoint(cfg)
         await self.driver(network.driver).leave(network, ep)
 
-    async def _release_addresses(self: Controller, network: Network, ep: Endpoint) -> None:
+    async def _release_addresses(self, network: Network, ep: Endpoint) -> None:
         ipam = self.ipam_of(network)
         for cidr in (ep.ipv4, ep.ipv6):
             cfg = network.config_for(cidr)
             if cfg is not None:
                 await ipam.release_address(cfg.pool_id, cidr)
 
-    def network_containers(self: Controller, network: Network) -> dict[str, Any]:
+    def network_containers(self, network: Network) -> dict[str, Any]:
         """Inspect's `Containers` map: sandbox (container) id -> endpoint summary."""
         out = {}
         for ep in self.endpoints_of(network.id):

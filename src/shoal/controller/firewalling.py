@@ -6,7 +6,6 @@ host and none have nothing to isolate or publish.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Protocol
 
 from shoal.drivers import NetworkDriver
@@ -20,7 +19,7 @@ class Topology(Protocol):
 
     networks: dict[str, Network]
     endpoints: dict[str, Endpoint]
-    drivers: Mapping[str, NetworkDriver]
+    drivers: dict[str, NetworkDriver]
     built: set[str]  # global networks with a side on this host (the others have no bridge)
 
 

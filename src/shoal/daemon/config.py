@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster-advertise", default="", metavar="IP|IFACE[:PORT]",
                    help="this host's address in the cluster: its VXLAN endpoint and its name there")
     p.add_argument("--cluster-store-opt", action="append", type=parse_store_opt, default=[], metavar="KEY=VALUE",
-                   help="kv.cacertfile, kv.certfile, kv.keyfile (TLS to etcd), discovery.ttl (seconds a dead "
+                   help="kv.cacertfile, kv.certfile, kv.keyfile (all three: TLS to etcd), discovery.ttl (seconds a dead "
                    "host keeps its endpoints, default 15), discovery.resync (seconds between full "
                    "reconciliations, default 30); repeatable")
     p.add_argument("--add-runtime", action="append", type=parse_runtime, default=[], metavar="NAME=PATH",

@@ -2,7 +2,7 @@
 
     --cluster-store etcd://h1:2379,h2:2379[/path]
     --cluster-store-opt kv.cacertfile=ca.pem --cluster-store-opt kv.certfile=c.pem
-    --cluster-store-opt kv.keyfile=c-key.pem           (any kv.*file: https to etcd)
+    --cluster-store-opt kv.keyfile=c-key.pem           (all three: https to etcd)
 
 The URL's path becomes a key namespace (Docker puts it in front of its root chain):
 `etcd://h/shoal` stores shoal's key "/network/x" as "/shoal/network/x", so callers use
@@ -10,6 +10,13 @@ the same keys (which start with "/") whatever the path. `memory://` gives a Memo
 single-process trials. Options outside `kv.` (e.g. `discovery.heartbeat`) belong to other
 parts of the daemon and are ignored here; an unknown `kv.` option is refused, so a typo
 never silently disables TLS.
+
+TLS follows Docker's rule (libnetwork's OptionKVOpts, the kv discovery): it is on when all
+three files are given, and the client then presents its certificate and trusts only that CA
+(etcd's --client-cert-auth setup). Docker talks plain http when any of the three is missing,
+so `kv.cacertfile` alone silently meant no TLS at all; shoal refuses a partial set at start
+instead, saying what is missing. A file that cannot be read as what it should be (a CA, a
+certificate, its key) is a start-up error naming the option.
 """
 
 from __future__ import annotations
@@ -59,22 +66,38 @@ def parse_endpoints(url: str) -> tuple[list[str], str]:
     return hosts, f"/{path}" if path else ""
 
 
-def tls_context(opts: Mapping[str, str]) -> ssl.SSLContext | None:
-    """An SSL context from kv.cacertfile/certfile/keyfile, or None when none is given."""
+def tls_context(opts: Mapping[str, str], *, tls12: bool = False) -> ssl.SSLContext | None:
+    """An SSL context from kv.cacertfile/certfile/keyfile (all three), or None (none given).
+
+    `tls12` caps it at TLS 1.2, for EtcdKV's probe: a refused client certificate is then
+    refused inside the handshake (TLS 1.3 reports it after the request has been sent)."""
     unknown = sorted(k for k in opts if k.startswith("kv.") and k not in TLS_OPTS)
     if unknown:
         raise InvalidParameter(f"unknown cluster-store-opt {', '.join(unknown)} (known: {', '.join(TLS_OPTS)})")
     given = {k: opts[k] for k in TLS_OPTS if opts.get(k)}
     if not given:
         return None
+    missing = [k for k in TLS_OPTS if k not in given]
+    if missing:
+        raise InvalidParameter(
+            f"cluster-store-opt {', '.join(given)} without {' and '.join(missing)}: TLS to the cluster store "
+            f"needs all of {', '.join(TLS_OPTS)} (Docker talks plain http with fewer); give the missing ones, "
+            "or none for plain http")
     for key, path in given.items():
         if not os.path.isfile(path):
             raise InvalidParameter(f"cluster-store-opt {key}={path}: no such file")
-    if ("kv.certfile" in given) != ("kv.keyfile" in given):
-        raise InvalidParameter("cluster-store-opt kv.certfile and kv.keyfile go together")
-    context = ssl.create_default_context(cafile=given.get("kv.cacertfile"))
-    if "kv.certfile" in given:
+    try:
+        context = ssl.create_default_context(cafile=given["kv.cacertfile"])
+    except ssl.SSLError as e:
+        raise InvalidParameter(f"cluster-store-opt kv.cacertfile={given['kv.cacertfile']}: not a PEM CA "
+                               f"certificate ({e.reason or e})") from None
+    try:
         context.load_cert_chain(given["kv.certfile"], given["kv.keyfile"])
+    except ssl.SSLError as e:
+        raise InvalidParameter(f"cluster-store-opt kv.certfile={given['kv.certfile']}, kv.keyfile={given['kv.keyfile']}: "
+                               f"not a PEM certificate and its private key ({e.reason or e})") from None
+    if tls12:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
     return context
 
 
@@ -85,5 +108,7 @@ def open_kv(url: str, opts: Mapping[str, str] | None = None, **tuning: float) ->
         return MemoryKV(url=url)
     hosts, prefix = parse_endpoints(url)
     context = tls_context(opts)
+    probe = tls_context(opts, tls12=True) if context is not None else None
     scheme = "https" if context is not None else "http"
-    return EtcdKV([f"{scheme}://{h}" for h in hosts], url=url, prefix=prefix, tls=context, **tuning)
+    return EtcdKV([f"{scheme}://{h}" for h in hosts], url=url, prefix=prefix, tls=context, tls_probe=probe,
+                  **tuning)

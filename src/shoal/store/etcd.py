@@ -22,13 +22,17 @@ Retry rule (one place: `_call`):
 
 Each try is short (2 s connect, 1 s answer) and a whole call is bounded (5 s); then
 StoreUnavailable names the store and what to do. When every member refused the
-connection twice in a row the call fails at once (all down: fail fast). Nothing is
-remembered about a dead member but the rotation, so recovery needs no new client.
+connection, or the TLS handshake, twice in a row the call fails at once (all down, or
+certificates that do not fit: fail fast, and the message says which). A TLS failure is
+never ambiguous: a member that rejects the handshake (or our certificate, which TLS 1.3
+reports at the first read) has not processed the request. Nothing is remembered about a
+dead member but the rotation, so recovery needs no new client.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator, Sequence
@@ -36,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from shoal.store.etcd_reasons import TLS_HINT, reason, refused, tls_error
 from shoal.store.etcd_wire import Namespace, revision
 from shoal.store.etcd_watch import WatchStream, watch_events
 from shoal.store.kv import (
@@ -61,29 +66,7 @@ class _Ambiguous(Exception):
 
 
 class _Unreached(Exception):
-    """The request did not reach the member (refused: args[1] is True)."""
-
-
-def _causes(e: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    while e is not None and e not in chain:
-        chain.append(e)
-        e = e.__cause__ or e.__context__  # type: ignore[assignment]
-    return chain
-
-
-def _refused(e: BaseException) -> bool:
-    """httpx says "All connection attempts failed"; the OSError under it says refused."""
-    return any(isinstance(c, ConnectionRefusedError) for c in _causes(e))
-
-
-def _reason(e: BaseException) -> str:
-    """The most telling words for a transport failure (the innermost OS error if any)."""
-    if _refused(e):
-        return "connection refused"
-    if isinstance(e, httpx.TimeoutException):
-        return f"no answer in time ({type(e).__name__})"
-    return f"{type(e).__name__} {e}".strip()
+    """The request did not reach the member (refused, or TLS failed: args[1] is True)."""
 
 
 class EtcdKV:
@@ -96,6 +79,7 @@ class EtcdKV:
         url: str | None = None,
         prefix: str = "",
         tls: ssl.SSLContext | None = None,
+        tls_probe: ssl.SSLContext | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         try_timeout: float = TRY_TIMEOUT,
         call_timeout: float = CALL_TIMEOUT,
@@ -110,6 +94,7 @@ class EtcdKV:
         self.watch_idle = watch_idle
         self._current = 0
         self._client = httpx.AsyncClient(verify=tls if tls is not None else True, trust_env=False)
+        self._tls_probe = tls_probe
 
     # -- transport -------------------------------------------------------------
 
@@ -121,19 +106,62 @@ class EtcdKV:
         """One try on one member; raises _Unreached/_Ambiguous, or the mapped store error."""
         try:
             resp = await self._client.post(f"{member}/v3/{path}", json=body, timeout=self._timeout(remaining))
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
-            raise _Unreached(f"{member}: {_reason(e)}", _refused(e)) from e
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, ssl.SSLError) as e:
+            # (a rejected client certificate comes as a bare SSLError at the first read)
+            raise _Unreached(f"{member}: {reason(e)}", refused(e) or tls_error(e) is not None) from e
         except httpx.TransportError as e:
-            raise _Ambiguous(f"{member}: {_reason(e)}") from e
+            if tls_error(e) is not None:
+                raise _Unreached(f"{member}: {reason(e)}", True) from e
+            if not isinstance(e, httpx.TimeoutException) and (why := await self._tls_refusal(member)):
+                raise _Unreached(f"{member}: {why}", True) from e
+            raise _Ambiguous(f"{member}: {reason(e)}{self._plain_hint(member, e)}") from e
         try:
             answer = resp.json() if resp.content else {}
         except json.JSONDecodeError as e:
             raise _Ambiguous(f"{member}: HTTP {resp.status_code}, not JSON") from e
         if resp.status_code >= 500 or answer.get("code") == 14:
-            raise _Ambiguous(f"{member}: HTTP {resp.status_code} {answer.get('message', '')}".strip())
+            hint = ""
+            if member.startswith("https:") and answer.get("message") == "connection closed":
+                hint = (" (over TLS etcd also answers this when its own certificate lacks the clientAuth usage "
+                        "that its gateway needs with --client-cert-auth)")
+            raise _Ambiguous(f"{member}: HTTP {resp.status_code} {answer.get('message', '')}".strip() + hint)
         if resp.status_code != 200 or "error" in answer:
             raise self._refused(path, answer, resp.status_code)
         return answer
+
+    async def _tls_refusal(self, member: str) -> str | None:
+        """Why the member refuses our TLS, if it does; None when it does not (or no probe).
+
+        Under TLS 1.3 a server checks the client's certificate after the client thinks the
+        handshake is done, so a refused certificate mostly shows as a connection broken
+        under our request, like a member dying with it. A TLS 1.2 handshake with the same
+        files (`tls_probe`) gets the refusal inside the handshake: if the member refuses
+        that, it refused our request unread, which is then no ambiguous failure.
+        """
+        if self._tls_probe is None or not member.startswith("https://"):
+            return None
+        host, _, port = member.removeprefix("https://").rpartition(":")
+        host = host.strip("[]")
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, int(port), ssl=self._tls_probe, server_hostname=host),
+                self.connect_timeout)
+        except ssl.SSLError as e:
+            return reason(e)
+        except (OSError, TimeoutError, ValueError):
+            return None
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+        return None
+
+    @staticmethod
+    def _plain_hint(member: str, e: BaseException) -> str:
+        """A TLS member closes a plain http connection without a word."""
+        if member.startswith("http:") and isinstance(e, httpx.RemoteProtocolError):
+            return (" (a member serving https closes plain http connections like this: then give "
+                    "kv.cacertfile, kv.certfile and kv.keyfile)")
+        return ""
 
     def _refused(self, path: str, answer: dict[str, Any], status: int) -> Exception:
         message = str(answer.get("message") or answer.get("error") or f"HTTP {status}")
@@ -148,7 +176,7 @@ class EtcdKV:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.call_timeout
         seen: list[str] = []
-        refused_in_a_row = 0
+        refused_in_a_row = 0  # refused connections and TLS failures: nobody to wait for
         while True:
             member = self.endpoints[self._current]
             try:
@@ -172,7 +200,10 @@ class EtcdKV:
                 await asyncio.sleep(min(0.2, max(0.0, deadline - loop.time())))
 
     def _unavailable(self, seen: list[str]) -> StoreUnavailable:
-        reasons = "; ".join(dict.fromkeys(seen[-2 * len(self.endpoints):]))
+        recent = seen[-2 * len(self.endpoints):]
+        reasons = "; ".join(dict.fromkeys(recent))
+        if recent and all(": TLS: " in r for r in recent):
+            return StoreUnavailable(f"cluster store {self.url}: no member accepted TLS ({reasons}): {TLS_HINT}")
         return StoreUnavailable(
             f"cluster store {self.url}: no member answered ({reasons}): check that etcd is running "
             "and reachable at these addresses"

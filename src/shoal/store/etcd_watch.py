@@ -15,17 +15,39 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 
-from shoal.store.kv import Compacted, WatchEvent
-
-if TYPE_CHECKING:
-    from shoal.store.etcd import EtcdKV
+from shoal.store.etcd_reasons import reason
+from shoal.store.etcd_wire import Namespace
+from shoal.store.kv import Compacted, StoreUnavailable, WatchEvent
 
 _END = object()
+
+
+class WatchClient(Protocol):
+    """What a watch uses of its client (EtcdKV has it): the members and the rotation over
+    them, the timeouts, the HTTP client and the key namespace. A protocol, so this module
+    needs no import of store.etcd."""
+
+    url: str
+    ns: Namespace
+    endpoints: list[str]
+    connect_timeout: float
+    try_timeout: float
+    call_timeout: float
+    watch_idle: float
+    _current: int  # the member tried first; a watch moves it on as requests do
+    _client: httpx.AsyncClient
+
+    def _timeout(self, remaining: float) -> httpx.Timeout: ...
+    def _unavailable(self, seen: list[str]) -> StoreUnavailable: ...
+    def _watch_stream(self, member: str, prefix: str, start: int) -> WatchStream: ...
+    async def _tls_refusal(self, member: str) -> str | None: ...
+    async def current_revision(self) -> int: ...
 
 
 class Lost(Exception):
@@ -54,8 +76,8 @@ class WatchStream:
         )
         try:
             self._resp = await asyncio.wait_for(self._client.send(request, stream=True), first_line_timeout)
-        except (httpx.TransportError, asyncio.TimeoutError) as e:
-            raise Lost(f"{self.member}: {type(e).__name__} {e}".strip()) from e
+        except (httpx.TransportError, ssl.SSLError, asyncio.TimeoutError) as e:
+            raise Lost(f"{self.member}: {reason(e)}") from e
         if self._resp.status_code != 200:
             raise Lost(f"{self.member}: watch answered HTTP {self._resp.status_code}")
         self._pump_task = asyncio.create_task(self._pump())
@@ -72,8 +94,8 @@ class WatchStream:
                 if line.strip():
                     self._lines.put_nowait(json.loads(line))
             self._lines.put_nowait(Lost(f"{self.member}: watch stream ended"))
-        except (httpx.HTTPError, json.JSONDecodeError) as e:
-            self._lines.put_nowait(Lost(f"{self.member}: {type(e).__name__} {e}".strip()))
+        except (httpx.HTTPError, ssl.SSLError, json.JSONDecodeError) as e:
+            self._lines.put_nowait(Lost(f"{self.member}: {reason(e)}"))
 
     async def next(self, idle: float) -> dict[str, Any] | None:
         """The next response (the `result` object); None after `idle` seconds of silence."""
@@ -98,16 +120,16 @@ class WatchStream:
             await self._resp.aclose()
 
 
-async def _alive(kv: EtcdKV, member: str) -> bool:
+async def _alive(kv: WatchClient, member: str) -> bool:
     """A quiet stream's member still answers and still has a leader."""
     try:
         resp = await kv._client.post(f"{member}/v3/maintenance/status", json={}, timeout=kv._timeout(kv.try_timeout))
         return resp.status_code == 200 and resp.json().get("leader", "0") != "0"
-    except (httpx.HTTPError, ValueError):
+    except (httpx.HTTPError, ssl.SSLError, ValueError):
         return False
 
 
-async def _connect(kv: EtcdKV, prefix: str, start: int) -> WatchStream:
+async def _connect(kv: WatchClient, prefix: str, start: int) -> WatchStream:
     """Open the watch on the current member, else the next ones, within call_timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + kv.call_timeout
@@ -119,7 +141,8 @@ async def _connect(kv: EtcdKV, prefix: str, start: int) -> WatchStream:
             return stream
         except Lost as e:
             await stream.close()
-            seen.append(str(e))
+            why = await kv._tls_refusal(stream.member)  # a refused certificate looks like a lost stream
+            seen.append(f"{stream.member}: {why}" if why else str(e))
         kv._current = (kv._current + 1) % len(kv.endpoints)
         if loop.time() >= deadline:
             raise kv._unavailable(seen)
@@ -127,7 +150,7 @@ async def _connect(kv: EtcdKV, prefix: str, start: int) -> WatchStream:
             await asyncio.sleep(0.2)
 
 
-async def _next_result(kv: EtcdKV, stream: WatchStream) -> dict[str, Any]:
+async def _next_result(kv: WatchClient, stream: WatchStream) -> dict[str, Any]:
     """The next non-silent response, probing the member whenever the stream goes quiet."""
     while True:
         result = await stream.next(kv.watch_idle)
@@ -137,7 +160,7 @@ async def _next_result(kv: EtcdKV, stream: WatchStream) -> dict[str, Any]:
             raise Lost(f"{stream.member}: quiet and not answering")
 
 
-async def watch_events(kv: EtcdKV, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
+async def watch_events(kv: WatchClient, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
     """The body of EtcdKV.watch (module docstring)."""
     next_rev = start_revision if start_revision > 0 else await kv.current_revision() + 1
     stream: WatchStream | None = None
