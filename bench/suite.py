@@ -40,6 +40,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, help="traffic rounds per peer (default 5; quick 1)")
     ap.add_argument("--peers", default=",".join(PEER_NAMES), help="comma list (default: all)")
     ap.add_argument("--cases", default=",".join(CASES), help="comma list (default: all)")
+    ap.add_argument("--no-overlay-docker", dest="overlay_docker", action="store_false",
+                    help="leave Docker's classic overlay (3 dockerds, etcd v2) out of the overlay case")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"), help="results folder")
     args = ap.parse_args(argv)
     q = args.quick
@@ -89,7 +91,7 @@ def measure(args: argparse.Namespace, workdir: str, peers: list[Peer]) -> dict:
     live = [p for p in peers if p.name not in failed]
     described = {p.name: p.describe() for p in live}
     cfg = Config(runs=args.runs, count=args.count, seconds=args.seconds, rounds=args.rounds,
-                 pings=20 if args.quick else 100)
+                 pings=20 if args.quick else 100, overlay_docker=args.overlay_docker)
     rows: list[report.Row] = []
     results: dict[str, dict[str, report.Cell]] = {p: {} for p in args.peers}
     series: dict[str, list[float]] = {}

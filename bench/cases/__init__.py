@@ -26,6 +26,7 @@ class Config:
     seconds: int       # iperf3 time per round
     rounds: int        # iperf3/ping rounds per path and peer (interleaved)
     pings: int         # pings (and TCP round trips) per round
+    overlay_docker: bool = True  # the overlay case builds Docker's classic overlay too
 
 
 class CaseRun:

@@ -1,20 +1,25 @@
-"""Overlay networks across hosts (issue #16): data path against a hand-made VXLAN pair, and
-how fast the cluster converges. Needs etcd (Debian `etcd-server`); n/a without it.
+"""Overlay networks across hosts (issue #16): data path against a hand-made VXLAN pair and
+Docker's classic overlay, and how fast each cluster converges. Needs etcd (Debian
+`etcd-server`); n/a without it.
 
-One shoal cluster of 3 hosts (overlaylab.Cluster, the code of `shoal cluster up`) and one
-raw VXLAN pair (overlaylab.RawVxlan) are built once; the peers the suite started are not
-used. Rows, in the shoal and raw columns:
+One shoal cluster of 3 hosts (overlaylab.Cluster, the code of `shoal cluster up`), one
+Docker 20.10 cluster of 3 hosts with etcd's v2 API as its cluster store
+(overlaylab.DockerCluster) and one raw VXLAN pair (overlaylab.RawVxlan) are built once;
+the peers the suite started are not used. Rows, in the shoal, docker and raw columns:
 * throughput and TCP round trip, a container on host A -> a container on host B on an
   overlay network; raw: the same between the two hand-made container namespaces. Rounds
-  are paired (shoal and raw back to back, the first one rotated), after a warm-up each;
+  are paired (the sides back to back, the first one rotated), after a warm-up each;
 * convergence: `run -d` (create + start) on B returns -> the first echo reply to the new
   container from the existing container on A (bench/echoprobe.py, 1 ms apart). And, in
   separate interleaved runs, the same moment -> the new container's neighbour entry on
-  A's vxlan device (polled by a thread inside A's namespace; negative: it was there
-  before the start returned). Each run uses a fresh static address;
+  A's vxlan device (polled by a thread inside the namespace that holds it; negative: it
+  was there before the start returned). Each run uses a fresh static address; shoal's
+  and Docker's runs alternate;
 * network create on A returns -> listed on C (GET /networks polled every ms), and rm on A
   returns -> gone from C's list;
-* shoald RSS on each host at the end.
+* daemon RSS on each host at the end (shoald; dockerd + its containerd).
+Docker's cluster is left out (n/a) with `bench/run --no-overlay-docker`, or when dockerd
+is not installed.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from report import NA, Row
 
 HOSTS = 3
 NET = "shbov"
+DOCKER_SUBNET = "10.77.0.0/24"  # Docker takes a static address (--ip) only on a network with a given subnet
+DOCKERD = "/usr/sbin/dockerd"
 ECHOPROBE = str(Path(__file__).resolve().parents[1] / "echoprobe.py")
 ROWS = [
     Row("tp.overlay", "overlay: throughput container on host A -> container on host B (iperf3)", "Gbit/s",
@@ -49,7 +56,8 @@ ROWS = [
     Row("entry.overlay", "... run -d on B returns -> neighbour entry on A's vxlan device (< 0: before)", "ms"),
     Row("netvis.overlay", "overlay network create on A returns -> listed on C", "ms"),
     Row("netgone.overlay", "overlay network rm on A returns -> gone from C's list", "ms"),
-    Row("rss.overlay", f"shoald RSS per host ({HOSTS} hosts, one overlay, 2 containers)", "MiB"),
+    Row("rss.overlay", f"daemon RSS per host ({HOSTS} hosts, one overlay, 2 containers; docker: + containerd)",
+        "MiB"),
 ]
 TRAFFIC = ["tp.overlay", "rr.overlay"]
 CONV = ["conv.overlay", "entry.overlay"]
@@ -59,7 +67,7 @@ TIMEOUT_S = 10.0
 
 
 class Side(Peer):
-    """A column of the report: "shoal" (the cluster) or "raw" (the hand-made pair)."""
+    """A column of the report: "shoal" or "docker" (a cluster) or "raw" (the hand-made pair)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -96,13 +104,18 @@ def eventually(pred, what: str, timeout_s: float = TIMEOUT_S, every_s: float = 0
         time.sleep(every_s)
 
 
-def _shoal_ends(cluster) -> Ends:  # noqa: ANN001 - overlaylab.Cluster
-    a, b = cluster.hosts[0], cluster.hosts[1]
-    a.overlay_create(NET)
+def _cluster_ends(hosts: list, subnet: str | None = None) -> Ends:
+    """The overlay network made on A (seen on B), a server container on B, a client on A."""
+    a, b = hosts[0], hosts[1]
+    a.overlay_create(NET, subnet)
     eventually(lambda: NET in b.network_names(), f"network {NET} on {b.name}", every_s=0.05)
     srv = b.inspect(b.run(NET))
     cli = a.inspect(a.run(NET))
     return Ends(cli.netns, srv.netns, srv.ip)
+
+
+def _shoal_ends(cluster) -> Ends:  # noqa: ANN001 - overlaylab.Cluster
+    return _cluster_ends(cluster.hosts)
 
 
 def _raw_ends(raw) -> Ends:  # noqa: ANN001 - overlaylab.RawVxlan
@@ -176,12 +189,13 @@ class EntryWatch(threading.Thread):
             self.error = str(e)
 
 
-def _conv_run(case: CaseRun, side: Side, hosts: list, vxlan: str, prober: Prober, ip: str, watch: bool) -> None:
+def _conv_run(case: CaseRun, side: Side, hosts: list, vxlan: tuple[str, str], prober: Prober, ip: str,
+              watch: bool) -> None:
     """One container on B at `ip`; either the echo probe from A or the entry watch on A."""
     a, b = hosts[0], hosts[1]
     watcher = None
     if watch:
-        watcher = EntryWatch(f"/run/netns/{a.host.name}", vxlan, ip)
+        watcher = EntryWatch(*vxlan, ip)
         watcher.start()
     try:
         cid = b.run_at(NET, ip)
@@ -208,86 +222,117 @@ def _conv_run(case: CaseRun, side: Side, hosts: list, vxlan: str, prober: Prober
         b.rm_id(cid)
 
 
-def _convergence(case: CaseRun, side: Side, cluster, ends: Ends, cfg: Config) -> None:  # noqa: ANN001
-    a = cluster.hosts[0]
-    subnet = ipaddress.ip_network(a.subnet(NET))
-    vxlan = "vx-" + a.client.get(f"/networks/{NET}").json()["Id"][:12]
-    prober = Prober(ends.client_ns)
-    progress = Progress("overlay convergence", cfg.runs)
+@dataclass
+class Member:
+    """A side with a cluster: its hosts, and the client and server of the data-path rounds."""
+
+    side: Side
+    hosts: list
+    ends: Ends
+
+
+def _convergence(case: CaseRun, members: list[Member], cfg: Config) -> None:
+    """cfg.runs x (probe run, entry run) per side, the sides alternating run by run."""
+    state: dict[str, tuple] = {}
     try:
+        for m in members:
+            with case.guard(m.side, keys=CONV):
+                a = m.hosts[0]
+                subnet = ipaddress.ip_network(a.subnet(NET))
+                state[m.side.name] = (subnet, a.vxlan_of(NET), Prober(m.ends.client_ns))
+        progress = Progress("overlay convergence", cfg.runs)
         for i in range(cfg.runs):
-            for k, watch in enumerate((False, True)):
-                ip = str(subnet.network_address + 64 + (2 * i + k) % 180)  # fresh (for 90 runs): A never saw it
-                subprocess.run(in_ns(ends.client_ns, ["ip", "neigh", "flush", "dev", "eth0"]),
-                               check=False, capture_output=True)
-                _conv_run(case, side, cluster.hosts, vxlan, prober, ip, watch)
+            for m in members:
+                if m.side.name not in state or m.side not in case.active(CONV):
+                    continue
+                subnet, vxlan, prober = state[m.side.name]
+                with case.guard(m.side, keys=CONV):
+                    for k, watch in enumerate((False, True)):
+                        ip = str(subnet.network_address + 64 + (2 * i + k) % 180)  # fresh (for 90 runs)
+                        subprocess.run(in_ns(m.ends.client_ns, ["ip", "neigh", "flush", "dev", "eth0"]),
+                                       check=False, capture_output=True)
+                        _conv_run(case, m.side, m.hosts, vxlan, prober, ip, watch)
             progress.tick(i + 1)
     finally:
-        prober.close()
+        for _, _, prober in state.values():
+            prober.close()
 
 
-def _visibility(case: CaseRun, side: Side, cluster, cfg: Config) -> None:  # noqa: ANN001
-    a, c = cluster.hosts[0], cluster.hosts[-1]
+def _visibility(case: CaseRun, members: list[Member], cfg: Config) -> None:
     progress = Progress("overlay network visibility", cfg.runs)
     for i in range(cfg.runs):
-        name = f"shbvis{i}"
-        nid = a.overlay_create(name)
-        t0 = time.monotonic()
-        seen = eventually(lambda name=name: name in c.network_names(), f"{name} listed on {c.name}")
-        case.add(side, "netvis.overlay", (seen - t0) * 1e3)
-        a.network_rm(nid)
-        t0 = time.monotonic()
-        gone = eventually(lambda name=name: name not in c.network_names(), f"{name} gone from {c.name}")
-        case.add(side, "netgone.overlay", (gone - t0) * 1e3)
+        for m in members:
+            if m.side not in case.active(VIS):
+                continue
+            a, c = m.hosts[0], m.hosts[-1]
+            with case.guard(m.side, keys=VIS):
+                name = f"shbvis{i}"
+                nid = a.overlay_create(name)
+                t0 = time.monotonic()
+                seen = eventually(lambda name=name, c=c: name in c.network_names(), f"{name} listed on {c.name}")
+                case.add(m.side, "netvis.overlay", (seen - t0) * 1e3)
+                a.network_rm(nid)
+                t0 = time.monotonic()
+                gone = eventually(lambda name=name, c=c: name not in c.network_names(), f"{name} gone from {c.name}")
+                case.add(m.side, "netgone.overlay", (gone - t0) * 1e3)
         progress.tick(i + 1)
 
 
-def _measure(case: CaseRun, shoal: Side, raw: Side, cfg: Config, made: dict) -> None:
-    from overlaylab import Cluster, RawVxlan
+def _measure(case: CaseRun, sides: dict[str, Side], cfg: Config, made: dict) -> None:
+    from overlaylab import Cluster, DockerCluster, RawVxlan
 
+    shoal, docker, raw = sides["shoal"], sides["docker"], sides["raw"]
     ends: dict[str, Ends] = {}
+    members: list[Member] = []
+    made["ends"] = ends
     with case.guard(shoal):
-        say(f"  [overlay] starting a {HOSTS}-host cluster")
-        made["cluster"] = Cluster("shb" + secrets.token_hex(2), HOSTS)
-        ends["shoal"] = _shoal_ends(made["cluster"])
+        say(f"  [overlay] starting a {HOSTS}-host shoal cluster")
+        made["shoal"] = Cluster("shb" + secrets.token_hex(2), HOSTS)
+        ends["shoal"] = _shoal_ends(made["shoal"])
+        members.append(Member(shoal, made["shoal"].hosts, ends["shoal"]))
+    if docker in case.active():
+        with case.guard(docker):
+            say(f"  [overlay] starting a {HOSTS}-host Docker cluster (etcd v2 cluster store)")
+            made["docker"] = DockerCluster(HOSTS)
+            ends["docker"] = _cluster_ends(made["docker"].hosts, DOCKER_SUBNET)
+            members.append(Member(docker, made["docker"].hosts, ends["docker"]))
     with case.guard(raw, keys=TRAFFIC):
         made["raw"] = RawVxlan()
         ends["raw"] = _raw_ends(made["raw"])
-    made["ends"] = ends
     for e in ends.values():
         e.serve()
     time.sleep(0.5)  # the servers were just started: do not race the first client
     _rounds(case, ends, cfg)
-    if "shoal" not in ends:
-        return
-    cluster = made["cluster"]
-    with case.guard(shoal, keys=CONV):
-        _convergence(case, shoal, cluster, ends["shoal"], cfg)
-    with case.guard(shoal, keys=VIS):
-        _visibility(case, shoal, cluster, cfg)
-    with case.guard(shoal, keys=["rss.overlay"]):
-        for h in cluster.hosts:
-            case.add(shoal, "rss.overlay", h.rss_kib() / 1024)
+    _convergence(case, members, cfg)
+    _visibility(case, members, cfg)
+    for m in members:
+        with case.guard(m.side, keys=["rss.overlay"]):
+            for h in m.hosts:
+                case.add(m.side, "rss.overlay", h.rss_kib() / 1024)
 
 
 def run(peers: list[Peer], cfg: Config) -> CaseRun:
-    shoal, raw = Side("shoal"), Side("raw")
-    case = CaseRun("overlay", [shoal, raw], ROWS)
-    case.drop(raw, NA("raw: entries written by hand once, no control plane"), CONTROL)
+    sides = {n: Side(n) for n in ("shoal", "docker", "raw")}
+    case = CaseRun("overlay", list(sides.values()), ROWS)
+    case.drop(sides["raw"], NA("raw: entries written by hand once, no control plane"), CONTROL)
+    if not cfg.overlay_docker:
+        case.drop(sides["docker"], NA("docker: classic overlay left out (--no-overlay-docker)"))
+    elif not os.access(DOCKERD, os.X_OK):
+        case.drop(sides["docker"], NA("docker: dockerd not installed (Debian docker.io)"))
     from shoal import lab as labmod
 
     if not os.access(labmod.ETCD, os.X_OK):
-        for side in (shoal, raw):
+        for side in sides.values():
             case.drop(side, NA("overlay: etcd not installed (Debian etcd-server)"))
         return case
     made: dict = {}
     try:
-        _measure(case, shoal, raw, cfg, made)
+        _measure(case, sides, cfg, made)
     finally:
         for e in made.get("ends", {}).values():
             e.close()
-        for key in ("raw", "cluster"):
+        for key in ("raw", "docker", "shoal"):
             if key in made:
-                with case.guard(shoal if key == "cluster" else raw, keys=[]):
+                with case.guard(sides[key], keys=[]):
                     made[key].close()
     return case

@@ -4,8 +4,10 @@ dockerd runs with its own data root, exec root, pidfile and socket under our tem
 starts its own containerd there (state under the exec root). It also runs in a private
 mount namespace with a tmpfs on /run and on /etc/docker, so nothing it writes (shim
 sockets under /run/containerd, /etc/docker/key.json) lands on the machine, and its mounts
-(overlay2, netns files) vanish with it. Images come only from `docker import` of the
-busybox tarball: the bench never pulls.
+(overlay2, netns files) vanish with it, and in a private UTS namespace whose hostname is
+the host namespace's name (the classic overlay names its serf member after the hostname:
+two dockerds with one hostname throw each other out of the gossip). Images come only
+from `docker import` of the busybox tarball: the bench never pulls.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from pathlib import Path
 from common import Netns, children, in_ns, need, rss_kib
 from peers.engine import EnginePeer
 
-# Runs as `sh -c SCRIPT sh dockerd ARGS...`: private /run and /etc/docker, then exec dockerd.
-_LAUNCH = ('mount -t tmpfs shb-run /run && '
+# Runs as `sh -c SCRIPT HOSTNAME dockerd ARGS...`: own hostname, private /run and /etc/docker,
+# then exec dockerd (same pid: nsenter, unshare and sh all exec in place).
+_LAUNCH = ('hostname "$0" && mount -t tmpfs shb-run /run && '
            '{ [ ! -d /etc/docker ] || mount -t tmpfs shb-etc /etc/docker; } && exec "$@"')
 
 
@@ -32,17 +35,25 @@ class DockerPeer(EnginePeer):
         self.containerd_pid = 0
 
     def start(self, image_tar: str) -> None:
-        dockerd = need("dockerd", "docker.io")
-        need("containerd", "containerd")
         self.ns = Netns("docker")
         self.host_ns = self.ns.path
+        self.spawn(self.ns)
+        self.wait_up()
+        self.import_image(image_tar)
+
+    def spawn(self, ns: Netns, extra: list[str] | None = None, log_level: str = "warn") -> None:
+        """Start dockerd in `ns` (private mounts, /run, /etc/docker and hostname); no wait."""
+        dockerd = need("dockerd", "docker.io")
+        need("containerd", "containerd")
         args = [dockerd, "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                 "--pidfile", str(self.root / "pid"), "-H", f"unix://{self.root / 'docker.sock'}",
-                "--log-level", "warn"]
-        self._launch(in_ns(self.ns.path, ["unshare", "--mount", "--propagation", "private", "sh", "-c", _LAUNCH,
-                                          "sh", *args]), "docker.sock", 60)
+                "--log-level", log_level, *(extra or [])]
+        self._spawn(in_ns(ns.path, ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", _LAUNCH,
+                                    ns.name, *args]), "docker.sock")
+
+    def wait_up(self, timeout_s: float = 60) -> None:
+        self._wait_ping(self.proc, str(self.root / "log"), timeout_s)
         self.containerd_pid = self._find_containerd()
-        self.import_image(image_tar)
 
     def _find_containerd(self) -> int:
         for _ in range(100):

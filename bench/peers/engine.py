@@ -34,13 +34,15 @@ class EnginePeer(Peer):
 
     def _launch(self, cmd: list[str], sock: str, timeout_s: float) -> None:
         """Start the daemon in its own session (Ctrl-C reaches only the suite), then wait for it."""
+        self._spawn(cmd, sock)
+        self._wait_ping(self.proc, str(self.root / "log"), timeout_s)
+
+    def _spawn(self, cmd: list[str], sock: str) -> None:
         self.sock = str(self.root / sock)
-        log = str(self.root / "log")
-        with open(log, "wb") as logf:
+        with open(self.root / "log", "wb") as logf:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=logf,
                                          start_new_session=True)
         self.client = self._client()
-        self._wait_ping(self.proc, log, timeout_s)
 
     def _version(self) -> dict:
         return self.client.get("/version").json() if self.client else {}
