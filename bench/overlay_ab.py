@@ -28,7 +28,7 @@ from cases.overlay import _raw_ends, _shoal_ends
 from cases.traffic import IPERF, RR, iperf, tcp_rr
 from overlaylab import Cluster, RawVxlan
 
-VARIANTS = {"shoal": [], "bridged untracked": ["notrack"], "VXLAN untracked": ["vxlan"], "no bridge table": ["bridge"], "no inet table": ["inet"],
+VARIANTS = {"shoal": [], "bridged untracked": ["notrack"], "VXLAN untracked": ["vxlan"], "br_netfilter on": ["brnf"], "no bridge table": ["bridge"], "no inet table": ["inet"],
             "no tables": ["bridge", "inet"], "raw": []}
 # "notrack": the guard chain's notrack rules deleted, so frames bridged between containers go
 # through conntrack again (shoal before 2026-12-01)
@@ -56,6 +56,13 @@ def gro_on(ns: str, ifname: str = "eth0") -> None:
     subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", GRO_ON, ifname], check=True)
 
 
+def brnf(ns: str, value: str) -> None:
+    """br_netfilter's per-namespace switches: with 1, bridged frames go through the IP hooks
+    (conntrack, shoal's inet chains), as with `shoald --br-netfilter leave`."""
+    for key in ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"):
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"{key}={value}"], check=True)
+
+
 def nft(ns: str, *args: str, text: str | None = None) -> str:
     p = subprocess.run(["ip", "netns", "exec", ns, "nft", *args], input=text, capture_output=True, text=True,
                        check=False)
@@ -70,7 +77,9 @@ def one(ends, hosts: list[str], variant: str, seconds: int) -> tuple[float, floa
     try:
         for h in hosts:
             for family in VARIANTS[variant]:
-                if family == "vxlan":
+                if family == "brnf":
+                    brnf(h, "1")  # shoald turns it off in a namespace of its own (--br-netfilter auto)
+                elif family == "vxlan":
                     nft(h, "-f", "-", text=VXLAN_NOTRACK)
                 elif family == "notrack":
                     nft(h, "-f", "-", text=BRIDGED_NOTRACK)
@@ -79,6 +88,9 @@ def one(ends, hosts: list[str], variant: str, seconds: int) -> tuple[float, floa
         tp = statistics.median(iperf(e.client_ns, e.server_ip, IPERF, seconds))
         rr = statistics.median(tcp_rr(e.client_ns, e.server_ip, RR, 200))
     finally:
+        if "brnf" in VARIANTS[variant]:
+            for h in hosts:
+                brnf(h, "0")
         if VARIANTS[variant]:
             for h in hosts:
                 nft(h, "flush", "ruleset")

@@ -86,6 +86,20 @@ def serve(d, name, net, servers, *extra):
     servers.append(proc)
 
 
+@pytest.fixture(params=["auto", "leave"])
+def box(request, make_shoald, busybox_tar):
+    """Every policy holds whether br_netfilter hands bridged frames to the IP hooks or not:
+    `auto` turns it off in this (shoald's own) namespace, `leave` keeps the namespace's
+    default (on once the module is loaded), as in the machine's namespace."""
+    d = make_shoald(["--br-netfilter", request.param])
+    d.docker("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
+    knob = subprocess.run(["nsenter", f"--net=/run/netns/{d.netns}", "cat", "/proc/sys/net/bridge/bridge-nf-call-iptables"],
+                          capture_output=True, text=True, check=False)
+    if knob.returncode == 0:
+        assert knob.stdout.strip() == ("0" if request.param == "auto" else "1")
+    return d
+
+
 @pytest.fixture
 def servers():
     procs = []

@@ -50,6 +50,7 @@ class DaemonConfig:
     dns: tuple[str, ...] = ()
     firewall: str = "nftables"
     cleanup: bool = False
+    br_netfilter: str = "auto"
     resolv_conf: str = "/etc/resolv.conf"
     cluster_store: str = ""
     cluster_advertise: str = ""
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--firewall-backend", choices=["nftables", "none"], default="nftables",
                    help="nftables (default): isolation, NAT and published ports in shoal's own tables; "
                    "none: touch no firewall (no isolation, no published ports)")
+    p.add_argument("--br-netfilter", choices=["auto", "off", "leave"], default="auto",
+                   help="br_netfilter's bridge-nf-call-iptables/ip6tables in shoald's namespace: off (bridged "
+                   "frames skip the IP hooks; shoal's rules never need them; overlays run ~7%% faster), leave (as "
+                   "found), auto (default: off in a namespace of shoald's own, leave in the machine's, where "
+                   "Docker or kube-proxy may rely on them)")
     p.add_argument("--cleanup", action="store_true",
                    help="stop for good: remove every container, and every namespace, bridge, address and "
                    "nftables table this daemon made, then exit (networks and images stay in the store)")
@@ -152,5 +158,5 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
         data_root=data_root, exec_root=exec_root, hosts=hosts, log_level=args.log_level,
         pools=tuple(args.default_address_pool), mtu=args.mtu, bridge_name=args.bridge_name,
         socket_group=args.group, dns=tuple(args.dns), resolv_conf=args.resolv_conf,
-        firewall=args.firewall_backend, cleanup=args.cleanup,
+        firewall=args.firewall_backend, cleanup=args.cleanup, br_netfilter=args.br_netfilter,
     )

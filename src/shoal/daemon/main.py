@@ -29,7 +29,7 @@ from shoal.daemon.config import DaemonConfig, parse_args
 from shoal.drivers import BridgeDriver, HostDriver, NullDriver
 from shoal.drivers.overlay import OverlayDriver
 from shoal.errors import ShoalError
-from shoal.firewall import NftFirewall, NoneFirewall
+from shoal.firewall import NftFirewall, NoneFirewall, br_netfilter_sysctls
 from shoal.ipam import DefaultIpam, default_pools, ula_pool
 from shoal.kernel import Kernel
 from shoal.runtime import ImageStore, Runtime, remove_cgroup_parent
@@ -132,10 +132,13 @@ async def run(cfg: DaemonConfig) -> None:
     joining: asyncio.Task | None = None
     try:
         cluster = await attach_cluster(ctl, parts.kernel, cfg, parts.records)
+        br_netfilter_off = await switch_br_netfilter(parts.kernel, cfg.br_netfilter)
         await restore(ctl, cfg.bridge_name, cfg.mtu)
         await parts.containers.restore()
         if cfg.cleanup:
             await cleanup(parts)
+            if br_netfilter_off:  # back to the namespace's default
+                await parts.kernel.set_sysctls(br_netfilter_sysctls(True), missing_ok=True)
             return
         servers = await listen(app, cfg)
         if cluster is not None:
@@ -161,6 +164,20 @@ async def run(cfg: DaemonConfig) -> None:
         await parts.dns.close()
         parts.kernel.close()
         parts.store.close()
+
+
+async def switch_br_netfilter(kernel: Kernel, mode: str) -> bool:
+    """`--br-netfilter`; True when it was turned off here. Only where shoald has the
+    namespace to itself by default: in the machine's namespace Docker's and kube-proxy's
+    iptables rules need bridged frames in the IP hooks, and the switch is theirs too."""
+    if mode == "leave" or (mode == "auto" and await kernel.in_initial_netns()):
+        return False
+    try:
+        await kernel.set_sysctls(br_netfilter_sysctls(False), missing_ok=True)
+    except ShoalError as exc:
+        log.warning("br_netfilter left on (%s): bridged frames keep going through the IP hooks", exc)
+        return False
+    return True
 
 
 async def cleanup(parts: Parts) -> None:

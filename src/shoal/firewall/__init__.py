@@ -20,10 +20,10 @@ from shoal.firewall.nft import Nft, NftError
 from shoal.firewall.nftables import NftFirewall
 from shoal.firewall.none import NoneFirewall
 from shoal.firewall.ruleset import cleanup_batch, diff_batch, full_batch
-from shoal.firewall.settings import bridge_port_flags, network_sysctls, required_sysctls
+from shoal.firewall.settings import br_netfilter_sysctls, bridge_port_flags, network_sysctls, required_sysctls
 
 __all__ = [
     "EndpointConfig", "FakeFirewall", "Firewall", "NetworkConfig", "Nft", "NftError", "NftFirewall",
     "NoneFirewall", "PortMapping", "State", "TrackedFirewall", "cleanup_batch", "diff_batch", "full_batch",
-    "bridge_port_flags", "network_sysctls", "required_sysctls",
+    "br_netfilter_sysctls", "bridge_port_flags", "network_sysctls", "required_sysctls",
 ]

@@ -4,6 +4,7 @@ All are per network namespace: apply them in the daemon's host netns. Sysctl key
 paths under /proc/sys with `/` separators, so a bridge name with a dot stays unambiguous.
 
 - network_sysctls(net), required_sysctls(state): forwarding and route_localnet.
+- br_netfilter_sysctls(on): br_netfilter's per-namespace switches.
 - bridge_port_flags(endpoint): hairpin on the endpoint's bridge port.
 """
 
@@ -39,6 +40,18 @@ def required_sysctls(state: State) -> dict[str, str]:
     for net in state.networks:
         wanted.update(network_sysctls(net))
     return wanted
+
+
+BR_NETFILTER_KEYS = ("net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables")
+
+
+def br_netfilter_sysctls(on: bool) -> dict[str, str]:
+    """br_netfilter hands every bridged IP frame to the inet hooks (conntrack, shoal's
+    chains). No rule of shoal's needs that: ICC off is enforced in the bridge table,
+    hairpin traffic is masqueraded and so routed. On an overlay, where each inner frame
+    crosses the bridge, turning it off measured ~0.90x -> ~0.97x of a raw VXLAN pair
+    (bench/overlay_ab.py). Per namespace; the keys exist only with the module loaded."""
+    return {key: "1" if on else "0" for key in BR_NETFILTER_KEYS}
 
 
 def bridge_port_flags(endpoint: EndpointConfig) -> dict[str, str]:

@@ -47,8 +47,11 @@ class Kernel:
     async def set_hairpin(self, ifname: str) -> None:
         await self._run(Netlink.set_hairpin, ifname)
 
-    async def set_sysctls(self, values: dict[str, str]) -> None:
-        await self._run(Netlink.set_sysctls, values)
+    async def set_sysctls(self, values: dict[str, str], missing_ok: bool = False) -> None:
+        await self._run(Netlink.set_sysctls, values, missing_ok)
+
+    async def in_initial_netns(self) -> bool:
+        return await self._run(Netlink.in_initial_netns)
 
     async def add_veth(
         self, host_name: str, peer_name: str, netns_path: str, *, mac: str, mtu: int, bridge: str, alias: str

@@ -14,6 +14,7 @@ class FakeKernel:
         self.fail_on: str | None = None
         self.calls: list[tuple[str, str]] = []
         self.sysctls: dict[str, str] = {}
+        self.initial_netns = False
         self.vxlans: dict[str, dict] = {}
         """name -> the settings ensure_vxlan was given (vni, local, port, mtu, bridge, alias, mac)"""
         self.fdb: dict[str, dict[str, str]] = {}
@@ -59,9 +60,12 @@ class FakeKernel:
     async def set_hairpin(self, ifname: str) -> None:
         self._maybe_fail("set_hairpin", ifname)
 
-    async def set_sysctls(self, values: dict[str, str]) -> None:
+    async def set_sysctls(self, values: dict[str, str], missing_ok: bool = False) -> None:
         self._maybe_fail("set_sysctls", ",".join(values))
         self.sysctls.update(values)
+
+    async def in_initial_netns(self) -> bool:
+        return self.initial_netns
 
     # -- overlay data plane --------------------------------------------------------------
     async def ensure_vxlan(self, name: str, *, vni: int, local: str, port: int = 4789, mtu: int, bridge: str,

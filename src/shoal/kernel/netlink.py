@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -18,13 +19,17 @@ from shoal.kernel import rtdump
 from shoal.kernel.base import IFA_F_NODAD, KernelError, LinkInfo, fail, ifindex
 from shoal.kernel.vxlan import VxlanOps
 
+PROC_NET_INIT_INO = 0xEFFFFFF9  # include/linux/proc_ns.h
+
 __all__ = ["IFA_F_NODAD", "KernelError", "LinkInfo", "Netlink", "ifindex"]
 
 
-def _write_sysctls(values: dict[str, str]) -> None:
+def _write_sysctls(values: dict[str, str], missing_ok: bool = False) -> None:
     for key, value in values.items():
         if ".." in key or key.startswith("/"):
             raise KernelError(f"invalid sysctl key {key}")
+        if missing_ok and not os.path.exists(f"/proc/sys/{key}"):
+            continue
         try:
             with open(f"/proc/sys/{key}", "w") as f:
                 f.write(value)
@@ -177,11 +182,22 @@ class Netlink(VxlanOps):
         except NetlinkError as exc:
             raise fail(f"failed to set hairpin on {ifname}", exc) from exc
 
-    def set_sysctls(self, values: dict[str, str]) -> None:
-        """Write /proc/sys keys (`net/ipv4/ip_forward`) in this kernel's namespace only."""
+    def set_sysctls(self, values: dict[str, str], missing_ok: bool = False) -> None:
+        """Write /proc/sys keys (`net/ipv4/ip_forward`) in this kernel's namespace only;
+        `missing_ok`: skip keys a module not loaded would provide (net/bridge/...)."""
         if values:
             with self._inside():
-                _write_sysctls(values)
+                _write_sysctls(values, missing_ok)
+
+    def in_initial_netns(self) -> bool:
+        """Whether this kernel's namespace is the machine's (pid 1's): other software
+        shares it, so machine-wide switches there are not ours to flip."""
+        with self._inside():
+            mine = os.stat("/proc/self/ns/net").st_ino
+        try:
+            return mine == os.stat("/proc/1/ns/net").st_ino
+        except OSError:  # pid 1 hidden (a sandbox's init): newer kernels give init_net a fixed number
+            return mine == PROC_NET_INIT_INO
 
     def delete_link(self, name: str) -> None:
         """Delete by exact name; a link that is already gone is fine."""
