@@ -160,7 +160,18 @@ class DockerHost(OverlayVerbs, DockerPeer):
                     for line in text.splitlines() if "EventMemberJoin:" in line})
 
 
-class DockerCluster:
+class _Namespaces:
+    """Namespaces made in order, so `close` can remove exactly those, last first."""
+
+    made: list[Netns]
+
+    def _ns(self, tag: str) -> Netns:
+        ns = Netns(tag)
+        self.made.append(ns)
+        return ns
+
+
+class DockerCluster(_Namespaces):
     """`count` dockerds on a lab of their own with etcd v2 as cluster store (see the module doc)."""
 
     def __init__(self, count: int) -> None:
@@ -173,11 +184,6 @@ class DockerCluster:
         except BaseException:
             self.close()
             raise
-
-    def _ns(self, tag: str) -> Netns:
-        ns = Netns(tag)
-        self.made.append(ns)
-        return ns
 
     def _build(self, count: int) -> None:
         underlay = self._ns("dov-u")
@@ -259,7 +265,7 @@ def _batch(ns: str, cmds: str) -> None:
     subprocess.run(["ip", "-n", ns, "-batch", "-"], input=cmds.encode(), check=True, capture_output=True)
 
 
-class RawVxlan:
+class RawVxlan(_Namespaces):
     """Two container namespaces joined by a hand-made VXLAN pair (see the module doc)."""
 
     def __init__(self) -> None:
@@ -274,11 +280,6 @@ class RawVxlan:
         except BaseException:
             self.close()
             raise
-
-    def _ns(self, tag: str) -> Netns:
-        ns = Netns(tag)
-        self.made.append(ns)
-        return ns
 
     @staticmethod
     def mac(i: int) -> str:
