@@ -136,7 +136,7 @@ class Host:
                    "overlay": self.overlay}
         self.ctl = Controller(self.store, self.kernel, ipam, drivers, self.engine_id, exec_root=self.exec_root)
         self.cluster = Cluster(self.ctl, self.kv, advertise=self.advertise, vtep=self.ip, ttl=TTL,
-                               resync=self.world.resync)
+                               resync=self.world.resync, older_prefixes=("/shoal/v1/",))
         self.ctl.cluster = self.cluster
         await restore(self.ctl)
         await self.cluster.start()

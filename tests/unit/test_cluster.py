@@ -22,9 +22,9 @@ from shoal.errors import Forbidden, InvalidParameter, ShoalError
 from shoal.kernel import FakeKernel
 from shoal.model import IPAMConfig, NetworkSpec
 
-from .clusterworld import cluster_world, eventually
+from .clusterworld import ClusterWorld, cluster_world, eventually
 
-PREFIX = "/shoal/v1/"
+PREFIX = "/shoal/v2/"
 
 
 def run(coro):
@@ -663,4 +663,31 @@ def test_an_ipv6_overlay_without_a_subnet_is_refused_with_what_to_give():
             assert [c.subnet for c in net.ipam_configs] == ["10.0.0.0/24", "fd00:7::/64"]
             ep = await a.run("v6", "c1")
             assert (ep.ipv4, ep.ipv6) == ("10.0.0.2/24", "fd00:7::2/64")
+    run(go())
+
+
+def test_networks_of_the_older_layout_are_reported_not_read():
+    """v1 kept subnets and addresses outside the IPAM's space: reading its networks would
+    hand out their subnets again, so they are left alone and /info says what to do."""
+    from shoal.api.system import _cluster_warnings
+
+    async def go():
+        world = ClusterWorld(1)
+        await world.kv.put("/shoal/v1/networks/" + "a" * 64, b'{"name": "old"}')
+        await world.start()
+        try:
+            host = world.hosts[0]
+            assert host.cluster.older_data == ["/shoal/v1/"]
+            assert not any(n.name == "old" for n in host.ctl.networks.values())
+            (warning,) = _cluster_warnings(host.ctl)
+            assert "/shoal/v1/" in warning and "etcdctl del --prefix" in warning
+        finally:
+            await world.stop()
+        fresh = ClusterWorld(1)
+        await fresh.start()
+        try:
+            assert fresh.hosts[0].cluster.older_data == [] and _cluster_warnings(fresh.hosts[0].ctl) == []
+        finally:
+            await fresh.stop()
+
     run(go())

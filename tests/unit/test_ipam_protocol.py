@@ -32,7 +32,7 @@ from shoal.store.kv import StoreUnavailable
 from .clusterworld import HostKV
 from .ipamsync import now
 
-PREFIX = "/shoal/v1/"
+PREFIX = "/shoal/v2/"
 HOST_BOUND = {OPT_OWNER: "ep", OPT_HOST_BOUND: "true"}
 
 

@@ -125,8 +125,12 @@ class SystemRoutes:
 
 def _cluster_warnings(ctl: Controller) -> list[str]:
     cluster = ctl.cluster
-    if cluster is None or cluster.joined:
+    if cluster is None:
         return []
+    if cluster.joined:
+        return [f"WARNING: the cluster store holds networks of an older shoal under {p}; they are not read: "
+                f"remove them with that version, or delete the keys (etcdctl del --prefix {p})"
+                for p in cluster.older_data]
     return [f"WARNING: not joined to the cluster store {cluster.kv.url} yet (global networks are unavailable); "
             "shoald keeps trying: check that etcd is running and reachable"]
 

@@ -7,7 +7,7 @@ asking at once can never both win; the loser re-reads and tries the next free va
 Every write is pinned by its compares, so the etcd client may retry it after a lost
 answer; a retried write that had applied is recognised by its value in the failure branch.
 
-Key layout (under the cluster prefix, `/shoal/v1/`, behind any path the store URL has):
+Key layout (under the cluster prefix, `/shoal/v2/`, behind any path the store URL has):
 
     networks/<id>            the network (JSON, as the controller's Network.to_dict)
     names/<name>             network id: names are unique cluster-wide

@@ -60,8 +60,9 @@ class Mirrored(Protocol):
 
 
 class Cluster:
-    def __init__(self, ctl: Mirrored, kv: KV, *, advertise: str, vtep: str, prefix: str = "/shoal/v1/",
-                 ttl: int = 15, resync: float = 30.0, records: DnsRecords | None = None) -> None:
+    def __init__(self, ctl: Mirrored, kv: KV, *, advertise: str, vtep: str, prefix: str = "/shoal/v2/",
+                 ttl: int = 15, resync: float = 30.0, records: DnsRecords | None = None,
+                 older_prefixes: tuple[str, ...] = ()) -> None:
         self.ctl = ctl
         self.kv = kv
         self.advertise = advertise
@@ -71,6 +72,8 @@ class Cluster:
         self.resync = resync
         self.records = records
         self.claims = ClusterClaims(kv, prefix)
+        self.older_prefixes = older_prefixes
+        self.older_data: list[str] = []  # older layouts that still hold networks (for /info)
         self.ipam = KVIpam(kv, prefix, host=advertise, lease=self.current_lease)
         ctl.ipam.serve(GLOBAL_DEFAULT, self.ipam)
         self.lease = 0
@@ -90,6 +93,10 @@ class Cluster:
         self.lease = await self._lease()
         host = {"advertise": self.advertise, "vtep": self.vtep, "engine": self.ctl.engine_id}
         await self.kv.put(f"{self.prefix}hosts/{self.advertise}", json.dumps(host).encode(), lease=self.lease)
+        self.older_data = [p for p in self.older_prefixes if (await self.kv.list(f"{p}networks/"))[0]]
+        for p in self.older_data:
+            log.warning("the cluster store holds networks of an older shoal under %s: they are not read; "
+                        "remove them with that version, or delete the keys (etcdctl del --prefix %s)", p, p)
         revision = await self.resync_all()
         await self.republish_local()
         loop = asyncio.get_running_loop()

@@ -18,7 +18,10 @@ from shoal.store.cluster import open_kv
 
 log = logging.getLogger("shoal.daemon")
 DEFAULT_PORT = "2376"
-PREFIX = "/shoal/v1/"
+PREFIX = "/shoal/v2/"
+# Layouts of earlier shoal versions: v1 kept subnets and addresses outside the IPAM's
+# address space (`subnets/`, `addresses/<nid>/`); its networks are not read, only reported.
+OLDER_PREFIXES = ("/shoal/v1/",)
 
 
 async def resolve_advertise(kernel: Kernel, advertise: str) -> tuple[str, str]:
@@ -50,7 +53,7 @@ async def attach_cluster(ctl: Controller, kernel: Kernel, cfg: DaemonConfig, rec
     if overlay is not None:
         overlay.vtep, overlay.underlay_mtu = ip, link.mtu
     opts = cfg.cluster_store_opts
-    ctl.cluster = Cluster(ctl, kv, advertise=advertise, vtep=ip, prefix=PREFIX,
+    ctl.cluster = Cluster(ctl, kv, advertise=advertise, vtep=ip, prefix=PREFIX, older_prefixes=OLDER_PREFIXES,
                           ttl=int(opts.get("discovery.ttl", 15)), resync=float(opts.get("discovery.resync", 30)),
                           records=records)
     return ctl.cluster
