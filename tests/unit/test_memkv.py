@@ -120,6 +120,7 @@ def test_guarded_rule():
     assert guarded([Compare.absent("k")], [Op.put("k", b"")])
     assert guarded([Compare.at("k", 5)], [Op.delete("k"), Op.get("x")])
     assert not guarded([], [Op.put("k", b"")])
+    assert guarded([], [Op.get("k"), Op.get("j")])  # reads only: safe to send again
     assert not guarded([Compare.absent("k")], [Op.put("k", b""), Op.put("j", b"")])
     assert not guarded([Compare("k", "version", ">", 0)], [Op.put("k", b"")])
     assert not guarded([Compare.absent("k")], [Op.delete_prefix("k")])

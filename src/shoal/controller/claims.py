@@ -25,6 +25,7 @@ from shoal.errors import Conflict, NotFound, Unavailable
 from shoal.store.kv import KV, Compare, Op
 
 VNI_FIRST, VNI_LAST = 256, (1 << 24) - 1
+DELETED, IN_USE, GONE = "deleted", "in use", "gone"  # release_network
 RETRIES = 20
 
 
@@ -64,21 +65,33 @@ class ClusterClaims:
             return wanted
         return next(v for v in range(VNI_FIRST, VNI_LAST) if v not in used)
 
-    async def release_network(self, network_id: str, name: str, vni: int) -> bool:
+    async def release_network(self, network_id: str, name: str, vni: int) -> str:
         """Delete the network and its claims at once, only while no endpoint exists anywhere:
         every endpoint publish bumps `members/<nid>` (see `publish_endpoint`), so a join that
         lands between our listing and our delete makes the delete fail instead of orphaning
-        the endpoint. Its pools are released after, through IPAM."""
+        the endpoint. Every key deleted is pinned as read, and the name and VNI only while
+        they are this network's: a second or late delete (another host removed it, and the
+        name or VNI went to a new network since) must not take them. Its pools are released
+        after, through IPAM, by the caller that got DELETED. -> DELETED, IN_USE or GONE."""
         p = self.prefix
-        members = await self.kv.get(f"{p}members/{network_id}")
+        keys = [f"{p}networks/{network_id}", f"{p}members/{network_id}", f"{p}names/{name}", f"{p}vni/{vni}"]
+        read = await self.kv.txn([], [Op.get(k) for k in keys])
+        net, members, name_kv, vni_kv = (r[0] if r else None for r in read.responses)
+        if net is None:
+            return GONE
         eps, _ = await self.kv.list(f"{p}endpoints/{network_id}/")
         if eps:
-            return False
-        ops = [Op.delete(f"{p}networks/{network_id}"), Op.delete(f"{p}names/{name}"), Op.delete(f"{p}vni/{vni}"),
-               Op.delete(f"{p}members/{network_id}")]
-        guard = Compare.at(f"{p}members/{network_id}", members.mod_revision if members else 0)
-        result = await self.kv.txn([guard], ops)
-        return result.succeeded
+            return IN_USE
+        compares = [Compare.at(keys[0], net.mod_revision), Compare.at(keys[1], members.mod_revision if members else 0)]
+        ops = [Op.delete(keys[0]), Op.delete(keys[1])]
+        for kv in (name_kv, vni_kv):
+            if kv is not None and kv.value == network_id.encode():
+                compares.append(Compare.at(kv.key, kv.mod_revision))
+                ops.append(Op.delete(kv.key))
+        result = await self.kv.txn(compares, ops, [Op.get(keys[0])])
+        if result.succeeded:
+            return DELETED
+        return IN_USE if result.responses and result.responses[0] else GONE
 
     async def network_exists(self, network_id: str) -> bool:
         return await self.kv.get(f"{self.prefix}networks/{network_id}") is not None

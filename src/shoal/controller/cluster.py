@@ -23,7 +23,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shoal.controller.claims import ClusterClaims
+from shoal.controller.claims import GONE, IN_USE, ClusterClaims
 from shoal.controller.kvipam import KVIpam
 from shoal.drivers import NetworkDriver
 from shoal.drivers.overlay import OPT_VNI, overlay_plan_vni
@@ -181,7 +181,7 @@ class Cluster:
             for pool_id, owner in await self.ipam.pools_made_here():
                 if owner not in self.ctl.networks and not await self.claims.network_exists(owner):
                     log.info("releasing pool %s: its network %s was never made or is gone", pool_id, owner[:12])
-                    await self.ipam.release_pool(pool_id)
+                    await self.ipam.release_pool(pool_id, {OPT_OWNER: owner})
 
     async def network_seen(self, net: Network) -> None:
         self.ctl.mirror_network(net)
@@ -326,15 +326,21 @@ class Cluster:
 
         await self.claims.claim_network(network.id, network.name, record, vni_wanted=overlay_plan_vni(network.options))
         net = made[0]
-        async with self.ctl.store.transaction() as tx:
-            tx.put(KIND_CACHE, net.id, net.to_dict())
+        try:  # only the offline-start cache: the watch writes it again (network_seen)
+            async with self.ctl.store.transaction() as tx:
+                tx.put(KIND_CACHE, net.id, net.to_dict())
+        except Exception:  # noqa: BLE001 - the network exists in the cluster: not a failed create
+            log.exception("network %s: not cached locally", net.name)
         return net
 
     async def delete_network(self, network: Network) -> None:
         """Remove the record and its claims (refused while any host has an endpoint); the
         caller releases the pools after."""
         vni = int(network.options.get(OPT_VNI, "0") or 0)
-        if not await self.claims.release_network(network.id, network.name, vni):
+        outcome = await self.claims.release_network(network.id, network.name, vni)
+        if outcome == GONE:  # removed from another host meanwhile; the watch drops it here
+            raise NotFound(f"network {network.name} not found")
+        if outcome == IN_USE:
             records = await self.claims.endpoint_names(network.id)
             names = ", ".join(sorted(json.loads(v).get("name", "?") for v in records)) or "a host joining it"
             raise Forbidden(f"error while removing network: network {network.name} has active endpoints ({names})")

@@ -551,6 +551,9 @@ class Containers:
                     if await self._dns_join(rec, [ep]) and not was_served:
                         self.etc.write_resolv(self.etc_root / rec.id, embedded=True, **self._resolv_options(rec))
                 except BaseException:
+                    self.dns_records.remove(net.id, rec.id)
+                    if not was_served:  # the resolver was started for this network only
+                        await self._dns_leave(rec.id)
                     await self.ctl.disconnect(net.id, rec.id, force=True)
                     raise
             await self._save(dataclasses.replace(rec, networks=rec.networks + (wanted,)))

@@ -22,7 +22,7 @@ from shoal.controller.firewalling import network_config
 from shoal.controller.ids import new_id, now_rfc3339
 from shoal.controller.undo import Undo
 from shoal.drivers import NetworkDriver
-from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, ShoalError
+from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, ShoalError, Unavailable
 from shoal.firewall import Firewall, NoneFirewall, network_sysctls
 from shoal.ipam import GATEWAY, OPT_OWNER, REQUEST_ADDRESS_TYPE, AddressSpaces, Ipam
 from shoal.ipam.pools import OVERLAP, Spans
@@ -190,6 +190,12 @@ class Controller(EndpointOps):
             configs = await self._allocate(spec, driver, undo, network_id, local)
             network = self._build(dataclasses.replace(spec, scope="global"), configs, False, network_id)
             network = await self.cluster.create_network(network)
+        except Unavailable:
+            # the store's last answer was lost: the record may exist with these pools, so
+            # they stay; this host's resync frees them if the network was never made
+            log.warning("global network %s: cluster store unavailable mid-create; its pools stay claimed until "
+                        "the next resync finds whether it was made", spec.name)
+            raise
         except BaseException:
             await undo.run()
             raise
@@ -299,7 +305,7 @@ class Controller(EndpointOps):
         subnet = str(ipaddress.ip_network(cfg.subnet, strict=False)) if cfg.subnet else ""
         options = {**(spec.ipam_options or {}), OPT_OWNER: network_id}
         pool_id, cidr, _ = await ipam.request_pool(space, subnet, cfg.ip_range, options, v6, exclude)
-        undo.push(f"release pool {pool_id}", lambda: ipam.release_pool(pool_id))
+        undo.push(f"release pool {pool_id}", lambda: ipam.release_pool(pool_id, {OPT_OWNER: network_id}))
         gateway, _ = await ipam.request_address(pool_id, cfg.gateway, {REQUEST_ADDRESS_TYPE: GATEWAY,
                                                                         OPT_OWNER: network_id})
         for aux in cfg.aux_addresses.values():
@@ -313,7 +319,7 @@ class Controller(EndpointOps):
         ipam = self.ipam_of(network)
         for cfg in network.ipam_configs:
             try:
-                await ipam.release_pool(cfg.pool_id)
+                await ipam.release_pool(cfg.pool_id, {OPT_OWNER: network.id})
             except ShoalError as exc:
                 log.warning("network %s: pool %s not released: %s", network.name, cfg.pool_id, exc)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from shoal.errors import Forbidden, InvalidParameter, NotFound, Unavailable
@@ -43,6 +44,7 @@ from shoal.ipam.api import (
 from shoal.ipam.pools import EXHAUSTED, OVERLAP, Spans, first_gap
 from shoal.store.kv import KV, Compare, KeyValue, Op, TxnResult
 
+log = logging.getLogger("shoal.ipam")
 GLOBAL_POOL = ipaddress.ip_network("10.0.0.0/8")  # Docker's global default: 10.0.0.0/8 in /24s
 GLOBAL_SIZE = 24
 RETRIES = 20
@@ -132,12 +134,18 @@ class KVIpam:
             raise InvalidParameter(EXHAUSTED)
         return found
 
-    async def release_pool(self, pool_id: str) -> None:
-        """The pool and all its addresses in one transaction (not retried after a lost
-        answer: a prefix delete cannot be pinned; the creator's resync frees an orphan)."""
+    async def release_pool(self, pool_id: str, options: Mapping[str, str] | None = None) -> None:
+        """The pool and all its addresses in one transaction, pinned to the claim read (and,
+        with an owner given, only if it is that owner's): the subnet may have been claimed
+        again since, by another network. Not retried after a lost answer (a prefix delete
+        cannot be pinned); the creator's resync frees an orphan."""
         _, subnet, _ = parse_pool_id(pool_id)
         key = self._pool_key(subnet)
         held = await self.kv.get(key)
+        owner = (options or {}).get(OPT_OWNER, "")
+        if held is not None and owner and json.loads(held.value).get("owner") != owner:
+            log.info("pool %s is another network's now: not released", pool_id)
+            held = None
         if held is not None:
             await self.kv.txn([Compare.at(key, held.mod_revision)],
                               [Op.delete(key), Op.delete_prefix(self._addresses(subnet))])

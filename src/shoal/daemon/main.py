@@ -173,11 +173,13 @@ async def switch_br_netfilter(kernel: Kernel, mode: str) -> bool:
     if mode == "leave" or (mode == "auto" and await kernel.in_initial_netns()):
         return False
     try:
-        await kernel.set_sysctls(br_netfilter_sysctls(False), missing_ok=True)
+        written = await kernel.set_sysctls(br_netfilter_sysctls(False), missing_ok=True)
     except ShoalError as exc:
         log.warning("br_netfilter left on (%s): bridged frames keep going through the IP hooks", exc)
         return False
-    return True
+    if not written:
+        log.info("br_netfilter is not loaded: nothing to turn off (if it is loaded later, its switches are on)")
+    return bool(written)
 
 
 async def cleanup(parts: Parts) -> None:

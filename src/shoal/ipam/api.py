@@ -72,8 +72,10 @@ class Ipam(Protocol):
         routes); `sub_pool`: the range dynamic addresses come from."""
         ...
 
-    async def release_pool(self, pool_id: str) -> None:
-        """Frees the pool and every address still held in it; unknown ids are no error."""
+    async def release_pool(self, pool_id: str, options: Mapping[str, str] | None = None) -> None:
+        """Frees the pool and every address still held in it; unknown ids are no error.
+        `OPT_OWNER` in `options`: only while the pool is still that owner's (a late
+        release must not free a pool claimed again since by another network)."""
         ...
 
     async def request_address(self, pool_id: str, address: str = "",

@@ -170,7 +170,7 @@ class DefaultIpam:
                 return found
         raise InvalidParameter(EXHAUSTED)
 
-    async def release_pool(self, pool_id: str) -> None:
+    async def release_pool(self, pool_id: str, options: Mapping[str, str] | None = None) -> None:
         pool = self._pools.pop(pool_id, None)
         if pool is not None:
             self._spans.remove(pool.subnet)

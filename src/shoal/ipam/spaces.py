@@ -59,10 +59,10 @@ class AddressSpaces:
         return await self.allocator(address_space).request_pool(address_space, pool, sub_pool, options, v6,
                                                                 exclude)
 
-    async def release_pool(self, pool_id: str) -> None:
+    async def release_pool(self, pool_id: str, options: Mapping[str, str] | None = None) -> None:
         ipam = self._spaces.get(space_of(pool_id))
         if ipam is not None:
-            await ipam.release_pool(pool_id)
+            await ipam.release_pool(pool_id, options)
 
     async def request_address(self, pool_id: str, address: str = "",
                               options: Mapping[str, str] | None = None) -> tuple[str, dict[str, str]]:

@@ -47,8 +47,8 @@ class Kernel:
     async def set_hairpin(self, ifname: str) -> None:
         await self._run(Netlink.set_hairpin, ifname)
 
-    async def set_sysctls(self, values: dict[str, str], missing_ok: bool = False) -> None:
-        await self._run(Netlink.set_sysctls, values, missing_ok)
+    async def set_sysctls(self, values: dict[str, str], missing_ok: bool = False) -> list[str]:
+        return await self._run(Netlink.set_sysctls, values, missing_ok)
 
     async def in_initial_netns(self) -> bool:
         return await self._run(Netlink.in_initial_netns)

@@ -60,9 +60,10 @@ class FakeKernel:
     async def set_hairpin(self, ifname: str) -> None:
         self._maybe_fail("set_hairpin", ifname)
 
-    async def set_sysctls(self, values: dict[str, str], missing_ok: bool = False) -> None:
+    async def set_sysctls(self, values: dict[str, str], missing_ok: bool = False) -> list[str]:
         self._maybe_fail("set_sysctls", ",".join(values))
         self.sysctls.update(values)
+        return list(values)
 
     async def in_initial_netns(self) -> bool:
         return self.initial_netns

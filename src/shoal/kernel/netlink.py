@@ -19,12 +19,13 @@ from shoal.kernel import rtdump
 from shoal.kernel.base import IFA_F_NODAD, KernelError, LinkInfo, fail, ifindex
 from shoal.kernel.vxlan import VxlanOps
 
-PROC_NET_INIT_INO = 0xEFFFFFF9  # include/linux/proc_ns.h
+PROC_USER_INIT_INO, PROC_NET_INIT_INO = 0xEFFFFFFD, 0xEFFFFFF9  # include/linux/proc_ns.h (kernels that fix them)
 
 __all__ = ["IFA_F_NODAD", "KernelError", "LinkInfo", "Netlink", "ifindex"]
 
 
-def _write_sysctls(values: dict[str, str], missing_ok: bool = False) -> None:
+def _write_sysctls(values: dict[str, str], missing_ok: bool = False) -> list[str]:
+    written = []
     for key, value in values.items():
         if ".." in key or key.startswith("/"):
             raise KernelError(f"invalid sysctl key {key}")
@@ -35,6 +36,8 @@ def _write_sysctls(values: dict[str, str], missing_ok: bool = False) -> None:
                 f.write(value)
         except OSError as exc:
             raise KernelError(f"cannot set sysctl {key.replace('/', '.')}={value}: {exc.strerror}") from exc
+        written.append(key)
+    return written
 
 
 class Netlink(VxlanOps):
@@ -182,22 +185,25 @@ class Netlink(VxlanOps):
         except NetlinkError as exc:
             raise fail(f"failed to set hairpin on {ifname}", exc) from exc
 
-    def set_sysctls(self, values: dict[str, str], missing_ok: bool = False) -> None:
+    def set_sysctls(self, values: dict[str, str], missing_ok: bool = False) -> list[str]:
         """Write /proc/sys keys (`net/ipv4/ip_forward`) in this kernel's namespace only;
-        `missing_ok`: skip keys a module not loaded would provide (net/bridge/...)."""
-        if values:
-            with self._inside():
-                _write_sysctls(values, missing_ok)
+        `missing_ok`: skip keys a module not loaded would provide (net/bridge/...). -> the
+        keys written."""
+        if not values:
+            return []
+        with self._inside():
+            return _write_sysctls(values, missing_ok)
 
     def in_initial_netns(self) -> bool:
         """Whether this kernel's namespace is the machine's (pid 1's): other software
         shares it, so machine-wide switches there are not ours to flip."""
-        with self._inside():
-            mine = os.stat("/proc/self/ns/net").st_ino
+        with self._inside():  # thread-self: `_inside` moves this thread, not the process
+            mine = os.stat("/proc/thread-self/ns/net").st_ino
         try:
             return mine == os.stat("/proc/1/ns/net").st_ino
-        except OSError:  # pid 1 hidden (a sandbox's init): newer kernels give init_net a fixed number
-            return mine == PROC_NET_INIT_INO
+        except OSError:  # pid 1 hidden (a sandbox's init): newer kernels number init_net fixed
+            fixed = os.stat("/proc/thread-self/ns/user").st_ino == PROC_USER_INIT_INO
+            return mine == PROC_NET_INIT_INO or not fixed  # can't tell: take it for the machine's
 
     def delete_link(self, name: str) -> None:
         """Delete by exact name; a link that is already gone is fine."""

@@ -150,11 +150,13 @@ class LeaseExpired(ShoalError):
 def guarded(compares: Sequence[Compare], ops: Sequence[Op]) -> bool:
     """True when applying `ops` makes `compares` false: the txn cannot apply twice.
 
-    Every written key must be pinned by an "==" compare on its version, mod or create
+    A txn that only reads is always safe. Every written key must be pinned by an "==" compare on its version, mod or create
     revision: any write changes the mod revision (and version) of a key, so a retry of an
     applied txn fails its compares instead of writing again. `delete_prefix` is never
     pinned (its keys are not named).
     """
+    if not any(op.writes for op in ops):
+        return True  # reads only: nothing to apply twice
     pinned = {c.key for c in compares if c.op == "==" and c.target in ("version", "mod", "create")}
     return bool(compares) and all(op.kind in ("put", "delete") and op.key in pinned for op in ops if op.writes)
 
