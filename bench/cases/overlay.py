@@ -42,7 +42,7 @@ from common import Progress, in_ns, say, stop_pid
 from peers import Peer
 from report import NA, Row
 
-HOSTS = 3
+HOSTS = int(os.environ.get("SHOAL_BENCH_OVERLAY_HOSTS", "3"))  # 50 for the many-host figures (not in bench/run)
 NET = "shbov"
 DOCKER_SUBNET = "10.77.0.0/24"  # Docker takes a static address (--ip) only on a network with a given subnet
 DOCKERD = "/usr/sbin/dockerd"
