@@ -326,3 +326,27 @@ def test_internal_overlay_and_mtu_option(cluster):
         docker(h1, "rm", "-f", "i1", check=False)
         docker(h2, "rm", "-f", "i2", check=False)
         docker(h1, "network", "rm", "inner", check=False)
+
+
+def test_icc_off_overlay_blocks_containers_on_every_host(cluster):
+    """`-o com.docker.network.bridge.enable_icc=false` as on a bridge: no container reaches
+    another on the network, on its own host or across, while each still has its gateway
+    (the host it is on)."""
+    h1, h2, _ = cluster.hosts
+    try:
+        docker(h1, "network", "create", "-d", "overlay", "-o", "com.docker.network.bridge.enable_icc=false", "noicc")
+        eventually(lambda: docker(h2, "network", "inspect", "noicc", check=False).returncode == 0, what="visible")
+        docker(h1, "run", "-d", "--name", "n1", "--network", "noicc", "busybox", "sleep", "600")
+        docker(h1, "run", "-d", "--name", "n2", "--network", "noicc", "busybox", "sleep", "600")
+        docker(h2, "run", "-d", "--name", "n3", "--network", "noicc", "busybox", "sleep", "600")
+        ip = {n: inspect(h, n)["NetworkSettings"]["Networks"]["noicc"]["IPAddress"]
+              for h, n in ((h1, "n1"), (h1, "n2"), (h2, "n3"))}
+        gateway = inspect(h1, "n1")["NetworkSettings"]["Networks"]["noicc"]["Gateway"]
+        assert docker(h1, "exec", "n1", "ping", "-c1", "-W2", gateway).returncode == 0
+        for target in ("n2", "n3"):
+            assert docker(h1, "exec", "n1", "ping", "-c1", "-W1", ip[target], check=False).returncode != 0, target
+        assert docker(h2, "exec", "n3", "ping", "-c1", "-W1", ip["n1"], check=False).returncode != 0
+    finally:
+        for h, n in ((h1, "n1"), (h1, "n2"), (h2, "n3")):
+            docker(h, "rm", "-f", n, check=False)
+        docker(h1, "network", "rm", "noicc", check=False)
