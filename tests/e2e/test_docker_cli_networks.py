@@ -121,7 +121,7 @@ def test_errors_have_dockers_codes_and_change_nothing(shoald):
         (["network", "create", "--subnet", "172.18.0.0/24", "x"], "overlaps"),
         (["network", "create", "--subnet", "10.0.0.0/33", "x"], ""),
         (["network", "create", "-d", "nosuch", "x"], 'plugin "nosuch" not found'),
-        (["network", "create", "bad:name"], "invalid network name"),
+        (["network", "create", "  "], "invalid name"),
         (["network", "create", "-o", "com.docker.network.bridge.name=abcdefghijklmnop", "x"], "too long"),
         (["network", "create", "-o", "com.docker.network.bridge.name=shoal0", "x"], "already used"),
         (["network", "create", "-o", "com.docker.network.bridge.enable_icc=perhaps", "x"], "true or false"),
@@ -160,3 +160,27 @@ def test_overlay_without_a_cluster_store_says_what_to_do(shoald):
     assert "ov" not in shoald.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
     status, info = shoald.api("GET", "/info")
     assert info["ClusterStore"] == "" and info["Warnings"] == []
+
+
+def test_names_as_dockerd_takes_them_and_swarm_answers_as_on_a_node_in_no_swarm(box):
+    """Measured against dockerd 20.10.24: any name but an empty or all-blank one is taken
+    ("test 01", "x:y", "-lead"); swarm's endpoints answer 503 with dockerd's words, which
+    clients' clean-up code reads as "no swarm here"."""
+    d = box
+    for name in ("test 01", "x:y", "-lead", "émoji"):
+        d.docker("network", "create", "--", name)
+        d.docker("run", "-d", "--name", "c1", f"--network={name}", "busybox", "sleep", "60")
+        assert name in d.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", "c1").stdout
+        d.docker("rm", "-f", "c1")
+        assert d.docker("network", "inspect", "-f", "{{.Name}}", "--", name).stdout.strip() == name
+        d.docker("network", "rm", "--", name)
+    p = d.docker("network", "create", " ", check=False)
+    assert p.returncode != 0 and "invalid name" in p.stderr
+    p = d.docker("service", "ls", check=False)
+    assert p.returncode != 0 and "This node is not a swarm manager" in p.stderr, p.stderr
+    p = d.docker("node", "ls", check=False)
+    assert p.returncode != 0 and "This node is not a swarm manager" in p.stderr
+    p = d.docker("swarm", "leave", check=False)
+    assert p.returncode != 0 and "This node is not part of a swarm" in p.stderr
+    p = d.docker("swarm", "init", check=False)
+    assert p.returncode != 0 and "not supported by shoal" in p.stderr

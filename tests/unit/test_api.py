@@ -65,7 +65,7 @@ def test_create_inspect_list_remove():
          400, "auxiliary address"),
         ({"Name": "x", "IPAM": {"Config": [{"Subnet": "172.17.5.0/24"}]}}, 403, "overlaps"),
         ({"Name": "x", "Driver": "weird"}, 404, 'plugin "weird" not found'),
-        ({"Name": "x y"}, 400, "invalid network name"),
+        ({"Name": "  "}, 400, "invalid name"),
         ({"Name": ""}, 400, "name is required"),
         ({"Name": "x", "Options": {"com.docker.network.bridge.name": "0123456789abcdef"}}, 400, "too long"),
     ],

@@ -86,7 +86,7 @@ def test_bad_input_changes_nothing():
         snapshot = (dict(w.store.data), set(w.kernel.links_by_name), len(w.ipam.pools()))
         bad = [
             (NetworkSpec(name="bridge"), Forbidden),
-            (NetworkSpec(name="-x"), InvalidParameter),
+            (NetworkSpec(name=" \t"), InvalidParameter),
             (NetworkSpec(name="x", driver="nope"), NotFound),
             (NetworkSpec(name="x", driver="host"), Forbidden),
             (NetworkSpec(name="x", ipam_configs=(IPAMConfig(subnet="10.0.0.1/24"),)), InvalidParameter),

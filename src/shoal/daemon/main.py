@@ -17,6 +17,7 @@ from shoal.api.containers import ContainerRoutes
 from shoal.api.execs import ExecRoutes
 from shoal.api.http import serve_unix
 from shoal.api.images import ImageRoutes
+from shoal.api import swarm
 from shoal.api.networks import NetworkRoutes
 from shoal.api.system import SystemRoutes
 from shoal.controller import Controller
@@ -105,6 +106,7 @@ def build(cfg: DaemonConfig) -> Parts:
         + ContainerRoutes(ctl, containers).routes()
         + ExecRoutes(containers).routes()
         + ImageRoutes(images, containers).routes()
+        + swarm.routes()
     )
     return Parts(ctl, containers, app, store, kernel, dns, records)
 
