@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -35,6 +36,8 @@ def endpoint_request(name: str, cfg: dict | None) -> EndpointRequest:
         mac=cfg.get("MacAddress") or "",
         aliases=_strs(cfg.get("Aliases")) or (),
         links=_strs(cfg.get("Links")) or (),
+        driver_opts=tuple(sorted((cfg.get("DriverOpts") or {}).items())),
+        link_local=_strs(ipam.get("LinkLocalIPs")) or (),
     )
 
 
@@ -55,7 +58,7 @@ def _endpoints(body: dict, mode: str) -> dict[str, EndpointRequest]:
     if legacy_mac:  # API < 1.44 puts --mac-address on the container
         key = "bridge" if mode == "default" else mode
         base = requests.get(key) or EndpointRequest(key)
-        requests[key] = EndpointRequest(base.network, base.ipv4, base.ipv6, legacy_mac, base.aliases, base.links)
+        requests[key] = dataclasses.replace(base, mac=legacy_mac)
     return requests
 
 
@@ -101,20 +104,26 @@ def endpoint_json(ep: Endpoint, net: Network, req: EndpointRequest | None, conta
     v6 = ep.ipv6.split("/") if ep.ipv6 else ["", "0"]
     gw4, gw6 = net.gateway_for(ep.ipv4), net.gateway_for(ep.ipv6)
     ipam = None
-    if req and (req.ipv4 or req.ipv6):
-        ipam = {k: v for k, v in (("IPv4Address", req.ipv4), ("IPv6Address", req.ipv6)) if v}
+    if req and (req.ipv4 or req.ipv6 or req.link_local):
+        ipam = {k: v for k, v in (("IPv4Address", req.ipv4), ("IPv6Address", req.ipv6),
+                                  ("LinkLocalIPs", list(req.link_local))) if v}
     aliases = list(req.aliases) if req else []
     dns_names = [container.name, *aliases, container.id[:12]] if not net.predefined else None
+    # the short id joins the aliases when the endpoint is made (dockerd: not while only created)
+    with_id = version_tuple(version) < (1, 45) and dns_names and ep.id
     out = {
         "IPAMConfig": ipam, "Links": list(req.links) if req and req.links else None,
-        "Aliases": aliases + ([container.id[:12]] if version_tuple(version) < (1, 45) and dns_names else []) or None,
-        "MacAddress": ep.mac, "DriverOpts": None, "GwPriority": 0,
+        "Aliases": aliases + ([container.id[:12]] if with_id else []) or None,
+        "MacAddress": ep.mac or (req.mac if req else ""), "DriverOpts": dict(req.driver_opts) if req and req.driver_opts else None,
+        "GwPriority": 0,
         "NetworkID": net.id, "EndpointID": ep.id, "Gateway": gw4, "IPAddress": v4[0],
         "IPPrefixLen": int(v4[1]), "IPv6Gateway": gw6, "GlobalIPv6Address": v6[0],
         "GlobalIPv6PrefixLen": int(v6[1]), "DNSNames": dns_names,
     }
     if version_tuple(version) < (1, 44):
         out.pop("DNSNames")
+    if version_tuple(version) < (1, 48):  # API 1.48 added it
+        out.pop("GwPriority")
     return out
 
 

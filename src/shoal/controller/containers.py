@@ -200,7 +200,7 @@ class Containers:
             check_static_address(network, ep.ipv4, ep.ipv6)
             check_mac(ep.mac)
             self._check_free(network, ep)
-            out.append(EndpointRequest(network.name, ep.ipv4, ep.ipv6, ep.mac, ep.aliases, ep.links))
+            out.append(dataclasses.replace(ep, network=network.name))
         return net.name, tuple(out)
 
     def _check_free(self, network, ep: EndpointRequest) -> None:  # noqa: ANN001 - model Network
@@ -539,7 +539,7 @@ class Containers:
         check_static_address(net, req.ipv4, req.ipv6)
         check_mac(req.mac)
         self._check_free(net, req)
-        wanted = EndpointRequest(net.name, req.ipv4, req.ipv6, req.mac, req.aliases, req.links)
+        wanted = dataclasses.replace(req, network=net.name)
         live = self.live(rec.id)
         async with live.lock:
             if self.state(rec.id).running:

@@ -18,6 +18,8 @@ class EndpointRequest:
     mac: str = ""
     aliases: tuple[str, ...] = ()
     links: tuple[str, ...] = ()  # "container:alias", visible to this container only
+    driver_opts: tuple[tuple[str, str], ...] = ()  # EndpointSettings.DriverOpts, kept and shown
+    link_local: tuple[str, ...] = ()  # IPAMConfig.LinkLocalIPs, kept and shown (not yet applied)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,9 @@ class Container:
         data["args"] = tuple(data["args"])
         data["env"] = tuple(data.get("env", ()))
         data["networks"] = tuple(
-            EndpointRequest(**{**n, "aliases": tuple(n.get("aliases", ())), "links": tuple(n.get("links", ()))})
+            EndpointRequest(**{**n, "aliases": tuple(n.get("aliases", ())), "links": tuple(n.get("links", ())),
+                               "driver_opts": tuple(tuple(kv) for kv in n.get("driver_opts", ())),
+                               "link_local": tuple(n.get("link_local", ()))})
             for n in data.get("networks", ())
         )
         data["ports"] = tuple(PortBinding(**p) for p in data.get("ports", ()))
