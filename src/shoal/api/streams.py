@@ -48,15 +48,17 @@ def detach_keys(req: Request, fallback: str = "") -> bytes:
 
 
 async def pump(session: Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-               tty: bool, stdin: bool, close: Any, finish: Any = None) -> None:
+               tty: bool, stdin: bool, close: Any, finish: Any = None, raw: bool | None = None) -> None:
     """Copy output to the client until it ends; copy the client's bytes to stdin.
     `finish` runs before the connection closes (exec: the exit code must be known by the
-    time a client sees EOF, since it asks for it right away)."""
+    time a client sees EOF, since it asks for it right away). `raw`: unframed output
+    (default: as the process's `tty`)."""
+    raw = tty if raw is None else raw
 
     async def output() -> None:
         while (item := await session.read()) is not None:
             stream, data = item
-            writer.write(data if tty else frame(stream, data))
+            writer.write(data if raw else frame(stream, data))
             await writer.drain()
 
     async def input_() -> None:
@@ -109,6 +111,9 @@ async def exec_start_handler(req: Request, containers: Any, exec_id: str, body: 
     pending = containers.exec_startable(exec_id)
     keys = detach_keys(req, pending.attach.get("DetachKeys", ""))
     tty = pending.spec.tty
+    # the framing follows the start request's Tty, not the exec's (dockerd 20.10, measured):
+    # a raw client may ask for a pty and still want the streams apart, or the other way round
+    raw = bool(body.get("Tty"))
     stdin = pending.spec.open_stdin
 
     async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -116,11 +121,12 @@ async def exec_start_handler(req: Request, containers: Any, exec_id: str, body: 
             session = await containers.exec_start(exec_id, detach=False, detach_keys=keys)
         except ShoalError as exc:
             text = f"{exc}\r\n".encode()
-            writer.write(text if tty else frame(Stream.STDOUT, text))
+            writer.write(text if raw else frame(Stream.STDOUT, text))
             with contextlib.suppress(Exception):
                 await writer.drain()
                 writer.close()
             return
-        await pump(session, reader, writer, tty=tty, stdin=stdin, close=lambda: None, finish=session.wait)
+        await pump(session, reader, writer, tty=tty, stdin=stdin, close=lambda: None, finish=session.wait,
+                   raw=raw)
 
-    return Hijack(run, content_type=stream_content_type(req, tty))
+    return Hijack(run, content_type=stream_content_type(req, raw))

@@ -323,20 +323,27 @@ class Containers:
 
     def _link_hosts(self, rec: Container, legacy: list[str]) -> list[tuple[str, str]]:
         """`--link name:alias`: the target's address under both names, for this container only
-        (on user networks Docker answers these from its DNS; a hosts entry gives the same)."""
-        wanted = [(r.network, link) for r in rec.networks for link in r.links]
+        (on user networks Docker answers these from its DNS; a hosts entry gives the same).
+        An endpoint's link (EndpointSettings.Links) to a container that is not there, or not
+        on that network, is no error: dockerd 20.10 starts such a container and the name just
+        does not resolve (measured); a legacy link (HostConfig.Links) must resolve."""
+        wanted = [(r.network, link, False) for r in rec.networks for link in r.links]
         for link in legacy:  # HostConfig.Links: "name:alias" or Docker's "/name:/me/alias"
             target, _, alias = link.partition(":")
-            wanted.append((rec.network_mode, f"{target.strip('/')}:{alias.rsplit('/', 1)[-1]}"))
+            wanted.append((rec.network_mode, f"{target.strip('/')}:{alias.rsplit('/', 1)[-1]}", True))
         out = []
-        for network, link in wanted:
+        for network, link, must in wanted:
             target, _, alias = link.partition(":")
             try:
                 other = self.find(target.strip("/"))
                 net = self.ctl.find_network(network)
             except (NotFound, InvalidParameter):
+                if not must:
+                    continue
                 raise InvalidParameter(f"could not get container for {target}") from None
             ep = next((e for e in self.ctl.endpoints_in(other.id) if e.network_id == net.id), None)
+            if (ep is None or not ep.ipv4) and not must:
+                continue
             if ep is None or not ep.ipv4:
                 raise InvalidParameter(f"cannot link to {target}: it is not running on network {net.name}")
             ip = ep.ipv4.split("/")[0]
