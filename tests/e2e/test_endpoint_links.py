@@ -1,6 +1,6 @@
 """An endpoint's link (EndpointSettings.Links) on a user network, as dockerd 20.10 takes it
-(measured 2026-12-01): to a container that exists, its alias resolves for the linking
-container; to one that does not, the container still starts."""
+(measured 2026-12-01): to a container that exists, its alias resolves through the embedded
+DNS for the linking container only; to one that does not, the container still starts."""
 
 import httpx
 
@@ -21,4 +21,9 @@ def test_endpoint_links_resolve_and_a_missing_target_is_no_error(box):
             r = c.post(f"/v1.41/containers/{name}/start")
             assert r.status_code == 204, r.text
     assert d.docker("exec", "l2", "ping", "-c1", "-W2", "al").returncode == 0
+    tgt_ip = d.docker("inspect", "-f", "{{(index .NetworkSettings.Networks \"ln\").IPAddress}}", "tgt").stdout.strip()
+    out = d.docker("exec", "l2", "nslookup", "al", check=False)
+    assert out.returncode == 0 and tgt_ip in out.stdout, out.stdout  # from the embedded DNS
+    assert " al" not in d.docker("exec", "l2", "cat", "/etc/hosts").stdout.replace("\t", " ")
+    assert tgt_ip not in d.docker("exec", "l1", "nslookup", "al", check=False).stdout  # l2's link only
     assert d.docker("exec", "l1", "ping", "-c1", "-W1", "gone", check=False).returncode != 0

@@ -133,3 +133,15 @@ def test_dns_names_and_from_endpoint():
     e = DnsEntry.from_endpoint(ep, hostname="h")
     assert (e.ipv4, e.ipv6, e.container_id) == ("172.18.0.2", "", WEB)
     assert e.dns_names() == ["web", "w", WEB[:12], "h"]
+
+
+def test_a_link_alias_is_the_targets_name_for_the_linking_container_only():
+    r = DnsRecords()
+    r.add("n1", "app", DnsEntry("tgt", name="db", ipv4="10.0.0.2/24"))
+    r.add("n1", "app", DnsEntry("me", name="web", ipv4="10.0.0.3/24", links=(("store", "db"),)))
+    r.add("n1", "app", DnsEntry("other", name="x", ipv4="10.0.0.4/24"))
+    assert r.resolve("me", "store", 4).addresses == ("10.0.0.2",)
+    assert r.resolve("me", "STORE.app", 4).addresses == ("10.0.0.2",)
+    assert r.resolve("other", "store", 4).addresses == ()
+    r.remove("n1", "tgt")  # the target left: the alias no longer resolves
+    assert r.resolve("me", "store", 4).addresses == ()

@@ -291,7 +291,10 @@ class Containers:
     async def _dns_join(self, rec: Container, eps: list) -> bool:
         served = self._dns_networks(eps)
         for net, ep in served:
-            self.dns_records.add(net.id, net.name, DnsEntry.from_endpoint(ep, name=rec.name, hostname=rec.hostname))
+            links = tuple((a or t, t) for r in rec.networks if r.network in (net.name, net.id)
+                          for t, _, a in (link.partition(":") for link in r.links))
+            self.dns_records.add(net.id, net.name, DnsEntry.from_endpoint(ep, name=rec.name, hostname=rec.hostname,
+                                                                          links=links))
         if served:
             await self._dns_serve(rec)
         return bool(served)
@@ -322,12 +325,14 @@ class Containers:
             await self.dns.remove_sandbox(cid)
 
     def _link_hosts(self, rec: Container, legacy: list[str]) -> list[tuple[str, str]]:
-        """`--link name:alias`: the target's address under both names, for this container only
-        (on user networks Docker answers these from its DNS; a hosts entry gives the same).
-        An endpoint's link (EndpointSettings.Links) to a container that is not there, or not
-        on that network, is no error: dockerd 20.10 starts such a container and the name just
-        does not resolve (measured); a legacy link (HostConfig.Links) must resolve."""
-        wanted = [(r.network, link, False) for r in rec.networks for link in r.links]
+        """`--link name:alias`: the target's address under both names, for this container only.
+        An endpoint's link (EndpointSettings.Links) on a user network is answered by the
+        embedded DNS instead (so it follows the target's address), as Docker does; to a
+        container that is not there, or not on that network, it is no error: dockerd 20.10
+        starts such a container and the name just does not resolve (measured). A legacy link
+        (HostConfig.Links) must resolve."""
+        wanted = [(r.network, link, False) for r in rec.networks for link in r.links
+                  if self._predefined(r.network)]
         for link in legacy:  # HostConfig.Links: "name:alias" or Docker's "/name:/me/alias"
             target, _, alias = link.partition(":")
             wanted.append((rec.network_mode, f"{target.strip('/')}:{alias.rsplit('/', 1)[-1]}", True))
@@ -349,6 +354,12 @@ class Containers:
             ip = ep.ipv4.split("/")[0]
             out += [(n, ip) for n in dict.fromkeys((alias.strip("/") or other.name, other.name)) if n]
         return out
+
+    def _predefined(self, network: str) -> bool:
+        try:
+            return self.ctl.find_network(network).predefined
+        except NotFound:
+            return True
 
     def _write_etc(self, rec: Container, eps: list, embedded: bool) -> None:
         hc = rec.host_config

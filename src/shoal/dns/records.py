@@ -13,7 +13,9 @@ locks).  Resolution follows libnetwork's `Sandbox.ResolveName` / `ResolveIP`:
   that knows the name; on that network every container carrying the name contributes
   its address (an alias shared by several containers gives several records);
 * a name known for the other address family only is a "miss": NOERROR with no data;
-* reverse lookups answer `<container name>.<network name>` for addresses on shared networks.
+* reverse lookups answer `<container name>.<network name>` for addresses on shared networks;
+* a link's alias (`EndpointSettings.Links`, "target:alias") is the target's name, for the
+  linking container only (libnetwork's endpoint alias map).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class DnsEntry:
     ipv6: str = ""
     hostname: str = ""
     container_id: str = ""  # defaults to sandbox_id (they are the same in shoal)
+    links: tuple[tuple[str, str], ...] = ()  # (alias, target name): this container's links on this network
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ipv4", _bare_ip(self.ipv4))
@@ -53,11 +56,12 @@ class DnsEntry:
             object.__setattr__(self, "container_id", self.sandbox_id)
 
     @classmethod
-    def from_endpoint(cls, ep: Endpoint, *, name: str = "", hostname: str = "") -> DnsEntry:
+    def from_endpoint(cls, ep: Endpoint, *, name: str = "", hostname: str = "",
+                      links: tuple[tuple[str, str], ...] = ()) -> DnsEntry:
         """`name` defaults to the endpoint name (the container name, without a leading '/')."""
         return cls(
             sandbox_id=ep.sandbox_id, name=(name or ep.name).lstrip("/"), aliases=ep.aliases,
-            ipv4=ep.ipv4, ipv6=ep.ipv6, hostname=hostname,
+            ipv4=ep.ipv4, ipv6=ep.ipv6, hostname=hostname, links=tuple(links),
         )
 
     def dns_names(self) -> list[str]:
@@ -164,7 +168,9 @@ class DnsRecords:
         for net in self._shared(sandbox_id):
             if network and net.name.lower() != network:
                 continue
-            ids = net.by_name.get(host)
+            me = net.entries.get(sandbox_id)
+            target = next((t for a, t in me.links if a.lower() == host), host) if me else host
+            ids = net.by_name.get(target.lower())
             if not ids:
                 continue
             known = True
