@@ -171,8 +171,7 @@ class Controller(EndpointOps):
         VNI with the record. No host builds its side yet: each does at its first endpoint
         on the network (`build_global`), so a create costs the cluster one watch event per
         host, whatever its size."""
-        if self.cluster is None:
-            driver.validate(spec)  # says what to start shoald with
+        if self.cluster is None:  # (the driver's validate has said what to start shoald with)
             raise Forbidden("global networks need a cluster store")
         self.cluster.need_joined()
         local = [ipaddress.ip_network(c.subnet) for n in self.networks.values() if n.scope != "global"
@@ -215,8 +214,7 @@ class Controller(EndpointOps):
         return True
 
     async def unbuild_global(self, network: Network) -> None:
-        if network.id in self.built and not self.endpoints_of(network.id):
-            self.built.discard(network.id)
+        if not self.endpoints_of(network.id):
             await self._teardown(network)
 
     async def _materialize(self, network: Network) -> None:
@@ -236,11 +234,15 @@ class Controller(EndpointOps):
     async def dematerialize_network(self, network: Network) -> None:
         """A global network removed elsewhere: take this host's side down, if it has one."""
         async with self.lock:
-            if self.networks.pop(network.id, None) is not None and network.id in self.built:
-                self.built.discard(network.id)
+            if self.networks.pop(network.id, None) is not None:
                 await self._teardown(network)
 
     async def _teardown(self, network: Network) -> None:
+        """This host's kernel side of a network, if it has one (a global network only once
+        built here)."""
+        if network.scope == "global" and network.id not in self.built:
+            return
+        self.built.discard(network.id)
         try:
             fw = network_config(self, network)
             if fw is not None:
@@ -338,9 +340,7 @@ class Controller(EndpointOps):
                     tx.delete(KIND_NETWORK, network.id)
             await self._release_pools(network)
             del self.networks[network.id]
-            if network.scope != "global" or network.id in self.built:
-                self.built.discard(network.id)
-                await self._teardown(network)
+            await self._teardown(network)
             return network
 
     async def prune(self, keep: Callable[[Network], bool]) -> list[str]:

@@ -2,8 +2,8 @@
 
 Order matters: IPAM is rebuilt from every stored network before anything new is
 allocated (the local allocator keeps nothing, so every pool and address is replayed, as
-Docker does for an allocator with RequiresRequestReplay), so a predefined network created on first start can never take a subnet a
-stored network already owns.  Kernel objects are repaired (after a reboot they are
+Docker does for an allocator with RequiresRequestReplay), so a predefined network
+created on first start can never take a subnet a stored network already owns.  Kernel objects are repaired (after a reboot they are
 simply missing) and links carrying this engine's alias that the store does not know
 are removed; links without the alias are never touched.
 """
