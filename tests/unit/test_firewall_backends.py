@@ -26,8 +26,8 @@ class RecordingNft(Nft):
         object.__setattr__(self, "fail", False)
 
     def run(self, batch, *, check=False):
-        if self.fail:
-            object.__setattr__(self, "fail", False)
+        if self.fail:  # True: the next batch; a number: that many batches
+            object.__setattr__(self, "fail", self.fail - 1 if self.fail is not True else False)
             raise NftError("refused", (3,), batch)
         self.batches.append(batch)
 
@@ -66,15 +66,28 @@ def test_nft_backend_sends_full_then_only_changes():
 
 
 def test_failed_batch_leaves_state_unchanged():
+    """The incremental batch and the full rebuild tried after it both refused: an error."""
     nft = RecordingNft()
     fw = NftFirewall(nft)
     run(fw.apply_state(State((NET,))))
-    nft.fail = True
+    nft.fail = 2
     with pytest.raises(NftError):
         run(fw.add_ports([WEB]))
     assert fw.state == State((NET,))
     run(fw.add_ports([WEB]))
     assert fw.state.ports == (WEB,)
+
+
+def test_refused_incremental_batch_is_sent_again_as_a_full_rebuild():
+    """Tables changed from outside make element changes fail; one failure must not make
+    every later change fail: the step goes through as the full ruleset of the new state."""
+    nft = RecordingNft()
+    fw = NftFirewall(nft)
+    run(fw.apply_state(State((NET,))))
+    nft.fail = True
+    run(fw.add_ports([WEB]))
+    assert fw.state.ports == (WEB,)
+    assert nft.batches[-1] == full_batch(State((NET,), ports=(WEB,)))
 
 
 def test_conflict_is_caught_before_nft_runs():

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "shoal.cli.lifecycle",
     "shoal.cli.images",
     "shoal.cli.cluster",
+    "shoal.cli.check",
 )
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

@@ -267,6 +267,16 @@ class Containers:
             eps.append(ep)
         return eps
 
+    async def release(self, cid: str) -> None:
+        """What a stop releases (endpoints, ports, DNS names), for a container that is not
+        running but still holds some: the repair of a missed release."""
+        async with self.live(cid).lock:
+            if not self.state(cid).running:
+                await self._release(cid)
+
+    async def register_dns(self, rec: Container, eps: list) -> None:
+        await self._dns_join(rec, eps)
+
     async def _release(self, cid: str) -> None:
         rec = self.records.get(cid)
         if rec is not None and rec.ports:

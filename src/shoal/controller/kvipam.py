@@ -87,6 +87,9 @@ class KVIpam:
     async def pool_status(self, pool_id: str) -> dict[str, int] | None:
         return None  # not worth a store round trip per inspect
 
+    async def allocations(self, address_space: str) -> dict[str, list[str]] | None:
+        return None  # the cluster's truth spans hosts: a host's check does not own it
+
     def _pool_key(self, subnet: str) -> str:
         return f"{self.base}pools/{_key_part(subnet)}"
 

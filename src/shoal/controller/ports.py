@@ -41,6 +41,14 @@ class PortAllocator:
         self.ephemeral = ephemeral
         self._held: list[_Held] = []
 
+    def holdings(self) -> dict[str, list[PortBinding]]:
+        """owner -> its bindings; a binding whose socket was closed is left out (not held)."""
+        out: dict[str, list[PortBinding]] = {}
+        for h in self._held:
+            if h.sock is not None and h.sock.fileno() != -1:
+                out.setdefault(h.owner, []).append(h.binding)
+        return out
+
     def bindings_of(self, owner: str) -> list[PortBinding]:
         return [h.binding for h in self._held if h.owner == owner]
 

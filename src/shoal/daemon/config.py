@@ -57,6 +57,7 @@ class DaemonConfig:
     cluster_store_opts: dict[str, str] = field(default_factory=dict)
     runtimes: dict[str, str] = field(default_factory=lambda: {"runc": RUNC_PATH})
     default_runtime: str = "runc"
+    self_heal_interval: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="register another OCI runtime that speaks runc's command line (repeatable)")
     p.add_argument("--default-runtime", default="runc", metavar="NAME",
                    help="the OCI runtime containers run with (default runc, /usr/sbin/runc)")
+    p.add_argument("--self-heal-interval", type=float, default=10.0, metavar="SECONDS",
+                   help="how often shoald checks that its nftables tables, bridges and veths are as it "
+                        "made them, and repairs them if they were changed from outside (default 10; 0: never)")
     p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
     p.add_argument("--version", action="version", version=f"shoald {__version__}")
     return p
@@ -159,4 +163,5 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
         pools=tuple(args.default_address_pool), mtu=args.mtu, bridge_name=args.bridge_name,
         socket_group=args.group, dns=tuple(args.dns), resolv_conf=args.resolv_conf,
         firewall=args.firewall_backend, cleanup=args.cleanup, br_netfilter=args.br_netfilter,
+        self_heal_interval=max(0.0, args.self_heal_interval),
     )

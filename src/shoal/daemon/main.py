@@ -19,11 +19,13 @@ from shoal.api.http import serve_unix
 from shoal.api.images import ImageRoutes
 from shoal.api import swarm
 from shoal.api.networks import NetworkRoutes
+from shoal.api.selfcheck import CheckRoutes
 from shoal.api.system import SystemRoutes
 from shoal.controller import Controller
 from shoal.controller.containers import Containers
 from shoal.controller.etcfiles import EtcFiles, read_host_resolv_conf
 from shoal.dns import DnsRecords, DnsServer, embedded_upstreams
+from shoal.controller.repair import SelfHeal
 from shoal.controller.restore import restore
 from shoal.daemon.clustering import attach_cluster, join_forever
 from shoal.daemon.config import DaemonConfig, parse_args
@@ -107,6 +109,7 @@ def build(cfg: DaemonConfig) -> Parts:
         + ExecRoutes(containers).routes()
         + ImageRoutes(images, containers).routes()
         + swarm.routes()
+        + CheckRoutes(containers).routes()
     )
     return Parts(ctl, containers, app, store, kernel, dns, records)
 
@@ -132,6 +135,7 @@ async def run(cfg: DaemonConfig) -> None:
     parts = build(cfg)
     ctl, app = parts.ctl, parts.app
     joining: asyncio.Task | None = None
+    healer = SelfHeal(ctl, cfg.self_heal_interval)
     try:
         cluster = await attach_cluster(ctl, parts.kernel, cfg, parts.records)
         br_netfilter_off = await switch_br_netfilter(parts.kernel, cfg.br_netfilter)
@@ -143,6 +147,7 @@ async def run(cfg: DaemonConfig) -> None:
                 await parts.kernel.set_sysctls(br_netfilter_sysctls(True), missing_ok=True)
             return
         servers = await listen(app, cfg)
+        healer.start()
         if cluster is not None:
             joining = asyncio.get_running_loop().create_task(join_forever(cluster))
         stop = asyncio.Event()
@@ -159,6 +164,7 @@ async def run(cfg: DaemonConfig) -> None:
             except FileNotFoundError:
                 pass
     finally:
+        await healer.stop()
         if joining is not None:
             joining.cancel()
         if ctl.cluster is not None:

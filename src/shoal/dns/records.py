@@ -141,6 +141,10 @@ class DnsRecords:
                 net.by_name.pop(n.lower(), None)
 
     # -- reads ------------------------------------------------------------------------
+    def pairs(self) -> set[tuple[str, str]]:
+        """(network id, sandbox id) of every entry: what the checker compares with endpoints."""
+        return {(nid, sid) for nid, net in self._nets.items() for sid in net.entries}
+
     def networks_of(self, sandbox_id: str) -> list[str]:
         return list(self._joined.get(sandbox_id, ()))
 

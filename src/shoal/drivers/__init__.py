@@ -10,10 +10,10 @@
 Drivers get typed inputs and the kernel facade; they never see the store or the API.
 """
 
-from shoal.drivers.base import Capabilities, GlobalDriver, NetworkDriver
+from shoal.drivers.base import Capabilities, GlobalDriver, NetworkDriver, Problem
 from shoal.drivers.bridge import BridgeDriver
 from shoal.drivers.l2 import BridgeOptions
 from shoal.drivers.host import HostDriver
 from shoal.drivers.null import NullDriver
 
-__all__ = ["BridgeDriver", "BridgeOptions", "Capabilities", "GlobalDriver", "HostDriver", "NetworkDriver", "NullDriver"]
+__all__ = ["BridgeDriver", "BridgeOptions", "Capabilities", "GlobalDriver", "HostDriver", "NetworkDriver", "NullDriver", "Problem"]

@@ -7,6 +7,7 @@ interfaces, so the controller never type-checks a driver.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -14,6 +15,16 @@ from shoal.model import Endpoint, Network, NetworkSpec, Peer
 
 if TYPE_CHECKING:
     from shoal.drivers.l2 import BridgeOptions
+    from shoal.kernel import LinkInfo
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A kernel object of a network (or of one of its endpoints) that is not as the driver
+    made it: missing, down, off its bridge. `endpoint_id` is "" for the network's own."""
+
+    message: str
+    endpoint_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,16 @@ class NetworkDriver(Protocol):
 
     async def leave(self, network: Network, ep: Endpoint) -> None:
         """Remove the endpoint's kernel objects; idempotent."""
+
+    def verify(self, network: Network, alias: str, endpoints: list[Endpoint],
+               links: Mapping[str, LinkInfo]) -> list[Problem]:
+        """What differs between `links` (one dump of the host's links) and what this driver
+        made for `network` and the host sides of `endpoints`; pure, so a check is one dump."""
+
+    async def repair_endpoint(self, network: Network, ep: Endpoint, netns_path: str, alias: str,
+                              gateway: bool) -> Endpoint:
+        """Make an endpoint whose kernel objects were changed from outside whole again (after
+        `restore_network` repaired the network's own); returns it as `join` does."""
 
 
 class GlobalDriver(NetworkDriver, Protocol):

@@ -7,11 +7,12 @@ is the same code as `create_network` minus the "is the name free" check.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
-from shoal.drivers.base import Capabilities
+from shoal.drivers.base import Capabilities, Problem
 from shoal.drivers.l2 import OPT_NAME, BridgeOptions
 from shoal.errors import Forbidden
-from shoal.kernel import Kernel
+from shoal.kernel import Kernel, KernelError, LinkInfo
 from shoal.model import Endpoint, Network, NetworkSpec
 
 
@@ -102,6 +103,49 @@ class BridgeDriver:
     async def leave(self, network: Network, ep: Endpoint) -> None:
         if ep.host_ifname:
             await self._kernel.delete_link(ep.host_ifname)
+
+    def verify(self, network: Network, alias: str, endpoints: list[Endpoint],
+               links: Mapping[str, LinkInfo]) -> list[Problem]:
+        opts = self.options(network)
+        bridge = links.get(opts.bridge_name)
+        if bridge is None:
+            return [Problem(f"bridge {opts.bridge_name} is missing")] + [
+                Problem(f"endpoint {ep.name}: no bridge to be a port of", ep.id) for ep in endpoints]
+        out = []
+        if bridge.alias != alias:
+            out.append(Problem(f"bridge {opts.bridge_name} is not marked as this network's ({bridge.alias!r})"))
+        if not bridge.up:
+            out.append(Problem(f"bridge {opts.bridge_name} is down"))
+        missing = sorted(set(self._addresses(network, opts)) - set(bridge.addresses))
+        if missing:
+            out.append(Problem(f"bridge {opts.bridge_name} lacks its gateway address {', '.join(missing)}"))
+        for ep in endpoints:
+            out += self._verify_port(ep, bridge, links)
+        return out
+
+    @staticmethod
+    def _verify_port(ep: Endpoint, bridge: LinkInfo, links: Mapping[str, LinkInfo]) -> list[Problem]:
+        port = links.get(ep.host_ifname)
+        if port is None:
+            return [Problem(f"endpoint {ep.name}: veth {ep.host_ifname} is missing", ep.id)]
+        if port.master != bridge.index:
+            return [Problem(f"endpoint {ep.name}: veth {ep.host_ifname} is not a port of {bridge.name}", ep.id)]
+        if not port.up:
+            return [Problem(f"endpoint {ep.name}: veth {ep.host_ifname} is down", ep.id)]
+        return []
+
+    async def repair_endpoint(self, network: Network, ep: Endpoint, netns_path: str, alias: str,
+                              gateway: bool) -> Endpoint:
+        """A veth deleted from outside is made again (its peer went with it); one that left
+        its bridge (the bridge was deleted and recreated) is put back."""
+        if not ep.host_ifname or await self._kernel.link(ep.host_ifname) is None:
+            return await self.join(network, ep, netns_path, alias, gateway)
+        try:
+            await self._kernel.attach_port(ep.host_ifname, self.options(network).bridge_name)
+        except KernelError:
+            await self._kernel.delete_link(ep.host_ifname)
+            return await self.join(network, ep, netns_path, alias, gateway)
+        return ep
 
     async def delete_network(self, network: Network) -> None:
         name = self._bridges.pop(network.id, None) or self.options(network).bridge_name

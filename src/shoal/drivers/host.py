@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from shoal.drivers.base import Capabilities
+from collections.abc import Mapping
+
+from shoal.drivers.base import Capabilities, Problem
+from shoal.kernel import LinkInfo
 from shoal.model import Endpoint, Network, NetworkSpec
 
 
@@ -30,3 +33,11 @@ class HostDriver:
 
     async def leave(self, network: Network, ep: Endpoint) -> None:
         pass
+
+    def verify(self, network: Network, alias: str, endpoints: list[Endpoint],
+               links: Mapping[str, LinkInfo]) -> list[Problem]:
+        return []
+
+    async def repair_endpoint(self, network: Network, ep: Endpoint, netns_path: str, alias: str,
+                              gateway: bool) -> Endpoint:
+        return ep

@@ -18,15 +18,16 @@ only turns them into kernel entries, and the cluster never knows how.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shoal.drivers.base import Capabilities
+from shoal.drivers.base import Capabilities, Problem
 from shoal.drivers.bridge import BridgeDriver
 from shoal.drivers.l2 import OPT_ICC, BridgeOptions
 from shoal.drivers.options import parse_bool, parse_int
 from shoal.errors import Forbidden, InvalidParameter
-from shoal.kernel import Kernel
-from shoal.model import Network, NetworkSpec, Peer
+from shoal.kernel import Kernel, LinkInfo
+from shoal.model import Endpoint, Network, NetworkSpec, Peer
 
 OPT_MTU = "com.docker.network.driver.mtu"
 OPT_VNI = "com.docker.network.driver.overlay.vxlanid_list"
@@ -138,6 +139,17 @@ class OverlayDriver(BridgeDriver):
             self.vxlan_name(network), vni=plan.vni, local=self.vtep, port=self.port, mtu=plan.mtu,
             bridge=self.options(network).bridge_name, alias=alias,
         )
+
+    def verify(self, network: Network, alias: str, endpoints: list[Endpoint],
+               links: Mapping[str, LinkInfo]) -> list[Problem]:
+        out = super().verify(network, alias, endpoints, links)
+        name, bridge = self.vxlan_name(network), links.get(self.options(network).bridge_name)
+        vxlan = links.get(name)
+        if vxlan is None:
+            out.append(Problem(f"vxlan device {name} is missing"))
+        elif bridge is not None and vxlan.master != bridge.index:
+            out.append(Problem(f"vxlan device {name} is not a port of {bridge.name}"))
+        return out
 
     async def delete_network(self, network: Network) -> None:
         link = await self._kernel.link(self.vxlan_name(network))

@@ -47,6 +47,12 @@ class Firewall(Protocol):
     async def cleanup(self) -> None:
         """Delete shoal's tables (`shoald --cleanup`); the state becomes empty."""
 
+    async def drift(self) -> list[str]:
+        """How the kernel's tables differ from the tracked state (changed from outside)."""
+
+    async def rebuild(self) -> None:
+        """Write the tracked state again as one full batch (after drift, or a failed batch)."""
+
 
 class TrackedFirewall:
     """The verbs over a State; subclasses say how a transition reaches the kernel."""
@@ -148,3 +154,14 @@ class TrackedFirewall:
             await self._remove_all()
             self._state = State()
             self._contents = Contents()
+
+    async def drift(self) -> list[str]:
+        async with self._lock:
+            return await self._drift()
+
+    async def _drift(self) -> list[str]:
+        """Backends that touch nothing cannot drift."""
+        return []
+
+    async def rebuild(self) -> None:
+        await self._move("rebuild", lambda s: s, full=True)

@@ -72,7 +72,7 @@ class Nft:
         if proc.returncode != 0:
             raise batch_error(batch, proc.stderr)
 
-    def list_table(self, family: str, table: str = "shoal") -> str:
+    def list_table(self, family: str, table: str = "shoal", *, as_json: bool = False) -> str:
         """`nft list table`, or "" when the table does not exist."""
-        proc = self._call(["list", "table", family, table])
+        proc = self._call(["-j", "list", "table", family, table] if as_json else ["list", "table", family, table])
         return proc.stdout if proc.returncode == 0 else ""

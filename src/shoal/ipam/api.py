@@ -89,6 +89,12 @@ class Ipam(Protocol):
         """Inspect's Status.IPAM.Subnets entry (moby's PoolStatuser), None when not known."""
         ...
 
+    async def allocations(self, address_space: str) -> dict[str, list[str]] | None:
+        """Every pool of `address_space` this allocator holds, with its taken addresses
+        (bare IPs): what the invariant checker compares with the networks and endpoints.
+        None when the allocator cannot list them cheaply (a remote or cluster one)."""
+        ...
+
 
 def make_pool_id(space: str, subnet: str, sub_pool: str = "") -> str:
     return f"{space}/{subnet}/{sub_pool}" if sub_pool else f"{space}/{subnet}"

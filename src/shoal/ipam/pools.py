@@ -188,6 +188,11 @@ class DefaultIpam:
         pool = self._pools.get(pool_id)
         return pool.stats() if pool is not None else None
 
+    async def allocations(self, address_space: str) -> dict[str, list[str]] | None:
+        if address_space != self.space:
+            return None
+        return {p.id: [str(ip) for ip in p.addresses.taken()] for p in self._pools.values()}
+
     # -- addresses ---------------------------------------------------------------------
     async def request_address(self, pool_id: str, address: str = "",
                               options: Mapping[str, str] | None = None) -> tuple[str, dict[str, str]]:

@@ -76,3 +76,7 @@ class AddressSpaces:
     async def pool_status(self, pool_id: str) -> dict[str, int] | None:
         ipam = self._spaces.get(space_of(pool_id))
         return await ipam.pool_status(pool_id) if ipam is not None else None
+
+    async def allocations(self, address_space: str) -> dict[str, list[str]] | None:
+        ipam = self._spaces.get(address_space)
+        return await ipam.allocations(address_space) if ipam is not None else None

@@ -44,6 +44,8 @@ class LinkInfo:
     """"ip/prefixlen", global scope; read by `links()` only: pyroute2 filters an address dump
     by link in Python, so asking for one link's costs a dump of every address (~0.3 s with
     a thousand bridges)."""
+    master: int = 0
+    """The index of the bridge this link is a port of; 0 for none."""
 
 
 def fail(action: str, exc: NetlinkError) -> KernelError:

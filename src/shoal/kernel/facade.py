@@ -44,6 +44,9 @@ class Kernel:
     async def delete_link(self, name: str) -> None:
         await self._run(Netlink.delete_link, name)
 
+    async def attach_port(self, ifname: str, bridge: str) -> None:
+        await self._run(Netlink.attach_port, ifname, bridge)
+
     async def set_hairpin(self, ifname: str) -> None:
         await self._run(Netlink.set_hairpin, ifname)
 
@@ -102,6 +105,9 @@ class Kernel:
 
     async def netns_alive(self, path: str) -> bool:
         return await self._plain(sandbox.netns_alive, path)
+
+    async def sandbox_addresses(self, path: str) -> dict[str, tuple[str, ...]]:
+        return await self._plain(sandbox.iface_addresses, path)
 
     async def configure_iface(
         self, netns_path: str, ifname: str, addresses: list[str], gateways: list[str], *, default_route: bool

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from shoal.kernel.netlink import KernelError, LinkInfo
 
 
@@ -159,8 +161,20 @@ class FakeSandboxKernel(FakeKernel):
         if bridge not in self.links_by_name:
             raise KernelError(f"bridge {bridge} not found")
         self.links_by_name[host_name] = LinkInfo(host_name, 100 + len(self.links_by_name), "veth", alias,
-                                                 mtu, True, "")
+                                                 mtu, True, "", master=self.links_by_name[bridge].index)
         self.ifaces[netns_path][peer_name] = {"mac": mac, "mtu": mtu, "host": host_name, "addresses": []}
+
+    async def attach_port(self, ifname: str, bridge: str) -> None:
+        self._maybe_fail("attach_port", ifname)
+        if ifname not in self.links_by_name or bridge not in self.links_by_name:
+            raise KernelError(f"cannot attach {ifname} to {bridge}")
+        link = self.links_by_name[ifname]
+        self.links_by_name[ifname] = dataclasses.replace(link, master=self.links_by_name[bridge].index, up=True)
+
+    async def sandbox_addresses(self, path: str) -> dict[str, tuple[str, ...]]:
+        if path not in self.namespaces:
+            raise KernelError(f"namespace {path} not found")
+        return {name: tuple(data.get("addresses", ())) for name, data in self.ifaces[path].items()}
 
     async def configure_iface(self, netns_path, ifname, addresses, gateways, *, default_route) -> None:  # noqa: ANN001
         self._maybe_fail("configure_iface", ifname)

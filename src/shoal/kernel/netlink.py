@@ -107,6 +107,7 @@ class Netlink(VxlanOps):
             up=bool(msg["flags"] & 1),
             mac=msg.get_attr("IFLA_ADDRESS") or "",
             addresses=addrs,
+            master=msg.get_attr("IFLA_MASTER") or 0,
         )
 
     def routes(self) -> list[str]:
@@ -174,6 +175,17 @@ class Netlink(VxlanOps):
             self._ipr, host_name, peer_name, netns_path, mac=mac, mtu=mtu, master_index=master, alias=alias,
             index_of=self._index,
         )
+
+    def attach_port(self, ifname: str, bridge: str) -> None:
+        """Put an existing link back on `bridge`, up (after the bridge was recreated)."""
+        index, master = self._index(ifname), self._index(bridge)
+        if index is None or master is None:
+            raise KernelError(f"cannot attach {ifname} to {bridge}: "
+                              f"{ifname if index is None else bridge} not found")
+        try:
+            self._ipr.link("set", index=index, master=master, state="up")
+        except NetlinkError as exc:
+            raise fail(f"failed to attach {ifname} to {bridge}", exc) from exc
 
     def set_hairpin(self, ifname: str) -> None:
         """Hairpin mode on a bridge port: a container may reach itself through a published port."""

@@ -189,6 +189,18 @@ def configure_iface(
             raise KernelError(f"failed to configure {ifname} in {netns_path}: {exc}") from exc
 
 
+def iface_addresses(netns_path: str) -> dict[str, tuple[str, ...]]:
+    """Each interface in the namespace with its global "ip/prefixlen" addresses."""
+    with open_netlink(netns_path) as c:
+        names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in c.link("dump")}
+        out: dict[str, tuple[str, ...]] = {name: () for name in names.values()}
+        for a in c.addr("dump"):
+            if a["scope"] == 0 and a["index"] in names:
+                name = names[a["index"]]
+                out[name] += (f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}",)
+        return out
+
+
 def iface_names(netns_path: str) -> list[str]:
     with open_netlink(netns_path) as c:
         return [m.get_attr("IFLA_IFNAME") for m in c.link("dump")]

@@ -180,6 +180,24 @@ class Runtime:
                               exit_code=code or 0, created=rec.created, started_at=rec.started_at,
                               finished_at=finished, image=rec.image, spec=rec.spec)
 
+    async def audit(self, known: set[str]) -> list[tuple[str, str]]:
+        """(container id, problem) for every difference between the runtime's own truth
+        (its records, runc's state dirs, the processes) and `known`, the container records
+        the engine holds; a check, so it changes nothing."""
+        out = [(cid, "the runtime has a record the engine does not") for cid in sorted(set(self._records) - known)]
+        out += [(cid, "the engine has a container the runtime has no record of") for cid in sorted(known - set(self._records))]
+        runc_dirs = {p.name for p in self.runc_root.iterdir() if p.is_dir()} if self.runc_root.is_dir() else set()
+        out += [(cid, "runc holds state for a container no record names") for cid in sorted(runc_dirs - set(self._records))]
+        for cid in sorted(set(self._records) & known):
+            st = self.state(cid)
+            if st.running and not Path(f"/proc/{st.pid}").exists():
+                out.append((cid, f"running, but its process {st.pid} is gone"))
+            if st.running and cid not in runc_dirs:
+                out.append((cid, "running, but runc has no state for it"))
+            if not st.running and cid in runc_dirs and await self._runc_status(cid) == "running":
+                out.append((cid, "not running by its record, but runc runs it"))
+        return out
+
     def list(self) -> list[ContainerState]:
         return [self.state(cid) for cid in sorted(self._records, key=lambda c: -self._records[c].created)]
 

@@ -1,0 +1,199 @@
+"""Make every side match the store again, live: `shoal system check --repair` and the
+daemon's periodic self-heal.
+
+Restore does this once at start; this does the parts that are safe while containers
+run. What only a restart can fix (the store disagreeing with live records, IPAM) is
+reported, not touched: restore rebuilds those from the store.
+
+- repair(box): the actions taken, one line each.
+- heal_kernel(ctl): networks and endpoints whose kernel objects were changed from
+  outside, repaired under the controller's lock (what the periodic check runs).
+- SelfHeal: the periodic check: firewall drift (one `nft -j list` per table) and the
+  kernel (one link dump), repaired when found; cheap enough to run every few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from shoal.controller.controller import Controller
+from shoal.controller.firewalling import endpoint_config
+from shoal.controller.invariants import expected_firewall, expected_ports, here
+from shoal.controller.restore import remove_stale
+from shoal.errors import ShoalError
+from shoal.kernel import KernelError
+from shoal.model import Endpoint, Network
+from shoal.model.ports import PortRequest
+
+if TYPE_CHECKING:
+    from shoal.controller.containers import Containers
+
+log = logging.getLogger("shoal.repair")
+
+
+async def repair(box: Containers) -> list[str]:
+    done = await _lifecycle(box)
+    done += _ports(box)
+    done += await _dns(box)
+    async with box.ctl.lock:
+        done += [f"removed stale {name}" for name in await remove_stale(box.ctl)]
+        done += await heal_kernel(box.ctl)
+    await box.ctl.firewall.apply_state(expected_firewall(box.ctl, box))
+    done.append("rewrote the firewall tables from the store")
+    return done
+
+
+async def _lifecycle(box: Containers) -> list[str]:
+    """Endpoints and published ports of containers that do not run are released, as a
+    stop would have (the forced removal that once left a DNAT element behind)."""
+    ctl, done = box.ctl, []
+    stale = {ep.sandbox_id for ep in ctl.endpoints.values()}
+    stale |= {rec.id for rec in box.records.values() if rec.ports}
+    for cid in sorted(stale):
+        if cid in box.records and box.state(cid).running:
+            continue
+        if cid in box.records:
+            await box.release(cid)
+        else:
+            for ep in ctl.endpoints_in(cid):
+                await ctl.disconnect(ep.network_id, cid, force=True)
+        done.append(f"released the endpoints and ports of stopped or removed container {cid[:12]}")
+    return done
+
+
+def _ports(box: Containers) -> list[str]:
+    want = expected_ports(box)
+    ports, done = box.publisher.ports, []
+    for owner, held in ports.holdings().items():
+        if set(held) != want.get(owner, set()):
+            ports.release(owner)
+            done.append(f"released the host ports held for {owner[:12]}")
+    for owner, bindings in want.items():
+        if set(ports.holdings().get(owner, ())) == bindings:
+            continue
+        ports.release(owner)
+        for b in sorted(bindings, key=str):
+            try:
+                ports.allocate(owner, PortRequest(b.container_port, b.proto, b.host_ip, b.host_port), b.container_ip)
+            except ShoalError as exc:
+                done.append(f"could not hold {b.proto}/{b.host_ip}:{b.host_port} for {owner[:12]}: {exc}")
+        done.append(f"held the host ports of {owner[:12]} again")
+    return done
+
+
+async def _dns(box: Containers) -> list[str]:
+    ctl, done = box.ctl, []
+    live = {(ep.network_id, ep.sandbox_id): ep for ep in ctl.endpoints.values()
+            if ep.network_id in ctl.networks and not ctl.networks[ep.network_id].predefined
+            and ep.sandbox_id in box.records and box.state(ep.sandbox_id).running}
+    for nid, sid in sorted(box.dns_records.pairs() - set(live)):
+        box.dns_records.remove(nid, sid)
+        done.append(f"removed the DNS name of {sid[:12]} on {nid[:12]}")
+    for (nid, sid), ep in sorted(live.items()):
+        if (nid, sid) not in box.dns_records.pairs():
+            await box.register_dns(box.records[sid], [ep])
+            done.append(f"registered the DNS name of {sid[:12]} on {nid[:12]}")
+    return done
+
+
+async def heal_kernel(ctl: Controller) -> list[str]:
+    """Call with `ctl.lock` held. A network's own objects first (restore_network), then
+    its endpoints: a veth put back on its bridge, or made again with the same name,
+    MAC and addresses when it (or its container side) is gone."""
+    done = []
+    links = {link.name: link for link in await ctl.kernel.links()}
+    for net in here(ctl):
+        driver, alias = ctl.driver(net.driver), ctl.alias("net", net.id)
+        eps = [e for e in ctl.endpoints_of(net.id) if e.host_ifname]
+        problems = driver.verify(net, alias, eps, links)
+        if any(not p.endpoint_id for p in problems):
+            await driver.restore_network(net, alias)
+            done.append(f"repaired network {net.name}: " + "; ".join(p.message for p in problems if not p.endpoint_id))
+        broken = {p.endpoint_id for p in problems if p.endpoint_id} | await _broken_inside(ctl, eps)
+        for ep in eps:
+            if ep.id in broken:
+                done.append(await _repair_endpoint(ctl, net, ep))
+    return done
+
+
+async def _broken_inside(ctl: Controller, eps: list[Endpoint]) -> set[str]:
+    """Endpoints whose container-side interface or addresses are gone."""
+    out = set()
+    for ep in eps:
+        sb = ctl.sandboxes.get(ep.sandbox_id)
+        if sb is None or sb.is_host or not ep.ifname:
+            continue
+        try:
+            ifaces = await ctl.kernel.sandbox_addresses(sb.path)
+        except (KernelError, OSError):
+            continue  # the namespace itself is gone: nothing to plumb into
+        if ep.ifname not in ifaces or any(a and a not in ifaces[ep.ifname] for a in (ep.ipv4, ep.ipv6)):
+            out.add(ep.id)
+    return out
+
+
+async def _repair_endpoint(ctl: Controller, net: Network, ep: Endpoint) -> str:
+    sb = ctl.sandboxes[ep.sandbox_id]
+    driver = ctl.driver(net.driver)
+    first = next((e for e in ctl.endpoints_in(sb.id) if e.ipv4 or e.ipv6), None)
+    try:
+        inside = await ctl.kernel.sandbox_addresses(sb.path)
+        if ep.ifname in inside and any(a and a not in inside[ep.ifname] for a in (ep.ipv4, ep.ipv6)):
+            await driver.leave(net, ep)  # half-configured: make it again from scratch
+        fixed = await driver.repair_endpoint(net, ep, sb.path, ctl.alias("ep", ep.id),
+                                             first is not None and first.id == ep.id)
+        if endpoint_config(ctl, net, fixed) is not None:
+            await ctl.kernel.set_hairpin(fixed.host_ifname)
+    except (KernelError, OSError) as exc:
+        return f"could not repair endpoint {ep.name} on {net.name}: {exc}"
+    if fixed != ep:
+        async with ctl.store.transaction() as tx:
+            tx.put("endpoint", fixed.id, fixed.to_dict())
+        ctl.endpoints[fixed.id] = fixed
+    return f"repaired endpoint {ep.name} on {net.name}"
+
+
+class SelfHeal:
+    """Every `interval` seconds: rebuild the firewall if its tables drifted, repair the
+    kernel objects of networks and endpoints. Logs what it did; never raises."""
+
+    def __init__(self, ctl: Controller, interval: float) -> None:
+        self.ctl, self.interval = ctl, interval
+        self._task: asyncio.Task | None = None
+        self.rounds = 0
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.once()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("self-heal round failed")
+
+    async def once(self) -> list[str]:
+        self.rounds += 1
+        done = []
+        drift = await self.ctl.firewall.drift()
+        if drift:
+            log.warning("shoal's nftables tables were changed from outside (%s); rebuilding them",
+                        "; ".join(drift[:3]) + (" ..." if len(drift) > 3 else ""))
+            await self.ctl.firewall.rebuild()
+            done.append("rebuilt the firewall tables")
+        async with self.ctl.lock:
+            fixed = await heal_kernel(self.ctl)
+        for line in fixed:
+            log.warning("self-heal: %s", line)
+        return done + fixed
