@@ -508,6 +508,7 @@ class Containers:
             self.records[rec.id] = rec
             live = self.live(rec.id)
             if self.state(rec.id).running:
+                rec = await self._settle_networks(rec)
                 live.run += 1
                 live.watcher = asyncio.get_running_loop().create_task(self._watch(rec.id, live.run))
                 await self._dns_join(rec, self.ctl.endpoints_in(rec.id))
@@ -517,6 +518,26 @@ class Containers:
         for sid in [sid for sid in self.ctl.sandboxes if sid not in self.records]:
             log.warning("sandbox %s has no container; removing it", sid[:12])
             await self.ctl.delete_sandbox(sid)
+
+    async def _settle_networks(self, rec: Container) -> Container:
+        """A connect or disconnect that a crash cut short between the endpoint and the
+        container record: an endpoint the record does not name was being connected (it
+        goes: before the connect); a network named with no endpoint was being disconnected
+        (it leaves the record: after the disconnect)."""
+        named = {}
+        for req in rec.networks:
+            with contextlib.suppress(NotFound):
+                named[self.ctl.find_network(req.network).id] = req
+        attached = {ep.network_id for ep in self.ctl.endpoints_in(rec.id)}
+        for nid in attached - set(named):
+            log.warning("container %s: removing the endpoint of a connect cut short", rec.id[:12])
+            await self.ctl.disconnect(nid, rec.id, force=True)
+        gone = {named[nid].network for nid in set(named) - attached}
+        if gone:
+            log.warning("container %s: completing a disconnect cut short (%s)", rec.id[:12], ", ".join(sorted(gone)))
+            rec = dataclasses.replace(rec, networks=tuple(r for r in rec.networks if r.network not in gone))
+            await self._save(rec)
+        return rec
 
     # -- exec --------------------------------------------------------------------------
     def exec_create(self, ref: str, spec: ExecSpec, attach: dict[str, bool]) -> str:
@@ -584,7 +605,17 @@ class Containers:
                         await self._dns_leave(rec.id)
                     await self.ctl.disconnect(net.id, rec.id, force=True)
                     raise
-            await self._save(dataclasses.replace(rec, networks=rec.networks + (wanted,)))
+                rec = dataclasses.replace(rec, networks=rec.networks + (wanted,))
+                if not rec.ports and self.publisher.requests(rec):  # its first gateway, maybe
+                    try:
+                        rec = await self._publish_again(rec)
+                    except BaseException:
+                        self.dns_records.remove(net.id, rec.id)
+                        await self.ctl.disconnect(net.id, rec.id, force=True)
+                        raise
+            else:
+                rec = dataclasses.replace(rec, networks=rec.networks + (wanted,))
+            await self._save(rec)
 
     async def disconnect(self, ref: str, network_ref: str, force: bool = False) -> None:
         net = self.ctl.find_network(network_ref)
@@ -602,11 +633,32 @@ class Containers:
         live = self.live(rec.id)
         async with live.lock:
             self.dns_records.remove(net.id, rec.id)
-            if any(e.network_id == net.id for e in self.ctl.endpoints_in(rec.id)):
+            leaving = [e for e in self.ctl.endpoints_in(rec.id) if e.network_id == net.id]
+            moves = bool(leaving) and any(b.container_ip in (leaving[0].ipv4.split("/")[0], leaving[0].ipv6.split("/")[0])
+                                          for b in rec.ports)
+            if moves:  # its published ports lead to the address going away
+                await self.publisher.unpublish(rec)
+                rec = dataclasses.replace(rec, ports=())
+            if leaving:
                 await self.ctl.disconnect(net.id, rec.id, force=True)
                 if self.dns is not None and rec.id in self.dns.sandboxes:
                     await self._dns_serve(rec)  # what is left may all be internal
-            await self._save(dataclasses.replace(rec, networks=tuple(r for r in rec.networks if r.network != net.name)))
+            rec = dataclasses.replace(rec, networks=tuple(r for r in rec.networks if r.network != net.name))
+            if moves:
+                rec = await self._publish_again(rec)
+            await self._save(rec)
+
+    async def _publish_again(self, rec: Container) -> Container:
+        """Published ports go to the container's gateway endpoint; when that one left (or a
+        first one came), they are published again on the endpoint that gives the default
+        route now, as libnetwork moves external connectivity (sbLeave/sbJoin)."""
+        undo = Undo()
+        try:
+            bindings = await self.publisher.publish(rec, self.ctl.endpoints_in(rec.id), undo)
+        except BaseException:
+            await undo.run()
+            raise
+        return dataclasses.replace(rec, ports=bindings)
 
     async def _disconnect_gone(self, ref: str, net) -> None:  # noqa: ANN001 - model Network
         """`disconnect -f` for a container that no longer exists: drop its stale endpoint."""

@@ -58,6 +58,7 @@ class DaemonConfig:
     runtimes: dict[str, str] = field(default_factory=lambda: {"runc": RUNC_PATH})
     default_runtime: str = "runc"
     self_heal_interval: float = 10.0
+    fault_dir: str = ""  # tests only: crash points (daemon.faults)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--self-heal-interval", type=float, default=10.0, metavar="SECONDS",
                    help="how often shoald checks that its nftables tables, bridges and veths are as it "
                         "made them, and repairs them if they were changed from outside (default 10; 0: never)")
+    p.add_argument("--fault-dir", default="", help=argparse.SUPPRESS)  # tests: daemon.faults
     p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
     p.add_argument("--version", action="version", version=f"shoald {__version__}")
     return p
@@ -163,5 +165,5 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
         pools=tuple(args.default_address_pool), mtu=args.mtu, bridge_name=args.bridge_name,
         socket_group=args.group, dns=tuple(args.dns), resolv_conf=args.resolv_conf,
         firewall=args.firewall_backend, cleanup=args.cleanup, br_netfilter=args.br_netfilter,
-        self_heal_interval=max(0.0, args.self_heal_interval),
+        self_heal_interval=max(0.0, args.self_heal_interval), fault_dir=args.fault_dir,
     )

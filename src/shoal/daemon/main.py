@@ -11,6 +11,7 @@ import signal
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from shoal.api.app import App
 from shoal.api.containers import ContainerRoutes
@@ -29,6 +30,7 @@ from shoal.controller.repair import SelfHeal
 from shoal.controller.restore import restore
 from shoal.daemon.clustering import attach_cluster, join_forever
 from shoal.daemon.config import DaemonConfig, parse_args
+from shoal.daemon.faults import FaultPlan, Steps, SteppedStore
 from shoal.drivers import BridgeDriver, HostDriver, NullDriver
 from shoal.drivers.overlay import OverlayDriver
 from shoal.errors import ShoalError
@@ -83,18 +85,25 @@ class Parts:
 
 
 def build(cfg: DaemonConfig) -> Parts:
-    store = SqliteStore(cfg.data_root / "shoal.db")
+    store: Any = SqliteStore(cfg.data_root / "shoal.db")
     eid = engine_id(store)
-    kernel = Kernel()
+    kernel: Any = Kernel()
+    plan = FaultPlan(cfg.fault_dir) if cfg.fault_dir else None
+    if plan is not None:  # tests only: crash points (daemon.faults)
+        store, kernel = SteppedStore(store, "store", plan), Steps(kernel, "kernel", plan)
     pools = list(cfg.pools) or default_pools()
     ipam = DefaultIpam(pools, [ula_pool(eid)])
     drivers = {"bridge": BridgeDriver(kernel, cfg.mtu), "host": HostDriver(), "null": NullDriver(),
                "overlay": OverlayDriver(kernel)}  # refuses networks until a cluster store is attached
-    firewall = NftFirewall() if cfg.firewall == "nftables" else NoneFirewall()
+    firewall: Any = NftFirewall() if cfg.firewall == "nftables" else NoneFirewall()
+    if plan is not None:
+        firewall = Steps(firewall, "firewall", plan)
     ctl = Controller(store, kernel, ipam, drivers, eid, exec_root=str(cfg.exec_root),  # type: ignore[arg-type]
                      firewall=firewall)
     images = ImageStore(cfg.data_root / "images")
-    runtime = Runtime(cfg.data_root / "runtime", images, runc=cfg.runtime_path)
+    runtime: Any = Runtime(cfg.data_root / "runtime", images, runc=cfg.runtime_path)
+    if plan is not None:
+        runtime = Steps(runtime, "runtime", plan)
     host_resolv = read_host_resolv_conf(cfg.resolv_conf)
     records = DnsRecords()
     dns = DnsServer(embedded_upstreams(host_resolv, cfg.dns), records)
