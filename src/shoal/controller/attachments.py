@@ -1,0 +1,158 @@
+"""Connecting and disconnecting containers, and settling the cut-short ones at restore.
+
+Kept apart from the lifecycle (controller.containers) so each file stays small; the
+methods act on the one Containers object (this is its mixin) and share its locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any
+
+from shoal.controller.endpoints import check_mac, check_static_address
+from shoal.controller.undo import Undo
+from shoal.errors import Forbidden, NotFound
+from shoal.model import Container, EndpointRequest
+
+if TYPE_CHECKING:
+    from shoal.controller.controller import Controller
+    from shoal.controller.publishing import Publisher
+    from shoal.dns import DnsRecords, DnsServer
+
+log = logging.getLogger("shoal.containers")
+
+
+class ContainerNetworks:
+    if TYPE_CHECKING:
+        ctl: Controller
+        publisher: Publisher
+        dns: DnsServer | None
+        dns_records: DnsRecords
+        etc: Any
+        etc_root: Any
+
+        def find(self, ref: str) -> Container: ...
+        def live(self, cid: str) -> Any: ...
+        def state(self, cid: str) -> Any: ...
+        def _check_free(self, network: Any, ep: EndpointRequest) -> None: ...
+        def _dns_networks(self, eps: list) -> list: ...
+        async def _dns_join(self, rec: Container, eps: list) -> bool: ...
+        async def _dns_leave(self, cid: str) -> None: ...
+        async def _dns_serve(self, rec: Container) -> None: ...
+        @staticmethod
+        def _resolv_options(rec: Container) -> dict: ...
+        async def _save(self, rec: Container) -> None: ...
+
+    async def connect(self, ref: str, network_ref: str, req: EndpointRequest) -> None:
+        """Join a running container now; a created one joins at its next start (Docker)."""
+        rec = self.find(ref)
+        net = self.ctl.find_network(network_ref)
+        if rec.network_mode in ("host", "none") or net.driver in ("host", "null"):
+            raise Forbidden(f"container sharing network namespace with another container or host "
+                            f"cannot be connected to any other network ({rec.network_mode} mode)")
+        if any(r.network == net.name for r in rec.networks):
+            raise Forbidden(f"endpoint with name {rec.name} already exists in network {net.name}")
+        check_static_address(net, req.ipv4, req.ipv6)
+        check_mac(req.mac)
+        self._check_free(net, req)
+        wanted = dataclasses.replace(req, network=net.name)
+        live = self.live(rec.id)
+        async with live.lock:
+            if self.state(rec.id).running:
+                ep = await self.ctl.connect(net.id, rec.id, name=rec.name, ipv4=req.ipv4, ipv6=req.ipv6,
+                                            mac=req.mac, aliases=req.aliases)
+                served = self._dns_networks(self.ctl.endpoints_in(rec.id))
+                was_served = any(e.network_id != net.id for _, e in served)
+                try:
+                    if await self._dns_join(rec, [ep]) and not was_served:
+                        self.etc.write_resolv(self.etc_root / rec.id, embedded=True, **self._resolv_options(rec))
+                except BaseException:
+                    self.dns_records.remove(net.id, rec.id)
+                    if not was_served:  # the resolver was started for this network only
+                        await self._dns_leave(rec.id)
+                    await self.ctl.disconnect(net.id, rec.id, force=True)
+                    raise
+                rec = dataclasses.replace(rec, networks=rec.networks + (wanted,))
+                if not rec.ports and self.publisher.requests(rec):  # its first gateway, maybe
+                    try:
+                        rec = await self._publish_again(rec)
+                    except BaseException:
+                        self.dns_records.remove(net.id, rec.id)
+                        await self.ctl.disconnect(net.id, rec.id, force=True)
+                        raise
+            else:
+                rec = dataclasses.replace(rec, networks=rec.networks + (wanted,))
+            await self._save(rec)
+
+    async def disconnect(self, ref: str, network_ref: str, force: bool = False) -> None:
+        net = self.ctl.find_network(network_ref)
+        try:
+            rec = self.find(ref)
+        except NotFound:
+            if not force:
+                raise
+            await self._disconnect_gone(ref, net)
+            return
+        if not any(r.network == net.name for r in rec.networks):
+            raise Forbidden(f"container {rec.id[:12]} is not connected to network {net.name}")
+        if rec.network_mode in ("host", "none"):
+            raise Forbidden(f"container cannot be disconnected from the {rec.network_mode} network")
+        live = self.live(rec.id)
+        async with live.lock:
+            self.dns_records.remove(net.id, rec.id)
+            leaving = [e for e in self.ctl.endpoints_in(rec.id) if e.network_id == net.id]
+            moves = bool(leaving) and any(b.container_ip in (leaving[0].ipv4.split("/")[0], leaving[0].ipv6.split("/")[0])
+                                          for b in rec.ports)
+            if moves:  # its published ports lead to the address going away
+                await self.publisher.unpublish(rec)
+                rec = dataclasses.replace(rec, ports=())
+            if leaving:
+                await self.ctl.disconnect(net.id, rec.id, force=True)
+                if self.dns is not None and rec.id in self.dns.sandboxes:
+                    await self._dns_serve(rec)  # what is left may all be internal
+            rec = dataclasses.replace(rec, networks=tuple(r for r in rec.networks if r.network != net.name))
+            if moves:
+                rec = await self._publish_again(rec)
+            await self._save(rec)
+
+    async def _publish_again(self, rec: Container) -> Container:
+        """Published ports go to the container's gateway endpoint; when that one left (or a
+        first one came), they are published again on the endpoint that gives the default
+        route now, as libnetwork moves external connectivity (sbLeave/sbJoin)."""
+        undo = Undo()
+        try:
+            bindings = await self.publisher.publish(rec, self.ctl.endpoints_in(rec.id), undo)
+        except BaseException:
+            await undo.run()
+            raise
+        return dataclasses.replace(rec, ports=bindings)
+
+    async def _disconnect_gone(self, ref: str, net) -> None:  # noqa: ANN001 - model Network
+        """`disconnect -f` for a container that no longer exists: drop its stale endpoint."""
+        for ep in self.ctl.endpoints_of(net.id):
+            if ep.name == ref.lstrip("/") or ep.sandbox_id.startswith(ref):
+                self.dns_records.remove(net.id, ep.sandbox_id)
+                await self.ctl.disconnect(net.id, ep.sandbox_id, force=True)
+
+    async def _settle_networks(self, rec: Container) -> Container:
+        """A connect or disconnect that a crash cut short between the endpoint and the
+        container record: an endpoint the record does not name was being connected (it
+        goes: before the connect); a network named with no endpoint was being disconnected
+        (it leaves the record: after the disconnect)."""
+        named = {}
+        for req in rec.networks:
+            with contextlib.suppress(NotFound):
+                named[self.ctl.find_network(req.network).id] = req
+        attached = {ep.network_id for ep in self.ctl.endpoints_in(rec.id)}
+        for nid in attached - set(named):
+            log.warning("container %s: removing the endpoint of a connect cut short", rec.id[:12])
+            await self.ctl.disconnect(nid, rec.id, force=True)
+        gone = {named[nid].network for nid in set(named) - attached}
+        if gone:
+            log.warning("container %s: completing a disconnect cut short (%s)", rec.id[:12], ", ".join(sorted(gone)))
+            rec = dataclasses.replace(rec, networks=tuple(r for r in rec.networks if r.network not in gone))
+            await self._save(rec)
+        return rec
+
