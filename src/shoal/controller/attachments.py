@@ -27,6 +27,7 @@ log = logging.getLogger("shoal.containers")
 class ContainerNetworks:
     if TYPE_CHECKING:
         ctl: Controller
+        records: dict[str, Container]
         publisher: Publisher
         dns: DnsServer | None
         dns_records: DnsRecords
@@ -60,31 +61,32 @@ class ContainerNetworks:
         wanted = dataclasses.replace(req, network=net.name)
         live = self.live(rec.id)
         async with live.lock:
-            if self.state(rec.id).running:
-                ep = await self.ctl.connect(net.id, rec.id, name=rec.name, ipv4=req.ipv4, ipv6=req.ipv6,
-                                            mac=req.mac, aliases=req.aliases)
-                served = self._dns_networks(self.ctl.endpoints_in(rec.id))
-                was_served = any(e.network_id != net.id for _, e in served)
-                try:
-                    if await self._dns_join(rec, [ep]) and not was_served:
-                        self.etc.write_resolv(self.etc_root / rec.id, embedded=True, **self._resolv_options(rec))
-                except BaseException:
-                    self.dns_records.remove(net.id, rec.id)
-                    if not was_served:  # the resolver was started for this network only
-                        await self._dns_leave(rec.id)
-                    await self.ctl.disconnect(net.id, rec.id, force=True)
-                    raise
-                rec = dataclasses.replace(rec, networks=rec.networks + (wanted,))
+            if not self.state(rec.id).running:
+                await self._save(dataclasses.replace(rec, networks=rec.networks + (wanted,)))
+                return
+            undo = Undo()
+            try:
+                await self._join_running(rec, net, req, undo)
+                rec = dataclasses.replace(self.records[rec.id], networks=rec.networks + (wanted,))
                 if not rec.ports and self.publisher.requests(rec):  # its first gateway, maybe
-                    try:
-                        rec = await self._publish_again(rec)
-                    except BaseException:
-                        self.dns_records.remove(net.id, rec.id)
-                        await self.ctl.disconnect(net.id, rec.id, force=True)
-                        raise
-            else:
-                rec = dataclasses.replace(rec, networks=rec.networks + (wanted,))
-            await self._save(rec)
+                    rec = await self._publish_again(rec)
+                    undo.push("ports", lambda: self.publisher.unpublish(rec))
+                await self._save(rec)
+            except BaseException:
+                await undo.run()
+                raise
+
+    async def _join_running(self, rec: Container, net: Any, req: EndpointRequest, undo: Undo) -> None:
+        ep = await self.ctl.connect(net.id, rec.id, name=rec.name, ipv4=req.ipv4, ipv6=req.ipv6,
+                                    mac=req.mac, aliases=req.aliases)
+        undo.push("endpoint", lambda: self.ctl.disconnect(net.id, rec.id, force=True))
+        served = self._dns_networks(self.ctl.endpoints_in(rec.id))
+        was_served = any(e.network_id != net.id for _, e in served)
+        undo.push("dns name", lambda: self.dns_records.remove(net.id, rec.id))
+        if not was_served:  # the resolver is started for this network only
+            undo.push("resolver", lambda: self._dns_leave(rec.id))
+        if await self._dns_join(rec, [ep]) and not was_served:
+            self.etc.write_resolv(self.etc_root / rec.id, embedded=True, **self._resolv_options(rec))
 
     async def disconnect(self, ref: str, network_ref: str, force: bool = False) -> None:
         net = self.ctl.find_network(network_ref)
@@ -101,21 +103,39 @@ class ContainerNetworks:
             raise Forbidden(f"container cannot be disconnected from the {rec.network_mode} network")
         live = self.live(rec.id)
         async with live.lock:
-            self.dns_records.remove(net.id, rec.id)
             leaving = [e for e in self.ctl.endpoints_in(rec.id) if e.network_id == net.id]
-            moves = bool(leaving) and any(b.container_ip in (leaving[0].ipv4.split("/")[0], leaving[0].ipv6.split("/")[0])
-                                          for b in rec.ports)
-            if moves:  # its published ports lead to the address going away
-                await self.publisher.unpublish(rec)
-                rec = dataclasses.replace(rec, ports=())
-            if leaving:
-                await self.ctl.disconnect(net.id, rec.id, force=True)
-                if self.dns is not None and rec.id in self.dns.sandboxes:
-                    await self._dns_serve(rec)  # what is left may all be internal
-            rec = dataclasses.replace(rec, networks=tuple(r for r in rec.networks if r.network != net.name))
+            after = dataclasses.replace(rec, networks=tuple(r for r in rec.networks if r.network != net.name))
+            await self._save(after)  # first: a crash from here on ends after (restore drops the endpoint)
+            try:
+                if leaving:
+                    await self._leave(after, net, leaving[0])
+            except BaseException:
+                await self._save(rec)
+                raise
+            if self.records[rec.id] is not after:  # its ports moved
+                await self._save(self.records[rec.id])
+
+    async def _leave(self, rec: Container, net: Any, ep: Any) -> None:
+        """The endpoint goes, its DNS name first (no answer for an address being given
+        back); published ports that led to it move to the endpoint left with the default
+        route. A failure puts the name and the ports back as they were."""
+        entry = self.dns_records.entry(net.id, rec.id)
+        self.dns_records.remove(net.id, rec.id)
+        moves = any(b.container_ip in (ep.ipv4.split("/")[0], ep.ipv6.split("/")[0]) for b in rec.ports)
+        try:
             if moves:
-                rec = await self._publish_again(rec)
-            await self._save(rec)
+                await self.publisher.unpublish(rec)
+            await self.ctl.disconnect(net.id, rec.id, force=True)
+        except BaseException:
+            if entry is not None:
+                self.dns_records.add(net.id, net.name, entry)
+            if moves:
+                await self.publisher.republish(rec)
+            raise
+        if self.dns is not None and rec.id in self.dns.sandboxes:
+            await self._dns_serve(rec)  # what is left may all be internal
+        if moves:
+            self.records[rec.id] = await self._publish_again(dataclasses.replace(rec, ports=()))
 
     async def _publish_again(self, rec: Container) -> Container:
         """Published ports go to the container's gateway endpoint; when that one left (or a

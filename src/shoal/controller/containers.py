@@ -28,7 +28,7 @@ from shoal.dns.forward import parse_upstream
 from shoal.controller.names import generate_name
 from shoal.controller.publishing import Publisher
 from shoal.controller.undo import Undo
-from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified
+from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified, ShoalError
 from shoal.model import Container, EndpointRequest
 from shoal.runtime.lookup import find_executable
 from shoal.runtime.monitor import start_exit_code
@@ -116,6 +116,12 @@ class Containers(ContainerNetworks):
 
     def state(self, cid: str) -> ContainerState:
         return self.runtime.state(cid)
+
+    @property
+    def creating(self) -> asyncio.Lock:
+        """Held through every create: while it is held, a sandbox without a container
+        record may be one being made."""
+        return self._names
 
     def live(self, cid: str) -> _Live:
         return self._live.setdefault(cid, _Live())
@@ -278,11 +284,13 @@ class Containers(ContainerNetworks):
     async def register_dns(self, rec: Container, eps: list) -> None:
         await self._dns_join(rec, eps)
 
-    async def _release(self, cid: str) -> None:
+    async def _release(self, cid: str, *, save: bool = True) -> None:
+        """`save=False`: the record is being removed (its ports are not written back)."""
         rec = self.records.get(cid)
         if rec is not None and rec.ports:
             await self.publisher.unpublish(rec)
-            await self._save(dataclasses.replace(rec, ports=()))
+            if save:
+                await self._save(dataclasses.replace(rec, ports=()))
         elif rec is not None:
             self.publisher.ports.release(cid)
         await self._dns_leave(cid)
@@ -458,16 +466,21 @@ class Containers(ContainerNetworks):
                     "stop the container before removing or force remove"
                 )
             live.run += 1  # this run's watcher must not release what comes next
-            await self.runtime.delete(rec.id)
-            # Every removal path releases the same things a stop does (published ports and
-            # their held host ports, DNS names, endpoints): a forced removal of a running
-            # container once skipped this, leaving its DNAT elements for the next owner of
-            # its address.
-            await self._release(rec.id)
-            await self.ctl.delete_sandbox(rec.id)
-            shutil.rmtree(self.etc_root / rec.id, ignore_errors=True)
+            # The record goes first: that is the removal, and a crash after it ends removed
+            # (restore deletes runtime state and sandboxes no record names). Every removal
+            # path then releases what a stop does (published ports and their host ports, DNS
+            # names, endpoints): a forced removal of a running container once skipped this,
+            # leaving its DNAT elements for the next owner of its address. What fails from
+            # here on is an orphan, dropped by the self-heal.
             async with self.ctl.store.transaction() as tx:
                 tx.delete(KIND_CONTAINER, rec.id)
+            try:
+                await self.runtime.delete(rec.id)
+                await self._release(rec.id, save=False)
+                await self.ctl.delete_sandbox(rec.id)
+            except ShoalError as exc:
+                log.warning("container %s removed, but not all it held was released: %s", rec.id[:12], exc)
+            shutil.rmtree(self.etc_root / rec.id, ignore_errors=True)
             self.records.pop(rec.id, None)
         live.removed.set()
         self._live.pop(rec.id, None)

@@ -335,13 +335,32 @@ class Controller(EndpointOps):
                 )
             if network.scope == "global" and self.cluster is not None:
                 await self.cluster.delete_network(network)  # refused while any host has endpoints
-            else:
+                await self._release_pools(network)
+                del self.networks[network.id]
+                await self._teardown(network)
+                return network
+            undo = Undo()
+            try:  # the kernel side first: a failure anywhere puts it back, and the store keeps it
+                await self._take_down(network, undo)
                 async with self.store.transaction() as tx:
                     tx.delete(KIND_NETWORK, network.id)
+            except BaseException:
+                await undo.run()
+                raise
             await self._release_pools(network)
             del self.networks[network.id]
-            await self._teardown(network)
             return network
+
+    async def _take_down(self, network: Network, undo: Undo) -> None:
+        """A local network's firewall elements and kernel objects, each undoable; a crash
+        before the store's delete is repaired by restore (the network is still stored)."""
+        fw = network_config(self, network)
+        if fw is not None:
+            await self.firewall.remove_network(fw.bridge)
+            undo.push("firewall", lambda: self.firewall.add_network(fw))
+        driver = self.driver(network.driver)
+        await driver.delete_network(network)
+        undo.push("network objects", lambda: driver.restore_network(network, self.alias("net", network.id)))
 
     async def prune(self, keep: Callable[[Network], bool]) -> list[str]:
         """Remove unused user networks for which `keep` is False; returns their names."""

@@ -136,11 +136,14 @@ class EndpointOps:
         for ep in self.endpoints_in(sandbox_id):
             await self.disconnect(ep.network_id, sandbox_id, force=True)
         async with self.lock:
-            sb = self.sandboxes.pop(sandbox_id, None)
             async with self.store.transaction() as tx:
                 tx.delete(KIND_SANDBOX, sandbox_id)
+            sb = self.sandboxes.pop(sandbox_id, None)
             if sb is not None and sb.path:
-                await self.kernel.delete_netns(sb.path)
+                try:
+                    await self.kernel.delete_netns(sb.path)
+                except ShoalError as exc:  # a file no sandbox owns: the self-heal removes it
+                    log.warning("sandbox %s: namespace %s not removed: %s", sandbox_id[:12], sb.path, exc)
 
     def sandbox(self, sandbox_id: str) -> Sandbox:
         try:
@@ -258,9 +261,19 @@ class EndpointOps:
                 await self._remove_endpoint(ep)
 
     async def _remove_endpoint(self, ep: Endpoint) -> None:
+        """The kernel side first, each step undoable, then the store's delete: a failure
+        leaves the endpoint whole, a crash before the delete is repaired at restore."""
         network = self.networks.get(ep.network_id)
-        async with self.store.transaction() as tx:
-            tx.delete(KIND_ENDPOINT, ep.id)
+        if network is not None:
+            undo = Undo()
+            try:
+                await self._unplumb(network, ep, undo)
+                await self._forget_endpoint(ep.id)
+            except BaseException:
+                await undo.run()
+                raise
+        else:
+            await self._forget_endpoint(ep.id)
         self.endpoints.pop(ep.id, None)
         if network is None:
             return
@@ -270,10 +283,25 @@ class EndpointOps:
             await self._release_addresses(network, ep)
         except ShoalError as exc:  # on our lease: gone at the next resync, or when it expires
             log.warning("endpoint %s: not withdrawn from the cluster store: %s", ep.id[:12], exc)
+
+    async def _unplumb(self, network: Network, ep: Endpoint, undo: Undo) -> None:
         cfg = endpoint_config(self, network, ep)
         if cfg is not None:
             await self.firewall.remove_endpoint(cfg)
-        await self.driver(network.driver).leave(network, ep)
+            undo.push("firewall endpoint", lambda: self.firewall.add_endpoint(cfg))
+        driver = self.driver(network.driver)
+        await driver.leave(network, ep)
+        sb = self.sandboxes.get(ep.sandbox_id)
+        if sb is not None and not sb.is_host and ep.host_ifname:
+            first = next((e for e in self.endpoints_in(sb.id) if e.ipv4 or e.ipv6), None)
+
+            async def rejoin() -> None:
+                again = await driver.repair_endpoint(network, ep, sb.path, self.alias("ep", ep.id),
+                                                     first is not None and first.id == ep.id)
+                if cfg is not None:
+                    await self.kernel.set_hairpin(again.host_ifname)
+
+            undo.push("rejoin", rejoin)
 
     async def _release_addresses(self, network: Network, ep: Endpoint) -> None:
         ipam = self.ipam_of(network)

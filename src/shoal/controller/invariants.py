@@ -53,6 +53,14 @@ class Finding:
                 "Repairable": self.repairable}
 
 
+def running(box: Containers, cid: str) -> bool:
+    """A record the runtime has lost is not running (the runtime check reports it)."""
+    try:
+        return box.state(cid).running
+    except NotFound:
+        return False
+
+
 def _net(n: Network) -> str:
     return f"network {n.name} ({n.id[:12]})"
 
@@ -104,7 +112,7 @@ def _lifecycle(ctl: Controller, box: Containers) -> list[Finding]:
             out.append(Finding("endpoints", who, "its sandbox does not exist"))
         if ep.sandbox_id not in box.records:
             out.append(Finding("endpoints", who, "belongs to no container", repairable=True))
-        elif not box.state(ep.sandbox_id).running:
+        elif not running(box, ep.sandbox_id):
             out.append(Finding("endpoints", who, f"on {net.name}, but {_ctr(box, ep.sandbox_id)} is not running",
                                repairable=True))
         out += _addresses_fit(net, ep, who)
@@ -113,7 +121,7 @@ def _lifecycle(ctl: Controller, box: Containers) -> list[Finding]:
     for cid in sorted(set(box.records) - set(ctl.sandboxes)):
         out.append(Finding("endpoints", _ctr(box, cid), "has no sandbox (network namespace)"))
     for rec in box.records.values():
-        if box.state(rec.id).running:
+        if running(box, rec.id):
             out += _attached(ctl, box, rec)
     return out + _duplicates(ctl)
 
@@ -196,7 +204,7 @@ async def _ipam(ctl: Controller) -> list[Finding]:
 # -- published ports -------------------------------------------------------------------------
 def expected_ports(box: Containers) -> dict[str, set]:
     """container id -> the bindings it should hold: those of its record while it runs."""
-    return {rec.id: set(rec.ports) for rec in box.records.values() if rec.ports and box.state(rec.id).running}
+    return {rec.id: set(rec.ports) for rec in box.records.values() if rec.ports and running(box, rec.id)}
 
 
 def _ports(ctl: Controller, box: Containers) -> list[Finding]:
@@ -312,7 +320,7 @@ def _dns(ctl: Controller, box: Containers) -> list[Finding]:
     for ep in ctl.endpoints.values():
         net = ctl.networks.get(ep.network_id)
         if net is not None and not net.predefined and ep.sandbox_id in box.records \
-                and box.state(ep.sandbox_id).running:
+                and running(box, ep.sandbox_id):
             want.add((net.id, ep.sandbox_id))
     have = box.dns_records.pairs()
     out = []

@@ -8,8 +8,9 @@ reported, not touched: restore rebuilds those from the store.
 - repair(box): the actions taken, one line each.
 - heal_kernel(ctl): networks and endpoints whose kernel objects were changed from
   outside, repaired under the controller's lock (what the periodic check runs).
-- SelfHeal: the periodic check: firewall drift (one `nft -j list` per table) and the
-  kernel (one link dump), repaired when found; cheap enough to run every few seconds.
+- orphans(box): what removed containers left behind, dropped.
+- SelfHeal: the periodic check: orphans, firewall drift (one `nft -j list` per table)
+  and the kernel (one link dump), repaired when found; cheap enough for every few seconds.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from shoal.controller.controller import Controller
 from shoal.controller.firewalling import endpoint_config
-from shoal.controller.invariants import expected_firewall, expected_ports, here
+from shoal.controller.invariants import expected_firewall, expected_ports, here, running
 from shoal.controller.restore import remove_stale
 from shoal.errors import ShoalError
 from shoal.kernel import KernelError
@@ -53,7 +54,7 @@ async def _lifecycle(box: Containers) -> list[str]:
     stale = {ep.sandbox_id for ep in ctl.endpoints.values()}
     stale |= {rec.id for rec in box.records.values() if rec.ports}
     for cid in sorted(stale):
-        if cid in box.records and box.state(cid).running:
+        if cid in box.records and running(box, cid):
             continue
         if cid in box.records:
             await box.release(cid)
@@ -88,7 +89,7 @@ async def _dns(box: Containers) -> list[str]:
     ctl, done = box.ctl, []
     live = {(ep.network_id, ep.sandbox_id): ep for ep in ctl.endpoints.values()
             if ep.network_id in ctl.networks and not ctl.networks[ep.network_id].predefined
-            and ep.sandbox_id in box.records and box.state(ep.sandbox_id).running}
+            and ep.sandbox_id in box.records and running(box, ep.sandbox_id)}
     for nid, sid in sorted(box.dns_records.pairs() - set(live)):
         box.dns_records.remove(nid, sid)
         done.append(f"removed the DNS name of {sid[:12]} on {nid[:12]}")
@@ -156,12 +157,45 @@ async def _repair_endpoint(ctl: Controller, net: Network, ep: Endpoint) -> str:
     return f"repaired endpoint {ep.name} on {net.name}"
 
 
+async def orphans(box: Containers) -> list[str]:
+    """What removed containers left behind (a release that failed past the point of no
+    return): their endpoints, held host ports, DNS names and port mappings. Safe at any
+    time without the containers' locks: a removed container's id never comes back, and a
+    mapping is only ever added while its address belongs to an endpoint."""
+    ctl, done = box.ctl, []
+    for ep in [e for e in ctl.endpoints.values() if e.sandbox_id not in box.records]:
+        await ctl.disconnect(ep.network_id, ep.sandbox_id, force=True)
+        done.append(f"removed endpoint {ep.name} of removed container {ep.sandbox_id[:12]}")
+    for owner in [o for o in box.publisher.ports.holdings() if o not in box.records]:
+        box.publisher.ports.release(owner)
+        done.append(f"released the host ports of removed container {owner[:12]}")
+    for nid, sid in sorted(p for p in box.dns_records.pairs() if p[1] not in box.records):
+        box.dns_records.remove(nid, sid)
+        done.append(f"removed the DNS name of removed container {sid[:12]}")
+    async with box.creating:  # no create under way: runtime state or a sandbox without a record is left over
+        for st in [st for st in box.runtime.list() if st.id not in box.records]:
+            await box.runtime.delete(st.id)
+            done.append(f"deleted the runtime state of removed container {st.id[:12]}")
+        for sid in [s for s in ctl.sandboxes if s not in box.records]:
+            await ctl.delete_sandbox(sid)
+            done.append(f"removed the sandbox of removed container {sid[:12]}")
+    async with ctl.lock:
+        done += [f"removed stale {name}" for name in await remove_stale(ctl)]
+        held = {a.split("/")[0] for e in ctl.endpoints.values() for a in (e.ipv4, e.ipv6) if a}
+        stale = [m for m in ctl.firewall.state.ports if m.container_ip not in held]
+        if stale:
+            await ctl.firewall.remove_ports(stale)
+            done.append(f"removed {len(stale)} port mapping(s) to addresses no endpoint holds")
+    return done
+
+
 class SelfHeal:
     """Every `interval` seconds: rebuild the firewall if its tables drifted, repair the
-    kernel objects of networks and endpoints. Logs what it did; never raises."""
+    kernel objects of networks and endpoints, drop what removed containers left. Logs
+    what it did; never raises."""
 
-    def __init__(self, ctl: Controller, interval: float) -> None:
-        self.ctl, self.interval = ctl, interval
+    def __init__(self, box: Containers, interval: float) -> None:
+        self.box, self.ctl, self.interval = box, box.ctl, interval
         self._task: asyncio.Task | None = None
         self.rounds = 0
 
@@ -185,7 +219,7 @@ class SelfHeal:
 
     async def once(self) -> list[str]:
         self.rounds += 1
-        done = []
+        done = await orphans(self.box)
         drift = await self.ctl.firewall.drift()
         if drift:
             log.warning("shoal's nftables tables were changed from outside (%s); rebuilding them",
@@ -193,7 +227,7 @@ class SelfHeal:
             await self.ctl.firewall.rebuild()
             done.append("rebuilt the firewall tables")
         async with self.ctl.lock:
-            fixed = await heal_kernel(self.ctl)
-        for line in fixed:
+            done += await heal_kernel(self.ctl)
+        for line in done:
             log.warning("self-heal: %s", line)
-        return done + fixed
+        return done

@@ -3,9 +3,11 @@
 The claim "a crash at any point converges to before or after an operation" is only as
 good as the points tried. With `shoald --fault-dir DIR` (hidden; tests only) the
 composition root wraps the kernel, firewall, store and runtime in `Steps`: while the
-file DIR/armed exists, every changing call is a numbered step, appended to DIR/steps
-before it runs; when DIR/crash-at holds N, step N exits the process at once
-(`os._exit`, as a kill -9 would: no cleanup, no flush) instead of running.
+file DIR/armed exists, every changing call is a numbered step (from 1 again when
+DIR/steps is absent), appended to DIR/steps before it runs; when DIR/crash-at holds N, step N exits the process at once
+(`os._exit`, as a kill -9 would: no cleanup, no flush) instead of running; when
+DIR/fail-at holds N, step N raises instead (an error half-way: the verb must roll back
+every step before it).
 
 A test arms the directory around one API call, reads the steps it took, then runs the
 same call once per step with crash-at set, restarts shoald without the fault dir, and
@@ -21,6 +23,8 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+from shoal.errors import ShoalError
 
 READS = frozenset({
     "link", "links", "routes", "netns_alive", "sandbox_addresses", "device_of_address", "address_of_device",
@@ -39,12 +43,17 @@ class FaultPlan:
     def step(self, name: str) -> None:
         if not (self.folder / "armed").exists():
             return
+        if not (self.folder / "steps").exists():  # a new arming: numbered from 1 again
+            self.count = 0
         self.count += 1
         with open(self.folder / "steps", "a") as f:
             f.write(f"{self.count} {name}\n")
         crash = self.folder / "crash-at"
         if crash.exists() and crash.read_text().strip() == str(self.count):
             os._exit(137)
+        fail = self.folder / "fail-at"
+        if fail.exists() and fail.read_text().strip() == str(self.count):
+            raise ShoalError(f"injected failure at step {self.count} ({name})")
 
 
 class Steps:

@@ -144,12 +144,13 @@ async def run(cfg: DaemonConfig) -> None:
     parts = build(cfg)
     ctl, app = parts.ctl, parts.app
     joining: asyncio.Task | None = None
-    healer = SelfHeal(ctl, cfg.self_heal_interval)
+    healer = SelfHeal(parts.containers, cfg.self_heal_interval)
     try:
         cluster = await attach_cluster(ctl, parts.kernel, cfg, parts.records)
         br_netfilter_off = await switch_br_netfilter(parts.kernel, cfg.br_netfilter)
         await restore(ctl, cfg.bridge_name, cfg.mtu)
         await parts.containers.restore()
+        await healer.once()  # endpoints a crash left without their veth, orphans of a removal
         if cfg.cleanup:
             await cleanup(parts)
             if br_netfilter_off:  # back to the namespace's default
