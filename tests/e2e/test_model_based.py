@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -29,6 +30,7 @@ from tests.e2e.conftest import Shoald
 NETS = ["mnet-a", "mnet-b", "mnet-c"]
 SUBNETS = ["10.91.0.0/24", "10.92.0.0/24", "10.91.0.0/16", "10.93.0.0/24"]  # one overlaps the first
 NAMES = ["mc1", "mc2", "mc3", "mc4"]
+BURST = ["mb1", "mb2", "mb3"]
 HOST_PORTS = [47101, 47102, 47103]
 STATS = {"steps": 0, "restarts": 0, "kills": 0, "examples": 0}
 
@@ -151,6 +153,35 @@ class DaemonModel(RuleBasedStateMachine):
         status, reply = self.d.api("POST", f"/containers/{name}/start")
         assert status == 204, reply
         self.ctrs[name]["running"] = True
+
+    @rule(net=st.sampled_from(["bridge", *NETS]), connect=st.booleans())
+    @traced
+    def burst(self, net: str, connect: bool) -> None:
+        """Three runs at once on one network (and, maybe, connects of the others to it at
+        the same time): every one succeeds with its own address."""
+        names = [n for n in BURST if n not in self.ctrs]
+        if not names or (net != "bridge" and net not in self.nets):
+            return
+        body = {"Image": "busybox", "Cmd": ["httpd", "-f", "-p", "80"], "HostConfig": {"NetworkMode": net}}
+        others = [n for n, c in self.ctrs.items() if connect and c["running"] and net not in c["nets"]
+                  and net != "bridge"]
+
+        def run_one(name: str) -> int:
+            status, _ = self.d.api("POST", f"/containers/create?name={name}", body)
+            return self.d.api("POST", f"/containers/{name}/start")[0] if status == 201 else status
+
+        def connect_one(name: str) -> int:
+            return self.d.api("POST", f"/networks/{net}/connect", {"Container": name})[0]
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            runs = list(pool.map(run_one, names))
+            joins = list(pool.map(connect_one, others))
+        assert runs == [204] * len(names), runs
+        assert joins == [200] * len(others), joins
+        for name in names:
+            self.ctrs[name] = {"nets": [net], "ports": [], "running": True}
+        for name in others:
+            self.ctrs[name]["nets"].append(net)
 
     @precondition(lambda self: self.ctrs)
     @rule(data=st.data())

@@ -188,6 +188,7 @@ class Runtime:
         out += [(cid, "the engine has a container the runtime has no record of") for cid in sorted(known - set(self._records))]
         runc_dirs = {p.name for p in self.runc_root.iterdir() if p.is_dir()} if self.runc_root.is_dir() else set()
         out += [(cid, "runc holds state for a container no record names") for cid in sorted(runc_dirs - set(self._records))]
+        out += self._audit_mounts()
         for cid in sorted(set(self._records) & known):
             st = self.state(cid)
             if st.running and not Path(f"/proc/{st.pid}").exists():
@@ -196,6 +197,19 @@ class Runtime:
                 out.append((cid, "running, but runc has no state for it"))
             if not st.running and cid in runc_dirs and await self._runc_status(cid) == "running":
                 out.append((cid, "not running by its record, but runc runs it"))
+        return out
+
+    def _audit_mounts(self) -> list[tuple[str, str]]:
+        """A running container has its root mounted (a created one may not, after a
+        reboot, until it starts); a mount under our containers folder with no record is a
+        leak."""
+        prefix = str(self.containers_dir) + "/"
+        with open("/proc/self/mountinfo") as f:
+            points = {line.split()[4] for line in f}
+        mounted = {p[len(prefix):].split("/")[0] for p in points if p.startswith(prefix) and p.endswith("/merged")}
+        out = [(cid, "its root filesystem is mounted but no record names it") for cid in sorted(mounted - set(self._records))]
+        out += [(cid, "running, but its root filesystem is not mounted") for cid in sorted(set(self._records) - mounted)
+                if self.state(cid).running]
         return out
 
     def list(self) -> list[ContainerState]:
