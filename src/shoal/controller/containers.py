@@ -22,6 +22,7 @@ from shoal.controller.controller import Controller
 from shoal.controller.ids import new_id, now_rfc3339
 from shoal.controller.endpoints import check_mac, check_static_address
 from shoal.controller.etcfiles import EtcFiles
+from shoal.controller.execs import ExecTable, PendingExec
 from shoal.dns import DnsEntry, DnsRecords, DnsServer
 from shoal.dns.forward import parse_upstream
 from shoal.controller.names import generate_name
@@ -30,7 +31,6 @@ from shoal.controller.undo import Undo
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified
 from shoal.model import Container, EndpointRequest
 from shoal.runtime.lookup import find_executable
-from shoal.runtime.monitor import start_exit_code
 from shoal.runtime import ContainerSpec, ContainerState, ExecSession, ExecSpec, ImageStore, Runtime
 
 log = logging.getLogger("shoal.containers")
@@ -62,17 +62,6 @@ class CreateRequest:
 
 
 @dataclass
-class PendingExec:
-    id: str
-    container_id: str
-    spec: ExecSpec
-    attach: dict[str, bool]
-    session: ExecSession | None = None
-    started: bool = False
-    failed_code: int | None = None  # Docker's 126/127 when the process could not start
-
-
-@dataclass
 class _Live:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     run: int = 0
@@ -95,7 +84,8 @@ class Containers:
         self.records: dict[str, Container] = {}
         self._live: dict[str, _Live] = {}
         self._names = asyncio.Lock()
-        self._execs: dict[str, PendingExec] = {}
+        self.execs = ExecTable(runtime, running=lambda cid: self.state(cid).running,
+                               exists=lambda cid: cid in self.records)
 
     # -- lookups -----------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -388,6 +378,7 @@ class Containers:
             if live.run != run or self.state(cid).running:
                 return
             await self._release(cid)
+        self.execs.collect()
         if self.records[cid].auto_remove:
             with contextlib.suppress(NotFound):
                 await self.remove(cid, force=True)
@@ -460,6 +451,7 @@ class Containers:
             self.records.pop(rec.id, None)
         live.removed.set()
         self._live.pop(rec.id, None)
+        self.execs.collect()
 
     async def prune(self, keep) -> list[str]:  # noqa: ANN001 - Callable[[Container], bool]
         """Remove every container that is not running and that `keep` does not keep; a
@@ -514,35 +506,16 @@ class Containers:
         rec = self.find(ref)
         if not self.state(rec.id).running:
             raise Conflict(f"Container {rec.id} is not running")
-        exec_id = new_id()
-        self._execs[exec_id] = PendingExec(exec_id, rec.id, spec, attach)
-        return exec_id
+        return self.execs.create(rec.id, spec, attach)
 
     def exec_get(self, exec_id: str) -> PendingExec:
-        try:
-            return self._execs[exec_id]
-        except KeyError:
-            raise NotFound(f"No such exec instance: {exec_id}") from None
+        return self.execs.get(exec_id)
 
     def exec_startable(self, exec_id: str) -> PendingExec:
-        """The checks that answer with an HTTP error, made before an attached start hijacks."""
-        pending = self.exec_get(exec_id)
-        if pending.started:
-            raise Conflict(f"Error: Exec command {exec_id} has already run")
-        if not self.state(pending.container_id).running:
-            raise Conflict(f"Container {pending.container_id} is not running")
-        return pending
+        return self.execs.startable(exec_id)
 
     async def exec_start(self, exec_id: str, *, detach: bool, detach_keys: bytes | None = None) -> ExecSession:
-        pending = self.exec_startable(exec_id)
-        pending.started = True
-        kwargs = {"detach_keys": detach_keys} if detach_keys else {}
-        try:
-            pending.session = await self.runtime.exec(pending.container_id, pending.spec, detach=detach, **kwargs)
-        except Exception as exc:
-            pending.failed_code = start_exit_code(str(exc))
-            raise
-        return pending.session
+        return await self.execs.start(exec_id, detach=detach, detach_keys=detach_keys)
 
     # -- network connect / disconnect ----------------------------------------------------
     async def connect(self, ref: str, network_ref: str, req: EndpointRequest) -> None:

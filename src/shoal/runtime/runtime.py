@@ -197,7 +197,9 @@ class Runtime:
                 continue
             for exec_dir in (entry / "exec").glob("*"):
                 session = ExecSession.restore(exec_dir, entry.name)
-                if session is not None:
+                if session is None:
+                    shutil.rmtree(exec_dir, ignore_errors=True)
+                elif session.settle() is None:  # a finished one: no new exec id names it
                     self._execs[session.id] = session
         for cid in list(self._records):
             await self._settle(cid)
@@ -455,6 +457,15 @@ class Runtime:
             return self._execs[exec_id]
         except KeyError:
             raise NotFound(f"No such exec instance: {exec_id}") from None
+
+    def exec_forget(self, exec_id: str) -> None:
+        """Drop a session the controller no longer lists, and its files."""
+        session = self._execs.pop(exec_id, None)
+        if session is not None:
+            session.release()
+
+    def exec_count(self, cid: str) -> int:
+        return sum(1 for s in self._execs.values() if s.container_id == cid)
 
     def exec_state(self, exec_id: str) -> ExecState:
         return self.exec_session(exec_id).state()
