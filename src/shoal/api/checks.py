@@ -14,6 +14,7 @@ import signal
 from typing import Any
 
 from shoal.errors import InvalidParameter
+from shoal.runtime.logfile import check_log_config
 
 _PORT = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?(?:/([a-z]+))?")
 PROTOS = ("tcp", "udp", "sctp")
@@ -161,6 +162,7 @@ def check_host_config(host: dict, exposed: Any) -> None:
     check_extra_hosts(host.get("ExtraHosts"))
     check_dns(host.get("Dns"))
     check_restart(host.get("RestartPolicy"), bool(host.get("AutoRemove")))
+    check_log_config(host.get("LogConfig"))
     if host.get("PublishAllPorts"):
         for key in exposed or {}:
             if "-" in key:

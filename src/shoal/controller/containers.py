@@ -30,6 +30,7 @@ from shoal.controller.publishing import Publisher
 from shoal.controller.undo import Undo
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified
 from shoal.model import Container, EndpointRequest
+from shoal.runtime.logfile import log_policy
 from shoal.runtime.lookup import find_executable
 from shoal.runtime import ContainerSpec, ContainerState, ExecSession, ExecSpec, ImageStore, Runtime
 
@@ -227,6 +228,7 @@ class Containers:
         async with live.lock:
             if self.state(rec.id).running:
                 raise NotModified(f"container {rec.id} is already running")
+            log = log_policy(rec.host_config.get("LogConfig"))  # its values fail here, as in dockerd
             await self.ctl.ensure_sandbox(rec.id)
             undo = Undo()
             try:
@@ -239,7 +241,7 @@ class Containers:
                     await self._save(dataclasses.replace(self.records[rec.id], ports=bindings))
                     undo.push("ports record",
                               lambda: self._save(dataclasses.replace(self.records[rec.id], ports=())))
-                await self.runtime.start(rec.id)
+                await self.runtime.start(rec.id, log=log)
             except BaseException:
                 await undo.run()
                 raise

@@ -9,6 +9,7 @@ container's cgroup `/shoal/<id>` that runc manages):
         config.json           what runc reads
         upper/ work/ merged/  the overlay; merged/ is the container's root
         ctr.log exit/<id> pidfile conmon.pid attach ctl winsz
+        ctr.log.1 ctr.log.2 ...  rotated logs (runtime.logfile), `.gz` if compressed
         exec/<exec id>/       one directory per exec session, same files
 
 The daemon may exit at any time: conmon keeps the container, its log and its exit code, and
@@ -28,11 +29,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoal.errors import Conflict, InvalidParameter, NotFound, NotModified, ShoalError
+from shoal.errors import Conflict, InvalidParameter, NotFound, NotImplementedYet, NotModified, ShoalError
 from shoal.runtime import monitor, overlay
 from shoal.runtime.attach import Attachment, MonitorSocket
 from shoal.runtime.execs import ExecSession, ExecState, start_exec
 from shoal.runtime.images import ImageStore
+from shoal.runtime.logfile import LogPolicy, keep_rotated
 from shoal.runtime.logs import LogEntry, read_log
 from shoal.runtime.monitor import Launch, MonitorPaths
 from shoal.runtime.spec import ContainerSpec, ExecSpec, oci_config, spec_from_json, spec_to_json
@@ -69,17 +71,18 @@ class _Record:
     pid: int | None = None
     conmon_pid: int | None = None
     last_exit: int | None = None  # the previous run's code while a restart is under way
+    log: LogPolicy = field(default_factory=LogPolicy)  # as of the last start
 
     def to_json(self) -> dict:
         return {"spec": spec_to_json(self.spec), "image": self.image, "created": self.created,
                 "started_at": self.started_at, "pid": self.pid, "conmon_pid": self.conmon_pid,
-                "last_exit": self.last_exit}
+                "last_exit": self.last_exit, "log": self.log.to_json()}
 
     @classmethod
     def from_json(cls, data: dict) -> _Record:
         return cls(spec=spec_from_json(data["spec"]), image=data["image"], created=data["created"],
                    started_at=data.get("started_at"), pid=data.get("pid"), conmon_pid=data.get("conmon_pid"),
-                   last_exit=data.get("last_exit"))
+                   last_exit=data.get("last_exit"), log=LogPolicy.from_json(data.get("log")))
 
 
 @dataclass
@@ -90,6 +93,7 @@ class _Live:
     hub: MonitorSocket | None = None
     waiters: list[asyncio.Future] = field(default_factory=list)
     watcher: asyncio.Task | None = None
+    rotator: asyncio.Task | None = None
 
 
 def _read_pid(path: Path) -> int | None:
@@ -276,8 +280,9 @@ class Runtime:
             shutil.rmtree(cdir, ignore_errors=True)
             raise
 
-    async def start(self, cid: str) -> int:
-        """Start (or restart) the container's process under a new conmon; returns its pid."""
+    async def start(self, cid: str, log: LogPolicy | None = None) -> int:
+        """Start (or restart) the container's process under a new conmon; returns its pid.
+        `log`: the log driver's policy for this run (default: the last run's)."""
         rec = self._record(cid)
         live = self._live_of(cid)
         async with live.lock:
@@ -293,9 +298,11 @@ class Runtime:
             if rec.started_at is not None or (self.runc_root / cid).exists():
                 await self._clear_previous(cid, keep_code=False)
             spec = rec.spec
+            if log is not None:
+                rec.log = log
             launch = Launch(cid=cid, uuid=cid, paths=paths, runc_root=self.runc_root, tty=spec.tty,
                             stdin=spec.open_stdin, leave_stdin_open=not spec.stdin_once,
-                            conmon=self.conmon, runc=self.runc)
+                            log=rec.log.enabled, conmon=self.conmon, runc=self.runc)
             try:
                 pid, conmon_pid = await monitor.launch(launch)
                 if live.hub is not None and not live.hub.connected.is_set():
@@ -316,6 +323,10 @@ class Runtime:
         live = self._live_of(cid)
         if live.watcher is None or live.watcher.done():
             live.watcher = asyncio.get_running_loop().create_task(self._watch(cid))
+        if live.rotator is None or live.rotator.done():
+            paths, policy = self._paths(cid), self._record(cid).log
+            live.rotator = asyncio.get_running_loop().create_task(keep_rotated(
+                paths.log, paths.ctl, policy, lambda: cid in self._records and self.state(cid).running))
 
     async def _watch(self, cid: str) -> None:
         """Wait for this run's conmon to exit, then wake the waiters with the exit code."""
@@ -386,6 +397,8 @@ class Runtime:
                 monitor.kill_monitor(rec.conmon_pid, cid)
             if live.hub is not None:
                 live.hub.close()
+            if live.rotator is not None:
+                live.rotator.cancel()
             for fut in live.waiters:
                 if not fut.done():
                     fut.set_exception(NotFound(f"No such container: {cid}"))
@@ -432,7 +445,8 @@ class Runtime:
     def logs(self, cid: str, *, follow: bool = False, since: float = 0, until: float | None = None,
              tail: int | None = None) -> AsyncIterator[LogEntry]:
         """Log entries (stream, bytes, time); with `follow`, until the container stops."""
-        self._record(cid)
+        if not self._record(cid).log.enabled:
+            raise NotImplementedYet("configured logging driver does not support reading")
         return read_log(self._paths(cid).log, follow=follow, since=since, until=until, tail=tail,
                         is_running=lambda: cid in self._records and self.state(cid).running)
 
