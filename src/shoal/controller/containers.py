@@ -215,6 +215,7 @@ class Containers:
             user=rec.user, tty=rec.tty, open_stdin=rec.open_stdin, stdin_once=rec.stdin_once,
             netns=sb.path or None, hosts=files.hosts, hostname_file=files.hostname,
             resolv_conf=files.resolv_conf, labels=rec.labels,
+            sysctls=dict(rec.host_config.get("Sysctls") or {}),
         )
         await self.runtime.create(spec, rec.image_id)
         undo.push("runtime", lambda: self.runtime.delete(rec.id))
