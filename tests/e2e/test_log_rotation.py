@@ -47,3 +47,15 @@ def test_log_options_fail_as_in_dockerd_and_none_cannot_be_read(box):
     d.docker("run", "--name", "quiet", "--log-driver", "none", "busybox", "echo", "hi")
     p = d.docker("logs", "quiet", check=False)
     assert p.returncode != 0 and "configured logging driver does not support reading" in p.stderr
+
+
+def test_compressed_rotation_reads_back_in_order(box):
+    d = box
+    d.docker("run", "--name", "zipped", "--log-opt", "max-size=10k", "--log-opt", "max-file=3",
+             "--log-opt", "compress=true", "busybox", "sh", "-c", SCRIPT)
+    cid = d.docker("inspect", "-f", "{{.Id}}", "zipped").stdout.strip()
+    cdir = d.root / "data" / "runtime" / "containers" / cid
+    files = sorted(p.name for p in cdir.iterdir() if p.name.startswith("ctr.log"))
+    assert files == ["ctr.log", "ctr.log.1.gz", "ctr.log.2.gz"], files  # dockerd's names (measured)
+    numbers = [int(m.group(1)) for m in re.finditer(r"line-(\d+)-", d.docker("logs", "zipped").stdout)]
+    assert numbers[-1] == LINES and numbers == list(range(numbers[0], LINES + 1)) and len(numbers) > 200

@@ -189,10 +189,12 @@ async def rotate(path: Path, ctl: Path, policy: LogPolicy) -> None:
     path.rename(first)
     if not _reopen(ctl):
         return
-    for _ in range(50):  # conmon closes the old file before it renames the new one in
+    for _ in range(200):  # conmon closes the old file before it renames the new one in
         if path.exists():
             break
         await asyncio.sleep(0.01)
+    else:
+        return  # conmon may still write to `.1`: it stays uncompressed (readers take both)
     if policy.compress:
         await asyncio.to_thread(_compress, first)
 
