@@ -59,3 +59,16 @@ def test_compressed_rotation_reads_back_in_order(box):
     assert files == ["ctr.log", "ctr.log.1.gz", "ctr.log.2.gz"], files  # dockerd's names (measured)
     numbers = [int(m.group(1)) for m in re.finditer(r"line-(\d+)-", d.docker("logs", "zipped").stdout)]
     assert numbers[-1] == LINES and numbers == list(range(numbers[0], LINES + 1)) and len(numbers) > 200
+
+
+def test_a_burst_between_two_looks_still_ends_in_bounded_files(box):
+    d = box
+    burst = "for i in $(seq 1 20000); do echo line-$i-abcdefghijklmnopqrstuvwxyz0123456789; done"
+    d.docker("run", "--name", "burst", "--log-opt", "max-size=10k", "--log-opt", "max-file=3",
+             "busybox", "sh", "-c", burst)
+    cid = d.docker("inspect", "-f", "{{.Id}}", "burst").stdout.strip()
+    cdir = d.root / "data" / "runtime" / "containers" / cid
+    sizes = {p.name: p.stat().st_size for p in cdir.iterdir() if p.name.startswith("ctr.log")}
+    assert 1 <= len(sizes) <= 3 and all(size <= 20_000 for size in sizes.values()), sizes  # pieces: 10k
+    numbers = [int(m.group(1)) for m in re.finditer(r"line-(\d+)-", d.docker("logs", "burst").stdout)]
+    assert numbers[-1] == 20000 and numbers == list(range(numbers[0], 20001)) and len(numbers) > 150

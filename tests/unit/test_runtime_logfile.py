@@ -87,3 +87,52 @@ def test_rotation_names_and_reading_across_files(tmp_path):
 
     assert asyncio.run(read()) == [f"line-{i}\n".encode() for i in range(3, 12)]
     assert asyncio.run(read(tail=4)) == [f"line-{i}\n".encode() for i in range(8, 12)]
+
+
+def _fixed(i: int) -> bytes:
+    return f"2026-01-01T00:00:00.000000000Z stdout F line-{i:04d}\n".encode()
+
+
+def _write(path, first, count):
+    path.write_bytes(b"".join(_fixed(i) for i in range(first, first + count)))
+
+
+def test_settle_cuts_a_burst_into_pieces_of_max_size_and_keeps_the_newest(tmp_path):
+    from shoal.runtime.logfile import settle
+
+    log = tmp_path / "ctr.log"
+    line = len(_fixed(0))
+    (tmp_path / "ctr.log.1").write_bytes(_fixed(999))  # from an earlier run: moves up or out
+    _write(log, 0, 1000)  # a burst no poll saw: 1000 lines
+    policy = LogPolicy(max_size=20 * line, max_file=3)
+    settle(log, policy)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ctr.log.1", "ctr.log.2"]
+    for name in ("ctr.log.1", "ctr.log.2"):
+        assert (tmp_path / name).stat().st_size <= 20 * line
+
+    async def read():
+        return [e.data async for e in read_log(log)]
+
+    assert asyncio.run(read()) == [f"line-{i:04d}\n".encode() for i in range(960, 1000)]
+
+
+def test_settle_with_one_file_keeps_its_tail(tmp_path):
+    from shoal.runtime.logfile import settle
+
+    log = tmp_path / "ctr.log"
+    line = len(_fixed(0))
+    _write(log, 0, 100)
+    settle(log, LogPolicy(max_size=10 * line + 5, max_file=1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ctr.log"]
+    assert log.read_bytes() == b"".join(_fixed(i) for i in range(90, 100))
+
+
+def test_a_line_longer_than_a_piece_stays_whole(tmp_path):
+    from shoal.runtime.logfile import settle
+
+    log = tmp_path / "ctr.log"
+    long = b"2026-01-01T00:00:00.000000000Z stdout F " + b"x" * 500 + b"\n"
+    log.write_bytes(_fixed(1) + long + _fixed(2))
+    settle(log, LogPolicy(max_size=100, max_file=4))
+    pieces = [(tmp_path / f"ctr.log.{n}").read_bytes() for n in (3, 2, 1) if (tmp_path / f"ctr.log.{n}").exists()]
+    assert b"".join(pieces).endswith(long + _fixed(2)) and long in pieces

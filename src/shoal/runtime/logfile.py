@@ -10,8 +10,10 @@ message 2) to reopen its log path, so no line is lost and each file holds a cont
 Checked as dockerd does (measured against dockerd 20.10): the driver and the option names at
 create (400), the values at start (500, "failed to initialize logging driver: ...").
 dockerd rotates before the write that would cross max-size; this daemon looks at the size
-every `POLL_INTERVAL`, so under a fast writer a file overshoots max-size by what was
-written meanwhile.
+every `POLL_INTERVAL`, so the live file may pass max-size by what was written meanwhile.
+A rotated file that grew well past it (a burst) is cut at lines into pieces of at most
+max-size, the newest kept, and so is the live file once the container stopped (`settle`),
+so that each file ends up about max-size and at most max-file of them stay, as in dockerd.
 """
 
 from __future__ import annotations
@@ -141,18 +143,100 @@ def rotated(path: Path, max_files: int | None = None) -> list[Path]:
     return [found[n] for n in sorted(found, reverse=True)]
 
 
-def _shift(path: Path, policy: LogPolicy) -> None:
-    """Make room for a new `.1`: drop the oldest, move the others one up."""
-    ext = ".gz" if policy.compress else ""
-    for stale in rotated(path):
-        n = int(stale.name[len(path.name) + 1:].removesuffix(".gz"))
-        if n >= policy.max_file - 1:
-            stale.unlink(missing_ok=True)
-    for n in range(policy.max_file - 2, 0, -1):
-        for suffix in {ext, ""}:
-            src = path.with_name(f"{path.name}.{n}{suffix}")
-            with contextlib.suppress(FileNotFoundError):
-                src.rename(path.with_name(f"{path.name}.{n + 1}{suffix}"))
+def _number(path: Path, entry: Path) -> int:
+    return int(entry.name[len(path.name) + 1:].removesuffix(".gz"))
+
+
+def _shift(path: Path, policy: LogPolicy, by: int) -> None:
+    """Move every rotated `.k` to `.k+by`, dropping those that would pass max-file - 1."""
+    for old in rotated(path):  # oldest (highest) first, so no rename lands on a file still there
+        n = _number(path, old)
+        if n + by > policy.max_file - 1:
+            old.unlink(missing_ok=True)
+        elif by:
+            old.rename(path.with_name(f"{path.name}.{n + by}" + (".gz" if old.name.endswith(".gz") else "")))
+
+
+def _line_start(f, start: int, end: int) -> int:  # noqa: ANN001 - a binary file
+    """The first line start at or after `start` (else the one before `end`), for cuts at lines."""
+    f.seek(start - 1)
+    window = f.read(end - start)
+    at = window.find(b"\n")
+    if 0 <= at < len(window) - 1:
+        return start + at
+    pos = start - 1  # one line longer than a piece: keep the whole line
+    while pos > 0:
+        step = min(pos, 65536)
+        f.seek(pos - step)
+        back = f.read(step).rfind(b"\n")
+        if back >= 0:
+            return pos - step + back + 1
+        pos -= step
+    return 0
+
+
+def _cuts(f, size: int, max_size: int, count: int) -> list[tuple[int, int]]:  # noqa: ANN001
+    """Up to `count` byte ranges from the end of a file, each at most max-size (cut at
+    lines), newest first."""
+    cuts: list[tuple[int, int]] = []
+    end = size
+    while end > 0 and len(cuts) < count:
+        start = 0 if end <= max_size else _line_start(f, end - max_size, end)
+        cuts.append((start, end))
+        end = start
+    return cuts
+
+
+def _pieces(src: Path, path: Path, max_size: int, count: int) -> list[Path]:
+    """Copy the last `count` pieces of `src` to hidden files, newest first."""
+    out = []
+    with open(src, "rb") as f:
+        for i, (start, end) in enumerate(_cuts(f, src.stat().st_size, max_size, count)):
+            tmp = path.with_name(f".{path.name}.piece{i}")
+            f.seek(start)
+            with open(tmp, "wb") as dst:
+                left = end - start
+                while left > 0 and (block := f.read(min(left, 1 << 20))):
+                    dst.write(block)
+                    left -= len(block)
+            out.append(tmp)
+    return out
+
+
+def _split_first(path: Path, policy: LogPolicy) -> list[Path]:
+    """`.1`, which no one writes to any more, in pieces of at most max-size when it grew
+    well past it (a burst between two looks): `.1` the newest piece, older files moved up.
+    Returns the rotated files made."""
+    first = path.with_name(path.name + ".1")
+    if first.stat().st_size <= 2 * policy.max_size:
+        return [first]
+    pieces = _pieces(first, path, policy.max_size, policy.max_file - 1)
+    first.unlink()
+    _shift(path, policy, len(pieces) - 1)
+    made = []
+    for i, tmp in enumerate(pieces):
+        made.append(tmp.rename(path.with_name(f"{path.name}.{i + 1}")))
+    return made
+
+
+def settle(path: Path, policy: LogPolicy) -> None:
+    """After the container stopped (no conmon writes): the live file's rotation, had it
+    been looked at in time. Blocking: run it in a thread."""
+    if policy.max_size <= 0 or not policy.enabled:
+        return
+    try:
+        if path.stat().st_size <= policy.max_size:
+            return
+    except FileNotFoundError:
+        return
+    if policy.max_file < 2:
+        _pieces(path, path, policy.max_size, 1)[0].replace(path)
+        return
+    _shift(path, policy, 1)
+    path.rename(path.with_name(path.name + ".1"))
+    for made in _split_first(path, policy):
+        if policy.compress:
+            _compress(made)
 
 
 def _compress(src: Path) -> None:
@@ -184,9 +268,8 @@ async def rotate(path: Path, ctl: Path, policy: LogPolicy) -> None:
     if policy.max_file < 2:  # one file: conmon's reopen truncates it
         _reopen(ctl)
         return
-    _shift(path, policy)
-    first = path.with_name(path.name + ".1")
-    path.rename(first)
+    _shift(path, policy, 1)
+    path.rename(path.with_name(path.name + ".1"))
     if not _reopen(ctl):
         return
     for _ in range(200):  # conmon closes the old file before it renames the new one in
@@ -194,9 +277,10 @@ async def rotate(path: Path, ctl: Path, policy: LogPolicy) -> None:
             break
         await asyncio.sleep(0.01)
     else:
-        return  # conmon may still write to `.1`: it stays uncompressed (readers take both)
-    if policy.compress:
-        await asyncio.to_thread(_compress, first)
+        return  # conmon may still write to `.1`: leave it whole and uncompressed
+    for made in await asyncio.to_thread(_split_first, path, policy):
+        if policy.compress:
+            await asyncio.to_thread(_compress, made)
 
 
 async def keep_rotated(path: Path, ctl: Path, policy: LogPolicy, running) -> None:  # noqa: ANN001

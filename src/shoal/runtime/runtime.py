@@ -35,6 +35,7 @@ from shoal.runtime.attach import Attachment, MonitorSocket
 from shoal.runtime.execs import ExecSession, ExecState, start_exec
 from shoal.runtime.images import ImageStore
 from shoal.runtime.logfile import LogPolicy, keep_rotated
+from shoal.runtime.logfile import settle as settle_log
 from shoal.runtime.logs import LogEntry, read_log
 from shoal.runtime.monitor import Launch, MonitorPaths
 from shoal.runtime.spec import ContainerSpec, ExecSpec, oci_config, spec_from_json, spec_to_json
@@ -94,6 +95,7 @@ class _Live:
     waiters: list[asyncio.Future] = field(default_factory=list)
     watcher: asyncio.Task | None = None
     rotator: asyncio.Task | None = None
+    settling: asyncio.Future | None = None  # the log's settle after an exit (runtime.logfile)
 
 
 def _read_pid(path: Path) -> int | None:
@@ -298,6 +300,7 @@ class Runtime:
             if rec.started_at is not None or (self.runc_root / cid).exists():
                 await self._clear_previous(cid, keep_code=False)
             spec = rec.spec
+            await self._settle_log(cid, live)  # a rotation its last run did not get to
             if log is not None:
                 rec.log = log
             launch = Launch(cid=cid, uuid=cid, paths=paths, runc_root=self.runc_root, tty=spec.tty,
@@ -319,6 +322,21 @@ class Runtime:
             self._ensure_watcher(cid)
             return pid
 
+    async def _settle_log(self, cid: str, live: _Live) -> None:
+        """Cut the stopped container's log as a rotation in time would have (a burst, or an
+        exit between two looks). Shared: a start waits for the one an exit began."""
+        if live.settling is None or live.settling.done():
+            if self.state(cid).running:
+                return
+            live.settling = asyncio.ensure_future(self._settle_after_rotator(cid, live))
+        with contextlib.suppress(OSError):
+            await asyncio.shield(live.settling)
+
+    async def _settle_after_rotator(self, cid: str, live: _Live) -> None:
+        if live.rotator is not None and not live.rotator.done():  # it ends within a poll
+            await asyncio.wait([live.rotator], timeout=STOP_KILL_GRACE)
+        await asyncio.to_thread(settle_log, self._paths(cid).log, self._record(cid).log)
+
     def _ensure_watcher(self, cid: str) -> None:
         live = self._live_of(cid)
         if live.watcher is None or live.watcher.done():
@@ -336,6 +354,8 @@ class Runtime:
         live = self._live.get(cid)
         if live is None or cid not in self._records:
             return
+        if not live.lock.locked():  # else a start or delete is under way; a start settles first
+            await self._settle_log(cid, live)
         code = self.state(cid).exit_code
         waiters, live.waiters = live.waiters, []
         for fut in waiters:
