@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,7 @@ from shoal.runtime.streams import DEFAULT_DETACH_KEYS, EscapeProxy, Stream
 _RECV = 65536
 _SEND_CHUNK = 4096  # conmon reads stdin messages into a fixed buffer; keep each well below it
 _TAGS = {2: Stream.STDOUT, 3: Stream.STDERR}
+log = logging.getLogger("shoal.runtime")
 QUEUE_LIMIT = 1 << 20  # bytes queued for one client before the pump waits (dockerd: 1e6)
 STALL_TIMEOUT = 10.0  # seconds a client over its bound may take to make room before it is dropped
 
@@ -85,6 +87,9 @@ class MonitorSocket:
             try:
                 await asyncio.wait_for(client.room(), self.stall_timeout)
             except asyncio.TimeoutError:
+                log.warning("an attached client read nothing for %.0f s with %d bytes queued: its stream "
+                            "ends so that the process and the other clients go on (%s)",
+                            self.stall_timeout, client._queued, self.path.parent.name[:12])
                 client.drop_lagging()
 
     def _finish(self) -> None:
