@@ -34,7 +34,7 @@ def test_many_execs_stay_bounded_and_removal_leaves_nothing(box):
             assert c.post(f"/v1.41/exec/{eid}/start", json={"Detach": True}).status_code == 200
             ids.append(eid)
         last = _wait_finished(c, ids[-1])
-        assert last["ExitCode"] == 199 % 7 and last["ContainerID"] == cid
+        assert last["ExitCode"] == 199 % 7 and last["ContainerID"] == cid, last
         # the oldest went once the newest KEEP finished; the directories went with the finish
         assert c.get(f"/v1.41/exec/{ids[0]}/json").status_code == 404
         kept = [e for e in ids if c.get(f"/v1.41/exec/{e}/json").status_code == 200]
