@@ -158,7 +158,7 @@ def test_exec(box):
     assert in_box(d, "as-daemon", "id", "-u").stdout == "1\n"  # an exec runs as the container's user
     cid = inspect(d, "ce")["Id"]
     execs = [x.name for x in (d.root / "data" / "runtime" / "containers" / cid / "exec").iterdir()]
-    assert len(execs) == 5  # the five that ran; the two that failed left nothing
+    assert len(execs) <= 1  # a finished exec's files go once it is seen finished; failed ones left none
     d.docker("stop", "-t", "0", "ce")
     p = in_box(d, "ce", "true", check=False)
     assert p.returncode != 0 and "is not running" in p.stderr

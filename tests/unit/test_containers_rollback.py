@@ -34,7 +34,7 @@ class FakeRuntime:
         self._maybe_fail("create")
         self.containers[spec.id] = "created"
 
-    async def start(self, cid):
+    async def start(self, cid, log=None):
         self._maybe_fail("start")
         self.containers[cid] = "running"
         return 42

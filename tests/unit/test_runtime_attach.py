@@ -72,3 +72,78 @@ def test_big_stdin_is_chunked(tmp_path):
         conn.close()
 
     asyncio.run(asyncio.wait_for(main(), 5))
+
+
+def test_a_stalled_client_is_bounded_then_dropped_and_the_others_get_everything(tmp_path, monkeypatch):
+    from shoal.runtime import attach
+
+    monkeypatch.setattr(attach, "QUEUE_LIMIT", 64 * 1024)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv = await fake_conmon(tmp_path / "attach")
+        hub = MonitorSocket(tmp_path / "attach", stall_timeout=0.2)
+        hub.connect()
+        conn, _ = await loop.sock_accept(srv)
+        stalled = Attachment(hub, tty=False)
+        reader = Attachment(hub, tty=False)
+        chunk, count = b"\x02" + bytes(16 * 1024), 200  # 3.2 MB against a 64 KiB bound
+        peak = 0
+
+        async def produce():
+            for _ in range(count):
+                await loop.sock_sendall(conn, chunk)
+            conn.close()
+
+        async def consume():
+            nonlocal peak
+            got = 0
+            while (item := await reader.read()) is not None:
+                got += len(item[1])
+                peak = max(peak, stalled._queued)
+            return got
+
+        producer = asyncio.create_task(produce())
+        assert await consume() == count * (len(chunk) - 1)
+        await producer
+        # the stalled client never held more than its bound plus one message, then was dropped
+        assert peak <= attach.QUEUE_LIMIT + len(chunk)
+        assert stalled.lagged and not stalled.process_ended
+        assert await stalled.read() is None
+        assert reader.process_ended
+        srv.close()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_a_slow_client_is_waited_for_and_misses_nothing(tmp_path, monkeypatch):
+    from shoal.runtime import attach
+
+    monkeypatch.setattr(attach, "QUEUE_LIMIT", 32 * 1024)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv = await fake_conmon(tmp_path / "attach")
+        hub = MonitorSocket(tmp_path / "attach", stall_timeout=5)
+        hub.connect()
+        conn, _ = await loop.sock_accept(srv)
+        slow = Attachment(hub, tty=False)
+        chunk, count = b"\x02" + bytes(8 * 1024), 40
+
+        async def produce():
+            for _ in range(count):
+                await loop.sock_sendall(conn, chunk)
+            conn.close()
+
+        producer = asyncio.create_task(produce())
+        got, peak = 0, 0
+        while (item := await slow.read()) is not None:
+            got += len(item[1])
+            peak = max(peak, slow._queued)
+            await asyncio.sleep(0.005)  # slower than the producer
+        await producer
+        assert got == count * (len(chunk) - 1) and not slow.lagged
+        assert peak <= attach.QUEUE_LIMIT + len(chunk)
+        srv.close()
+
+    asyncio.run(asyncio.wait_for(main(), 10))

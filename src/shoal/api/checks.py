@@ -7,13 +7,14 @@ pkg/signal); elsewhere the message says what to change.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import signal
 from typing import Any
 
 from shoal.errors import InvalidParameter
+from shoal.model import validate
+from shoal.runtime.logfile import check_log_config
 
 _PORT = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?(?:/([a-z]+))?")
 PROTOS = ("tcp", "udp", "sctp")
@@ -88,26 +89,27 @@ def check_env(env: Any) -> None:
 
 
 def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text.strip())
-    except ValueError:
-        return False
-    return True
+    return validate.ip_address(text.strip())
 
 
-def check_extra_hosts(hosts: Any) -> None:
-    for item in hosts or ():
-        name, sep, ip = (item or "").partition(":")
-        if not sep or not name:
-            raise InvalidParameter(f"bad format for add-host: {go_quote(item or '')}")
-        if ip != "host-gateway" and not is_ip(ip):
-            raise InvalidParameter(f"invalid IP address in add-host: {go_quote(ip)}")
+def check_resolver(host: dict) -> None:
+    """What lands in the container's /etc/hosts and /etc/resolv.conf, one token each."""
+    for item in host.get("ExtraHosts") or ():
+        validate.extra_host(item or "")
+    for item in host.get("Dns") or ():
+        validate.dns_server(item or "")
+    for item in host.get("DnsSearch") or ():
+        validate.dns_search(item or "")
+    for item in host.get("DnsOptions") or ():
+        validate.dns_option(item or "")
 
 
-def check_dns(servers: Any) -> None:
-    for item in servers or ():
-        if not is_ip(item or ""):
-            raise InvalidParameter(f"invalid HostConfig.Dns: {item or ''} is not an ip address")
+def check_sysctls(host: dict) -> None:
+    """runc's rules, at create: shoal gives every container its own IPC and UTS namespaces,
+    and its own network namespace unless NetworkMode is host."""
+    host_net = (host.get("NetworkMode") or "") == "host"
+    for key, value in (host.get("Sysctls") or {}).items():
+        validate.sysctl(key, value or "", host_net=host_net)
 
 
 def check_restart(policy: Any, auto_remove: bool) -> None:
@@ -149,6 +151,8 @@ def check_stop_signal(name: str) -> None:
 def check_config(config: dict) -> None:
     """container.Config, as dockerd's validateContainerConfig and the runtime need it."""
     check_working_dir(config.get("WorkingDir") or "")
+    if config.get("Hostname"):
+        validate.hostname(config["Hostname"])
     check_env(config.get("Env"))
     check_port_keys(config.get("ExposedPorts"), ranges=True)
     check_healthcheck(config.get("Healthcheck"))
@@ -158,9 +162,10 @@ def check_config(config: dict) -> None:
 def check_host_config(host: dict, exposed: Any) -> None:
     """container.HostConfig, as dockerd's validateHostConfig does, plus what shoal reads."""
     check_port_bindings(host.get("PortBindings"))
-    check_extra_hosts(host.get("ExtraHosts"))
-    check_dns(host.get("Dns"))
+    check_resolver(host)
+    check_sysctls(host)
     check_restart(host.get("RestartPolicy"), bool(host.get("AutoRemove")))
+    check_log_config(host.get("LogConfig"))
     if host.get("PublishAllPorts"):
         for key in exposed or {}:
             if "-" in key:

@@ -13,7 +13,7 @@ from shoal.api.schemas import CONTAINER_CREATE
 from shoal.humanize import human_duration
 from shoal.controller.containers import CreateRequest
 from shoal.errors import InvalidParameter
-from shoal.model import Container, Endpoint, EndpointRequest, Network
+from shoal.model import Container, Endpoint, EndpointRequest, Network, validate
 
 ZERO = "0001-01-01T00:00:00Z"
 
@@ -33,7 +33,7 @@ def endpoint_request(name: str, cfg: dict | None) -> EndpointRequest:
         network=name,
         ipv4=ipam.get("IPv4Address") or "",
         ipv6=ipam.get("IPv6Address") or "",
-        mac=cfg.get("MacAddress") or "",
+        mac=validate.mac(cfg["MacAddress"]) if cfg.get("MacAddress") else "",
         aliases=_strs(cfg.get("Aliases")) or (),
         links=_strs(cfg.get("Links")) or (),
         driver_opts=tuple(sorted((cfg.get("DriverOpts") or {}).items())),
@@ -58,7 +58,7 @@ def _endpoints(body: dict, mode: str) -> dict[str, EndpointRequest]:
     if legacy_mac:  # API < 1.44 puts --mac-address on the container
         key = "bridge" if mode == "default" else mode
         base = requests.get(key) or EndpointRequest(key)
-        requests[key] = dataclasses.replace(base, mac=legacy_mac)
+        requests[key] = dataclasses.replace(base, mac=validate.mac(legacy_mac))
     return requests
 
 

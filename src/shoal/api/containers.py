@@ -26,6 +26,11 @@ log = logging.getLogger("shoal.api")
 PS_FILTERS = {"id", "name", "status", "label", "network", "ancestor", "exited"}
 
 
+def _log_config(given: dict | None) -> dict:
+    """As dockerd stores it: the default driver filled in, the options as given."""
+    return {"Type": (given or {}).get("Type") or "json-file", "Config": dict((given or {}).get("Config") or {})}
+
+
 class ContainerRoutes:
     def __init__(self, ctl: Controller, containers: Containers) -> None:
         self.ctl = ctl
@@ -166,8 +171,8 @@ class ContainerRoutes:
         }
         config.update({k: v for k, v in rec.config.items() if k.startswith("Attach")})
         host_config = {"NetworkMode": rec.network_mode, "AutoRemove": rec.auto_remove, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-                       "LogConfig": {"Type": "json-file", "Config": {}},
                        **{k: v for k, v in rec.host_config.items() if k not in ("NetworkMode", "AutoRemove")}}
+        host_config["LogConfig"] = _log_config(rec.host_config.get("LogConfig"))
         host_config.setdefault("PortBindings", {})
         return {
             "Id": rec.id, "Created": rec.created, "Path": rec.args[0], "Args": list(rec.args[1:]),

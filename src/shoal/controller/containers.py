@@ -23,6 +23,7 @@ from shoal.controller.controller import Controller
 from shoal.controller.ids import new_id, now_rfc3339
 from shoal.controller.endpoints import check_mac, check_static_address
 from shoal.controller.etcfiles import EtcFiles
+from shoal.controller.execs import ExecTable, PendingExec
 from shoal.dns import DnsEntry, DnsRecords, DnsServer
 from shoal.dns.forward import parse_upstream
 from shoal.controller.names import generate_name
@@ -30,8 +31,8 @@ from shoal.controller.publishing import Publisher
 from shoal.controller.undo import Undo
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified, ShoalError
 from shoal.model import Container, EndpointRequest
+from shoal.runtime.logfile import log_policy
 from shoal.runtime.lookup import find_executable
-from shoal.runtime.monitor import start_exit_code
 from shoal.runtime import ContainerSpec, ContainerState, ExecSession, ExecSpec, ImageStore, Runtime
 
 log = logging.getLogger("shoal.containers")
@@ -63,17 +64,6 @@ class CreateRequest:
 
 
 @dataclass
-class PendingExec:
-    id: str
-    container_id: str
-    spec: ExecSpec
-    attach: dict[str, bool]
-    session: ExecSession | None = None
-    started: bool = False
-    failed_code: int | None = None  # Docker's 126/127 when the process could not start
-
-
-@dataclass
 class _Live:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     run: int = 0
@@ -96,7 +86,8 @@ class Containers(ContainerNetworks):
         self.records: dict[str, Container] = {}
         self._live: dict[str, _Live] = {}
         self._names = asyncio.Lock()
-        self._execs: dict[str, PendingExec] = {}
+        self.execs = ExecTable(runtime, running=lambda cid: self.state(cid).running,
+                               exists=lambda cid: cid in self.records)
 
     # -- lookups -----------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -231,6 +222,7 @@ class Containers(ContainerNetworks):
             user=rec.user, tty=rec.tty, open_stdin=rec.open_stdin, stdin_once=rec.stdin_once,
             netns=sb.path or None, hosts=files.hosts, hostname_file=files.hostname,
             resolv_conf=files.resolv_conf, labels=rec.labels,
+            sysctls=dict(rec.host_config.get("Sysctls") or {}),
         )
         await self.runtime.create(spec, rec.image_id)
         undo.push("runtime", lambda: self.runtime.delete(rec.id))
@@ -244,6 +236,7 @@ class Containers(ContainerNetworks):
         async with live.lock:
             if self.state(rec.id).running:
                 raise NotModified(f"container {rec.id} is already running")
+            log = log_policy(rec.host_config.get("LogConfig"))  # its values fail here, as in dockerd
             await self.ctl.ensure_sandbox(rec.id)
             undo = Undo()
             try:
@@ -256,7 +249,7 @@ class Containers(ContainerNetworks):
                     await self._save(dataclasses.replace(self.records[rec.id], ports=bindings))
                     undo.push("ports record",
                               lambda: self._save(dataclasses.replace(self.records[rec.id], ports=())))
-                await self.runtime.start(rec.id)
+                await self.runtime.start(rec.id, log=log)
             except BaseException:
                 await undo.run()
                 raise
@@ -407,6 +400,7 @@ class Containers(ContainerNetworks):
             if live.run != run or self.state(cid).running:
                 return
             await self._release(cid)
+        self.execs.collect()
         if self.records[cid].auto_remove:
             with contextlib.suppress(NotFound):
                 await self.remove(cid, force=True)
@@ -484,6 +478,7 @@ class Containers(ContainerNetworks):
             self.records.pop(rec.id, None)
         live.removed.set()
         self._live.pop(rec.id, None)
+        self.execs.collect()
 
     async def prune(self, keep) -> list[str]:  # noqa: ANN001 - Callable[[Container], bool]
         """Remove every container that is not running and that `keep` does not keep; a
@@ -539,35 +534,16 @@ class Containers(ContainerNetworks):
         rec = self.find(ref)
         if not self.state(rec.id).running:
             raise Conflict(f"Container {rec.id} is not running")
-        exec_id = new_id()
-        self._execs[exec_id] = PendingExec(exec_id, rec.id, spec, attach)
-        return exec_id
+        return self.execs.create(rec.id, spec, attach)
 
     def exec_get(self, exec_id: str) -> PendingExec:
-        try:
-            return self._execs[exec_id]
-        except KeyError:
-            raise NotFound(f"No such exec instance: {exec_id}") from None
+        return self.execs.get(exec_id)
 
     def exec_startable(self, exec_id: str) -> PendingExec:
-        """The checks that answer with an HTTP error, made before an attached start hijacks."""
-        pending = self.exec_get(exec_id)
-        if pending.started:
-            raise Conflict(f"Error: Exec command {exec_id} has already run")
-        if not self.state(pending.container_id).running:
-            raise Conflict(f"Container {pending.container_id} is not running")
-        return pending
+        return self.execs.startable(exec_id)
 
     async def exec_start(self, exec_id: str, *, detach: bool, detach_keys: bytes | None = None) -> ExecSession:
-        pending = self.exec_startable(exec_id)
-        pending.started = True
-        kwargs = {"detach_keys": detach_keys} if detach_keys else {}
-        try:
-            pending.session = await self.runtime.exec(pending.container_id, pending.spec, detach=detach, **kwargs)
-        except Exception as exc:
-            pending.failed_code = start_exit_code(str(exc))
-            raise
-        return pending.session
+        return await self.execs.start(exec_id, detach=detach, detach_keys=detach_keys)
 
     async def _save(self, rec: Container) -> None:
         async with self.ctl.store.transaction() as tx:

@@ -10,7 +10,6 @@ import asyncio
 import ipaddress
 import logging
 import random
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from shoal.errors import (
     Unavailable,
 )
 from shoal.ipam import OPT_HOST_BOUND, OPT_OWNER, NoAddressAvailable
-from shoal.model import Endpoint, Network, Sandbox
+from shoal.model import Endpoint, Network, Sandbox, validate
 
 if TYPE_CHECKING:
     from shoal.controller.cluster import Cluster
@@ -69,12 +68,9 @@ def check_static_address(network: Network, ipv4: str, ipv6: str) -> None:
             raise InvalidParameter(f"no configured subnet or ip-range contain the IP address {value}")
 
 
-MAC_RE = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
-
-
 def check_mac(mac: str) -> None:
-    if mac and not MAC_RE.match(mac):
-        raise InvalidParameter(f"invalid MAC address {mac}: expected six hex pairs like 02:42:ac:11:00:02")
+    if mac:
+        validate.mac(mac)
 
 
 class EndpointOps:

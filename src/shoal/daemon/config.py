@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal import __version__
-from shoal.model import PoolSpec
+from shoal.errors import InvalidParameter
+from shoal.model import PoolSpec, validate
 
 DEFAULT_SOCKET = "unix:///run/shoal/shoal.sock"
 DEFAULT_DATA_ROOT = "/var/lib/shoal"
@@ -157,6 +158,13 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
         build_parser().error(f"unsupported cluster store {args.cluster_store!r}: only etcd://HOST:PORT[,...] is")
     if args.cluster_store and not args.cluster_advertise:
         build_parser().error("--cluster-store needs --cluster-advertise IP|IFACE[:PORT]: the address other hosts reach")
+    for server in args.dns:
+        if not validate.ip_address(server):
+            build_parser().error(f"--dns {server}: not an IP address")
+    try:
+        validate.ifname(args.bridge_name, "--bridge-name")
+    except InvalidParameter as exc:
+        build_parser().error(exc.message)
     return DaemonConfig(
         cluster_store=args.cluster_store, cluster_advertise=args.cluster_advertise,
         cluster_store_opts=dict(args.cluster_store_opt),

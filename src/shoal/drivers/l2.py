@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shoal.drivers.options import check_ifname, parse_bool, parse_int, parse_ipv4
+from shoal.drivers.options import parse_bool, parse_int, parse_ipv4
+from shoal.model import validate
 
 PREFIX = "com.docker.network.bridge."
 OPT_NAME = PREFIX + "name"
@@ -36,7 +37,7 @@ class BridgeOptions:
     def parse(cls, options: dict[str, str], network_id: str = "", default_mtu: int = 1500) -> BridgeOptions:
         name = options.get(OPT_NAME) or (f"br-{network_id[:12]}" if network_id else "br-x")
         return cls(
-            bridge_name=check_ifname(name, "bridge name"),
+            bridge_name=validate.ifname(name, "bridge name"),
             enable_icc=parse_bool(options, OPT_ICC, True),
             enable_ip_masquerade=parse_bool(options, OPT_MASQ, True),
             host_binding_ipv4=parse_ipv4(options, OPT_HOST_BINDING, "0.0.0.0"),

@@ -49,12 +49,3 @@ def parse_ipv4(options: dict[str, str], key: str, default: str) -> str:
         raise _bad(raw, key, "an IP address") from None
 
 
-def check_ifname(name: str, what: str) -> str:
-    """Linux interface names: 1-15 bytes, no '/', ':' or white space, not '.' or '..'."""
-    if not name or name in (".", ".."):
-        raise InvalidParameter(f'invalid {what} "{name}"')
-    if len(name.encode()) > 15:
-        raise InvalidParameter(f'{what} "{name}" is too long: at most 15 characters')
-    if any(c in name for c in "/:") or any(c.isspace() for c in name):
-        raise InvalidParameter(f'invalid {what} "{name}": no "/", ":" or white space allowed')
-    return name

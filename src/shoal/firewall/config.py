@@ -13,21 +13,18 @@ that reaches the ruleset builder needs quoting or can break an `nft` batch.
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from shoal.errors import InvalidParameter, NotFound
+from shoal.model import validate
 
 PROTOCOLS = ("tcp", "udp", "sctp")
-_IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,14}$")
 
 
 def check_ifname(name: str, what: str) -> str:
-    """Interface names end up quoted in nft text: allow only what cannot escape a quote."""
-    if not _IFNAME.match(name):
-        raise InvalidParameter(f"invalid {what} name {name!r}: 1-15 characters of [A-Za-z0-9_.@-]")
-    return name
+    """Interface names end up quoted in nft text: the one rule of model.validate.ifname."""
+    return validate.ifname(name, f"{what} name")
 
 
 def _subnet(text: str, version: int) -> str:

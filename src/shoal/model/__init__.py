@@ -1,4 +1,5 @@
-"""Pure data: the nouns of shoal, with no I/O and no imports from other shoal packages.
+"""Pure data: the nouns of shoal, with no I/O and no imports from other shoal packages
+but shoal.errors (model.validate raises InvalidParameter).
 
 - Network, IPAMConfig, NetworkSpec (model.network): a group of endpoints that talk directly.
 - Endpoint (model.endpoint): one sandbox's attachment to one network.

@@ -4,12 +4,21 @@ The daemon holds one connection per conmon (`MonitorSocket`) and fans it out to 
 of `Attachment`s. One connection, not one per client, because conmon closes the container's
 stdin whenever an attach connection ends; with a single connection the daemon decides when
 stdin closes (Docker's StdinOnce: when the first stdin client closes its input).
+
+Each client's queue is bounded. dockerd (container/stream, pkg/ioutils.BytesPipe, read) buffers
+up to 1e6 bytes per attached client and then blocks the broadcaster, which throttles the
+container (and every other reader of its output) to the slowest client, forever if that client
+never reads. Here too the pump stops reading conmon (conmon blocks on the socket, so the
+container's writes block) while a client is over its bound, but only for `STALL_TIMEOUT`: a
+client that made no room by then is dropped (its stream ends), so one stalled reader cannot
+freeze the container and the other clients indefinitely.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -20,14 +29,19 @@ from shoal.runtime.streams import DEFAULT_DETACH_KEYS, EscapeProxy, Stream
 _RECV = 65536
 _SEND_CHUNK = 4096  # conmon reads stdin messages into a fixed buffer; keep each well below it
 _TAGS = {2: Stream.STDOUT, 3: Stream.STDERR}
+log = logging.getLogger("shoal.runtime")
+QUEUE_LIMIT = 1 << 20  # bytes queued for one client before the pump waits (dockerd: 1e6)
+STALL_TIMEOUT = 10.0  # seconds a client over its bound may take to make room before it is dropped
 
 
 class MonitorSocket:
     """The daemon's single connection to one conmon attach socket."""
 
     def __init__(self, path: Path, *, stdin_once: bool = False,
-                 on_close: Callable[[MonitorSocket], None] | None = None) -> None:
+                 on_close: Callable[[MonitorSocket], None] | None = None,
+                 stall_timeout: float = STALL_TIMEOUT) -> None:
         self.path = path
+        self.stall_timeout = stall_timeout
         self.stdin_once = stdin_once
         self._on_close = on_close
         self._sock: socket.socket | None = None
@@ -62,10 +76,21 @@ class MonitorSocket:
                     continue
                 for client in list(self._clients):
                     client._deliver(stream, data[1:])
+                await self._wait_for_room()
         except OSError:
             pass
         finally:
             self._finish()
+
+    async def _wait_for_room(self) -> None:
+        for client in [c for c in self._clients if c.backlogged]:
+            try:
+                await asyncio.wait_for(client.room(), self.stall_timeout)
+            except asyncio.TimeoutError:
+                log.warning("an attached client read nothing for %.0f s with %d bytes queued: its stream "
+                            "ends so that the process and the other clients go on (%s)",
+                            self.stall_timeout, client._queued, self.path.parent.name[:12])
+                client.drop_lagging()
 
     def _finish(self) -> None:
         if self.closed.is_set():
@@ -125,21 +150,50 @@ class Attachment:
         self._stdin, self._stdout, self._stderr = stdin, stdout, stderr
         self._proxy = EscapeProxy(detach_keys)
         self._queue: asyncio.Queue[tuple[Stream, bytes] | None] = asyncio.Queue()
+        self._queued = 0  # payload bytes in the queue
+        self._room = asyncio.Event()
+        self._room.set()
         self.detached = False
+        self.lagged = False  # dropped for not reading (see the module docstring)
         self.closed = False
         hub.add(self)
 
     def _deliver(self, stream: Stream, data: bytes) -> None:
         if (self._stdout if stream == Stream.STDOUT else self._stderr) and not self.closed:
             self._queue.put_nowait((stream, data))
+            self._queued += len(data)
+            if self._queued >= QUEUE_LIMIT:
+                self._room.clear()
 
     def _deliver_eof(self) -> None:
         if not self.closed:
             self.closed = True
             self._queue.put_nowait(None)
 
+    @property
+    def backlogged(self) -> bool:
+        return not self.closed and self._queued >= QUEUE_LIMIT
+
+    async def room(self) -> None:
+        await self._room.wait()
+
+    def drop_lagging(self) -> None:
+        """End this client's stream now and free what it did not read."""
+        self.lagged = True
+        self._hub.discard(self)
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queued = 0
+        self._room.set()
+        self._deliver_eof()
+
     async def read(self) -> tuple[Stream, bytes] | None:
-        return await self._queue.get()
+        item = await self._queue.get()
+        if item is not None:
+            self._queued -= len(item[1])
+            if self._queued < QUEUE_LIMIT:
+                self._room.set()
+        return item
 
     async def __aiter__(self) -> AsyncIterator[tuple[Stream, bytes]]:
         while (item := await self.read()) is not None:
@@ -173,9 +227,10 @@ class Attachment:
     def close(self) -> None:
         """Detach this client; the process keeps running."""
         self._hub.discard(self)
+        self._room.set()  # a pump waiting for this client's room goes on
         self._deliver_eof()
 
     @property
     def process_ended(self) -> bool:
-        """True when the output ended because the process exited (not a detach)."""
-        return self._hub.closed.is_set() and not self.detached
+        """True when the output ended because the process exited (not a detach or a drop)."""
+        return self._hub.closed.is_set() and not self.detached and not self.lagged

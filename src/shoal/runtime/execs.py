@@ -3,6 +3,11 @@
 An attached session connects to conmon's attach socket before runc starts the process
 (conmon's `--exec-attach` handshake), so no early output is lost. The exit code lands in
 `exit/<container id>` inside the session directory, so it survives a daemon restart.
+
+A finished session is `settle()`d: its exit code moves into memory and its directory goes,
+so that the many short execs of a health check or a script leave no files behind; the
+controller decides how long the record itself stays inspectable (dockerd keeps a finished
+exec until its periodic clean-up, and none across a restart).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +49,8 @@ class ExecSession:
         self.id, self.container_id, self.paths, self.spec = exec_id, cid, paths, spec
         self.pid, self.conmon_pid = pid, conmon_pid
         self.attachment = attachment
+        self._code: int | None = None  # once settled
+        self.finished_at: float | None = None
 
     @property
     def tty(self) -> bool:
@@ -68,22 +76,43 @@ class ExecSession:
 
     @property
     def exit_code(self) -> int | None:
+        if self.finished_at is not None:
+            return self._code
         return monitor.read_exit_code(self.paths.exit_file(self.container_id))
 
     @property
     def running(self) -> bool:
-        return self.exit_code is None and monitor.alive(self.conmon_pid, self.id)
+        return self.finished_at is None and self.exit_code is None and monitor.alive(self.conmon_pid, self.id)
 
     async def wait(self) -> int:
         """The process's exit code (conmon writes it before it exits)."""
-        if monitor.alive(self.conmon_pid, self.id):
+        if self.finished_at is None and monitor.alive(self.conmon_pid, self.id):
             await monitor.wait_exit(self.conmon_pid)
         code = self.exit_code
         return code if code is not None else 255
 
+    def settle(self) -> float | None:
+        """When the process ended (None while it runs). The first call after the end keeps
+        the exit code in memory and removes the session's directory; conmon must be gone
+        first, since it writes the exit file before it closes the attach socket."""
+        if self.finished_at is None and not monitor.alive(self.conmon_pid, self.id):
+            exit_file = self.paths.exit_file(self.container_id)
+            code = monitor.read_exit_code(exit_file)
+            try:
+                ended = exit_file.stat().st_mtime
+            except OSError:
+                ended = time.time()
+            self._code, self.finished_at = (code if code is not None else 255), ended
+            self.release()
+        return self.finished_at
+
+    def release(self) -> None:
+        """Remove the session's files (the process is gone or its container goes)."""
+        shutil.rmtree(self.paths.bundle, ignore_errors=True)
+
     def state(self) -> ExecState:
         code = self.exit_code
-        running = code is None and monitor.alive(self.conmon_pid, self.id)
+        running = self.finished_at is None and code is None and monitor.alive(self.conmon_pid, self.id)
         return ExecState(id=self.id, container_id=self.container_id, running=running,
                          exit_code=None if running else (code if code is not None else 255),
                          pid=self.pid, spec=self.spec)

@@ -82,6 +82,7 @@ class Launch:
     leave_stdin_open: bool = False
     exec_process: Path | None = None
     exec_attach: bool = False
+    log: bool = True  # False: the output goes to no file (log driver "none")
     conmon: str = CONMON
     runc: str = RUNC
 
@@ -89,7 +90,7 @@ class Launch:
         p = self.paths
         argv = [self.conmon, "--api-version", "1", "-c", self.cid, "-u", self.uuid, "-n", self.cid,
                 "-r", self.runc, "-b", str(p.bundle), "-p", str(p.pidfile), "-P", str(p.conmon_pidfile),
-                "--exit-dir", str(p.exit_dir), "-l", f"k8s-file:{p.log}", "--full-attach",
+                "--exit-dir", str(p.exit_dir), "-l", f"k8s-file:{p.log if self.log else '/dev/null'}", "--full-attach",
                 "--socket-dir-path", str(p.bundle), "--log-level", "error",
                 "--runtime-arg", "--root", "--runtime-arg", str(self.runc_root)]
         if self.tty:

@@ -9,6 +9,7 @@ container's cgroup `/shoal/<id>` that runc manages):
         config.json           what runc reads
         upper/ work/ merged/  the overlay; merged/ is the container's root
         ctr.log exit/<id> pidfile conmon.pid attach ctl winsz
+        ctr.log.1 ctr.log.2 ...  rotated logs (runtime.logfile), `.gz` if compressed
         exec/<exec id>/       one directory per exec session, same files
 
 The daemon may exit at any time: conmon keeps the container, its log and its exit code, and
@@ -28,11 +29,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoal.errors import Conflict, InvalidParameter, NotFound, NotModified, ShoalError
+from shoal.errors import Conflict, InvalidParameter, NotFound, NotImplementedYet, NotModified, ShoalError
 from shoal.runtime import monitor, overlay
 from shoal.runtime.attach import Attachment, MonitorSocket
 from shoal.runtime.execs import ExecSession, ExecState, start_exec
 from shoal.runtime.images import ImageStore
+from shoal.runtime.logfile import LogPolicy, keep_rotated
+from shoal.runtime.logfile import settle as settle_log
 from shoal.runtime.logs import LogEntry, read_log
 from shoal.runtime.monitor import Launch, MonitorPaths
 from shoal.runtime.spec import ContainerSpec, ExecSpec, oci_config, spec_from_json, spec_to_json
@@ -69,17 +72,18 @@ class _Record:
     pid: int | None = None
     conmon_pid: int | None = None
     last_exit: int | None = None  # the previous run's code while a restart is under way
+    log: LogPolicy = field(default_factory=LogPolicy)  # as of the last start
 
     def to_json(self) -> dict:
         return {"spec": spec_to_json(self.spec), "image": self.image, "created": self.created,
                 "started_at": self.started_at, "pid": self.pid, "conmon_pid": self.conmon_pid,
-                "last_exit": self.last_exit}
+                "last_exit": self.last_exit, "log": self.log.to_json()}
 
     @classmethod
     def from_json(cls, data: dict) -> _Record:
         return cls(spec=spec_from_json(data["spec"]), image=data["image"], created=data["created"],
                    started_at=data.get("started_at"), pid=data.get("pid"), conmon_pid=data.get("conmon_pid"),
-                   last_exit=data.get("last_exit"))
+                   last_exit=data.get("last_exit"), log=LogPolicy.from_json(data.get("log")))
 
 
 @dataclass
@@ -90,6 +94,8 @@ class _Live:
     hub: MonitorSocket | None = None
     waiters: list[asyncio.Future] = field(default_factory=list)
     watcher: asyncio.Task | None = None
+    rotator: asyncio.Task | None = None
+    settling: asyncio.Future | None = None  # the log's settle after an exit (runtime.logfile)
 
 
 def _read_pid(path: Path) -> int | None:
@@ -229,7 +235,9 @@ class Runtime:
                 continue
             for exec_dir in (entry / "exec").glob("*"):
                 session = ExecSession.restore(exec_dir, entry.name)
-                if session is not None:
+                if session is None:
+                    shutil.rmtree(exec_dir, ignore_errors=True)
+                elif session.settle() is None:  # a finished one: no new exec id names it
                     self._execs[session.id] = session
         for cid in list(self._records):
             await self._settle(cid)
@@ -306,8 +314,9 @@ class Runtime:
             shutil.rmtree(cdir, ignore_errors=True)
             raise
 
-    async def start(self, cid: str) -> int:
-        """Start (or restart) the container's process under a new conmon; returns its pid."""
+    async def start(self, cid: str, log: LogPolicy | None = None) -> int:
+        """Start (or restart) the container's process under a new conmon; returns its pid.
+        `log`: the log driver's policy for this run (default: the last run's)."""
         rec = self._record(cid)
         live = self._live_of(cid)
         async with live.lock:
@@ -323,9 +332,12 @@ class Runtime:
             if rec.started_at is not None or (self.runc_root / cid).exists():
                 await self._clear_previous(cid, keep_code=False)
             spec = rec.spec
+            await self._settle_log(cid, live)  # a rotation its last run did not get to
+            if log is not None:
+                rec.log = log
             launch = Launch(cid=cid, uuid=cid, paths=paths, runc_root=self.runc_root, tty=spec.tty,
                             stdin=spec.open_stdin, leave_stdin_open=not spec.stdin_once,
-                            conmon=self.conmon, runc=self.runc)
+                            log=rec.log.enabled, conmon=self.conmon, runc=self.runc)
             try:
                 pid, conmon_pid = await monitor.launch(launch)
                 if live.hub is not None and not live.hub.connected.is_set():
@@ -342,10 +354,29 @@ class Runtime:
             self._ensure_watcher(cid)
             return pid
 
+    async def _settle_log(self, cid: str, live: _Live) -> None:
+        """Cut the stopped container's log as a rotation in time would have (a burst, or an
+        exit between two looks). Shared: a start waits for the one an exit began."""
+        if live.settling is None or live.settling.done():
+            if self.state(cid).running:
+                return
+            live.settling = asyncio.ensure_future(self._settle_after_rotator(cid, live))
+        with contextlib.suppress(OSError):
+            await asyncio.shield(live.settling)
+
+    async def _settle_after_rotator(self, cid: str, live: _Live) -> None:
+        if live.rotator is not None and not live.rotator.done():  # it ends within a poll
+            await asyncio.wait([live.rotator], timeout=STOP_KILL_GRACE)
+        await asyncio.to_thread(settle_log, self._paths(cid).log, self._record(cid).log)
+
     def _ensure_watcher(self, cid: str) -> None:
         live = self._live_of(cid)
         if live.watcher is None or live.watcher.done():
             live.watcher = asyncio.get_running_loop().create_task(self._watch(cid))
+        if live.rotator is None or live.rotator.done():
+            paths, policy = self._paths(cid), self._record(cid).log
+            live.rotator = asyncio.get_running_loop().create_task(keep_rotated(
+                paths.log, paths.ctl, policy, lambda: cid in self._records and self.state(cid).running))
 
     async def _watch(self, cid: str) -> None:
         """Wait for this run's conmon to exit, then wake the waiters with the exit code."""
@@ -355,6 +386,8 @@ class Runtime:
         live = self._live.get(cid)
         if live is None or cid not in self._records:
             return
+        if not live.lock.locked():  # else a start or delete is under way; a start settles first
+            await self._settle_log(cid, live)
         code = self.state(cid).exit_code
         waiters, live.waiters = live.waiters, []
         for fut in waiters:
@@ -416,6 +449,8 @@ class Runtime:
                 monitor.kill_monitor(rec.conmon_pid, cid)
             if live.hub is not None:
                 live.hub.close()
+            if live.rotator is not None:
+                live.rotator.cancel()
             for fut in live.waiters:
                 if not fut.done():
                     fut.set_exception(NotFound(f"No such container: {cid}"))
@@ -462,7 +497,8 @@ class Runtime:
     def logs(self, cid: str, *, follow: bool = False, since: float = 0, until: float | None = None,
              tail: int | None = None) -> AsyncIterator[LogEntry]:
         """Log entries (stream, bytes, time); with `follow`, until the container stops."""
-        self._record(cid)
+        if not self._record(cid).log.enabled:
+            raise NotImplementedYet("configured logging driver does not support reading")
         return read_log(self._paths(cid).log, follow=follow, since=since, until=until, tail=tail,
                         is_running=lambda: cid in self._records and self.state(cid).running)
 
@@ -487,6 +523,15 @@ class Runtime:
             return self._execs[exec_id]
         except KeyError:
             raise NotFound(f"No such exec instance: {exec_id}") from None
+
+    def exec_forget(self, exec_id: str) -> None:
+        """Drop a session the controller no longer lists, and its files."""
+        session = self._execs.pop(exec_id, None)
+        if session is not None:
+            session.release()
+
+    def exec_count(self, cid: str) -> int:
+        return sum(1 for s in self._execs.values() if s.container_id == cid)
 
     def exec_state(self, exec_id: str) -> ExecState:
         return self.exec_session(exec_id).state()

@@ -56,6 +56,7 @@ class ContainerSpec:
     hostname_file: Path | None = None
     resolv_conf: Path | None = None
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    sysctls: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # model.validate.sysctl
 
     def __post_init__(self) -> None:
         if not self.args:
@@ -153,6 +154,8 @@ def oci_config(spec: ContainerSpec, rootfs: Path) -> dict:
     }
     if spec.hostname:
         config["hostname"] = spec.hostname
+    if spec.sysctls:
+        config["linux"]["sysctl"] = dict(spec.sysctls)
     return config
 
 
