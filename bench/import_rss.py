@@ -131,7 +131,9 @@ def main() -> None:
         sampler.join()
         hwm = status_kib(pid, "VmHWM")
         status = answer.split("\r\n", 1)[0]
-        print(f"import of a {args.mib} MiB file ({'random' if args.random else 'zeros'}): {status}, {took:.1f} s")
+        reply = [line for line in answer.partition("\r\n\r\n")[2].splitlines() if line.startswith("{")]
+        print(f"import of a {args.mib} MiB file ({'random' if args.random else 'zeros'}): {status}, {took:.1f} s, "
+              f"{(reply[:1] or [''])[0][:120]}")
         print(f"shoald RSS before {before / 1024:.1f} MiB, sampled peak {sampler.peak / 1024:.1f} MiB, "
               f"VmHWM {hwm / 1024:.1f} MiB")
     finally:

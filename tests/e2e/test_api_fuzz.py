@@ -24,11 +24,11 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from importlib import resources  # noqa: E402
+from importlib import resources
 
-from schemathesis import GenerationMode  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 
 EXAMPLES = int(os.environ.get("SHOAL_FUZZ_EXAMPLES") or 5)
 BASE = "http+docker://shoal/v1.41"
