@@ -37,7 +37,7 @@ MAX_HEAD = (1 << 20) + 4096  # Go's DefaultMaxHeaderBytes and the 4 KiB its read
 MAX_JSON_BODY = 16 << 20  # a container create is a few KiB; this is room, not a target
 DRAIN_LIMIT = 256 << 10  # as Go's server: read this much of an unread body to reuse the connection
 HEADER_TIMEOUT = 300.0  # moby's ReadHeaderTimeout (5 minutes)
-_REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large"}
+_REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large", 501: "Not Implemented"}
 
 
 def _reason(status: int) -> bytes:
