@@ -37,6 +37,7 @@ MAX_HEAD = (1 << 20) + 4096  # Go's DefaultMaxHeaderBytes and the 4 KiB its read
 MAX_JSON_BODY = 16 << 20  # a container create is a few KiB; this is room, not a target
 DRAIN_LIMIT = 256 << 10  # as Go's server: read this much of an unread body to reuse the connection
 HEADER_TIMEOUT = 300.0  # moby's ReadHeaderTimeout (5 minutes)
+LINGER = 0.5  # Go's rstAvoidanceDelay: how long unread input is discarded before a close
 _REASONS = {400: "Bad Request", 431: "Request Header Fields Too Large", 501: "Not Implemented"}
 
 
@@ -186,6 +187,7 @@ class _Conn:
         self.reader, self.writer, self.app = reader, writer, app
         self.header_timeout = header_timeout
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.unread_input = False  # closing with input not read: linger first
 
     async def _send(self, event: Any) -> None:
         data = self.h11.send(event)
@@ -242,6 +244,7 @@ class _Conn:
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
         self.writer.write(head.encode() + body)
         await self.writer.drain()
+        self.unread_input = True
 
     async def _finish_body(self, req: Request) -> bool:
         """What the handler left of the body, read before the next request (up to
@@ -272,6 +275,7 @@ class _Conn:
                     return
                 await self._respond(req, result)
                 if self.h11.our_state is h11.MUST_CLOSE or not await self._finish_body(req):
+                    self.unread_input = not (req.stream is None or req.stream.done)
                     break
                 self.h11.start_next_cycle()
         except (ConnectionError, h11.RemoteProtocolError, asyncio.IncompleteReadError):
@@ -279,7 +283,22 @@ class _Conn:
         except Exception:  # noqa: BLE001 - a broken connection must not kill the server
             log.exception("connection failed")
         finally:
+            if self.unread_input:
+                await self._linger()
             self.writer.close()
+
+    async def _linger(self) -> None:
+        """As Go's closeWriteAndWait: our side ends first and what the client still sends
+        is read and dropped for a moment, so that it reads the answer, then an end, rather
+        than a reset (a unix socket closed with unread input resets its peer)."""
+        try:
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            async with asyncio.timeout(LINGER):
+                while await self.reader.read(65536):
+                    pass
+        except (TimeoutError, OSError):
+            pass
 
     def _headers(self, resp: Response | StreamResponse, extra: list[tuple[str, str]]) -> list:
         return [("Content-Type", resp.content_type)] + extra
