@@ -5,6 +5,7 @@
   - InvalidParameter    bad input caught at the edge (400)
   - Forbidden           allowed input, refused operation (403)
   - Conflict            name or state clash (409)
+  - PayloadTooLarge     a request body over its limit (413)
   - Unavailable         resource exhausted or service down (503)
   - NotModified         nothing to do, e.g. start a running container (304)
   - NotImplementedYet   a known call shoal does not support (501)
@@ -40,6 +41,10 @@ class Forbidden(ShoalError):
 
 class Conflict(ShoalError):
     status = 409
+
+
+class PayloadTooLarge(ShoalError):
+    status = 413
 
 
 class Unavailable(ShoalError):

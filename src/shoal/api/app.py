@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from shoal import __version__
 from shoal.api.errors import error_response
-from shoal.api.http import Hijack, Request, Response, StreamResponse, json_response
+from shoal.api.http import MAX_JSON_BODY, Hijack, Request, Response, StreamResponse, json_response
 from shoal.errors import InvalidParameter, ShoalError
 
 log = logging.getLogger("shoal.api")
@@ -35,6 +35,7 @@ class Route:
     method: str
     pattern: str
     handler: Handler
+    stream_body: bool = False  # the handler reads the body itself (Request.chunks), unbounded
 
     def compile(self) -> re.Pattern[str]:
         regex = re.sub(r"\{(\w+):path\}", r"(?P<\1>.+)", self.pattern)
@@ -69,12 +70,16 @@ class App:
     async def _dispatch(self, req: Request) -> Result:
         try:
             self._strip_version(req)
-            handler = self._match(req)
-            if handler is None:
+            route = self._match(req)
+            if route is None:
                 return json_response({"message": "page not found"}, 404)
-            return await handler(req)
+            if not route.stream_body:
+                await req.read_body(MAX_JSON_BODY)
+            return await route.handler(req)
         except ShoalError as exc:
             return error_response(exc)
+        except ConnectionError:
+            raise  # the client went away mid-request: nobody to answer
         except Exception as exc:  # noqa: BLE001 - mapped to 500 in one place
             return error_response(exc)
 
@@ -95,11 +100,11 @@ class App:
             )
         req.version = version
 
-    def _match(self, req: Request) -> Handler | None:
+    def _match(self, req: Request) -> Route | None:
         method = "GET" if req.method == "HEAD" else req.method
         for route, regex in self._routes:
             m = regex.match(req.path)
             if m and (route.method == req.method or route.method == method):
                 req.params = m.groupdict()
-                return route.handler
+                return route
         return None

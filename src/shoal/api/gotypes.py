@@ -66,10 +66,18 @@ class GoType:
     def _check(self, value: Any, where: Where) -> None:
         raise NotImplementedError
 
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of what this type accepts (null aside): the OpenAPI document's
+        request bodies are these, so the document and the decoder cannot drift apart."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class Str(GoType):
     name: str = "string"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string"}
 
     def _check(self, value: Any, where: Where) -> None:
         if not isinstance(value, str):
@@ -79,6 +87,9 @@ class Str(GoType):
 @dataclass(frozen=True)
 class Bool(GoType):
     name: str = "bool"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
 
     def _check(self, value: Any, where: Where) -> None:
         if not isinstance(value, bool):
@@ -92,6 +103,9 @@ class Int(GoType):
     name: str = "int"
     lo: int = -(1 << 63)
     hi: int = (1 << 63) - 1
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "integer", "minimum": self.lo, "maximum": self.hi}
 
     def _check(self, value: Any, where: Where) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -112,6 +126,9 @@ def unsigned(bits: int, name: str) -> Int:
 class Float(GoType):
     name: str = "float64"
 
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "number"}
+
     def _check(self, value: Any, where: Where) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise mismatch(value, self.name, where)
@@ -129,6 +146,9 @@ class Slice(GoType):
     def name(self) -> str:  # type: ignore[override]
         return self.alias or f"[{'' if self.length is None else self.length}]{self.elem.name}"
 
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": self.elem.json_schema()}
+
     def _check(self, value: Any, where: Where) -> None:
         if not isinstance(value, list):
             raise mismatch(value, self.name, where)
@@ -141,6 +161,9 @@ class StrSlice(GoType):
     """Docker's strslice.StrSlice (Cmd, Entrypoint, CapAdd...): a string or an array of them."""
 
     name: str = "strslice.StrSlice"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
 
     def _check(self, value: Any, where: Where) -> None:
         if isinstance(value, str):
@@ -160,6 +183,9 @@ class Map(GoType):
     def name(self) -> str:  # type: ignore[override]
         return self.alias or f"map[string]{self.elem.name}"
 
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "object", "additionalProperties": self.elem.json_schema()}
+
     def _check(self, value: Any, where: Where) -> None:
         if not isinstance(value, dict):
             raise mismatch(value, self.name, where)
@@ -178,6 +204,12 @@ class Struct(GoType):
     def short(self) -> str:
         """reflect's Type.Name(): without the package, as Go's messages print the struct."""
         return self.name.rpartition(".")[2]
+
+    def json_schema(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "object", "title": self.name}
+        if self.fields:
+            out["properties"] = {k: t.json_schema() for k, t in self.fields.items()}
+        return out
 
     def lookup(self, key: str) -> tuple[str, GoType] | None:
         if key in self.fields:

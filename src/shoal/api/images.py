@@ -67,6 +67,28 @@ def image_inspect(img: Image) -> dict[str, Any]:
 
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+WRITE_BATCH = 1 << 20
+
+
+async def import_body(images: ImageStore, req: Request, repo: str | None, tag: str,
+                      config: ImageConfig) -> Image:
+    """The body goes to the store's disk as it arrives, a batch at a time off the event
+    loop: a 1 GiB import must not be 1 GiB of the daemon's memory."""
+    imp = await asyncio.to_thread(images.begin_import, repo, tag, config)
+    try:
+        batch: list[bytes] = []
+        size = 0
+        async for chunk in req.chunks():
+            batch.append(chunk)
+            size += len(chunk)
+            if size >= WRITE_BATCH:
+                await asyncio.to_thread(imp.write, b"".join(batch))
+                batch, size = [], 0
+        if batch:
+            await asyncio.to_thread(imp.write, b"".join(batch))
+        return await asyncio.to_thread(imp.commit)
+    finally:
+        await asyncio.to_thread(imp.abort)
 
 
 class ImageRoutes:
@@ -76,7 +98,7 @@ class ImageRoutes:
 
     def routes(self) -> list[Route]:
         return [
-            Route("POST", "/images/create", self.create),
+            Route("POST", "/images/create", self.create, stream_body=True),
             Route("GET", "/images/json", self.list),
             Route("GET", "/images/{name:path}/json", self.inspect),
             Route("POST", "/images/{name:path}/tag", self.tag),
@@ -96,7 +118,7 @@ class ImageRoutes:
         if repo and ":" in repo.rsplit("/", 1)[-1] and not tag:
             repo, tag = repo.rsplit(":", 1)
         config = parse_changes(req.query.get("changes", []))
-        img = await asyncio.to_thread(self.images.import_tar, req.body, repo or None, tag or "latest", config)
+        img = await import_body(self.images, req, repo or None, tag or "latest", config)
 
         async def body() -> AsyncIterator[bytes]:
             yield json.dumps({"status": img.id}).encode() + b"\r\n"

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from shoal.api.app import App
+from shoal.api.app import App, Route
 from shoal.api.containers import ContainerRoutes
 from shoal.api.execs import ExecRoutes
 from shoal.api.http import serve_unix
@@ -110,7 +110,14 @@ def build(cfg: DaemonConfig) -> Parts:
     containers = Containers(ctl, runtime, images, cfg.data_root / "etc", EtcFiles(host_resolv, cfg.dns),
                             dns, records)
     pool_json = [{"Base": p.base, "Size": p.size} for p in pools]
-    app = App(
+    app = App(api_routes(cfg, ctl, containers, images, pool_json))
+    return Parts(ctl, containers, app, store, kernel, dns, records)
+
+
+def api_routes(cfg: DaemonConfig, ctl: Controller, containers: Containers, images: ImageStore,
+               pool_json: list[dict]) -> list[Route]:
+    """Every route shoald serves; tests/unit/test_openapi.py holds the OpenAPI document to it."""
+    return (
         SystemRoutes(ctl, str(cfg.data_root), pool_json, containers.counts,
                      runtimes=cfg.runtimes, default_runtime=cfg.default_runtime).routes()
         + NetworkRoutes(ctl, containers).routes()
@@ -120,7 +127,6 @@ def build(cfg: DaemonConfig) -> Parts:
         + swarm.routes()
         + CheckRoutes(containers).routes()
     )
-    return Parts(ctl, containers, app, store, kernel, dns, records)
 
 
 async def listen(app: App, cfg: DaemonConfig) -> list[tuple[asyncio.AbstractServer, str]]:

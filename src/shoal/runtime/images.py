@@ -111,6 +111,41 @@ def _tree_size(root: Path) -> int:
     return total
 
 
+class ImageImport:
+    """One import in progress: `write` the tarball's bytes, then `commit`; `abort` always
+    (after a commit it has nothing left to remove)."""
+
+    def __init__(self, store: ImageStore, tmpdir: Path, name: str | None, config: ImageConfig | None) -> None:
+        self._store, self._tmpdir = store, tmpdir
+        self._name, self._config = name, config
+        self._digest = hashlib.sha256()
+        self._out: BinaryIO | None = open(tmpdir / "layer.tar", "wb")  # noqa: SIM115 - closed in commit/abort
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        assert self._out is not None, "write after commit or abort"
+        self._digest.update(data)
+        self._out.write(data)
+        self.size += len(data)
+
+    def commit(self) -> Image:
+        """Unpack what was written as an image (the same bytes give the same image)."""
+        assert self._out is not None, "commit after commit or abort"
+        self._out.close()
+        self._out = None
+        layer_id = "sha256:" + self._digest.hexdigest()
+        try:
+            return self._store._finish_import(self._tmpdir, layer_id, self._name, self._config)
+        finally:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def abort(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
 class ImageStore:
     """Imported images under `root/images`, with Docker's name and id-prefix lookup."""
 
@@ -181,51 +216,53 @@ class ImageStore:
     def import_tar(self, source: Path | str | bytes | BinaryIO, repo: str | None = None,
                    tag: str = "latest", config: ImageConfig | None = None) -> Image:
         """Unpack a rootfs tarball (plain or compressed) as a new image; tag it `repo:tag`."""
-        name = normalize_name(f"{repo}:{tag or 'latest'}") if repo else None
-        tmpdir = Path(tempfile.mkdtemp(prefix=".import-", dir=self.root))
+        imp = self.begin_import(repo, tag, config)
         try:
-            layer_id = self._copy_hashing(source, tmpdir / "layer.tar")
-            # the id covers the config too: the same tarball imported with another --change
-            # is another image, as in Docker
-            cfg_json = json.dumps((config or ImageConfig()).to_json(), sort_keys=True)
-            image_id = "sha256:" + hashlib.sha256(f"{layer_id}\n{cfg_json}".encode()).hexdigest()
-            hexid = image_id.removeprefix("sha256:")
-            with self._lock:
-                existing = self._images.get(image_id)
-            if existing is None:
-                self._unpack(tmpdir / "layer.tar", tmpdir / "rootfs")
-                (tmpdir / "layer.tar").unlink()
-                image = Image(id=image_id, repo_tags=(), created=int(time.time()),
-                              size=_tree_size(tmpdir / "rootfs"), architecture=_arch(), os="linux",
-                              config=config or ImageConfig(), path=self.root / hexid)
-                with self._lock:
-                    if image_id not in self._images:
-                        tmpdir.rename(image.path)
-                        self._save(image)
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                src: BinaryIO = io.BytesIO(source)
+            elif isinstance(source, (str, Path)):
+                src = open(source, "rb")  # noqa: SIM115 - closed below
+            else:
+                src = source
+            try:
+                while chunk := src.read(_CHUNK):
+                    imp.write(chunk)
+            finally:
+                if src is not source:
+                    src.close()
+            return imp.commit()
         finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+            imp.abort()
+
+    def begin_import(self, repo: str | None = None, tag: str = "latest",
+                     config: ImageConfig | None = None) -> ImageImport:
+        """An import fed piece by piece (a request body as it arrives): the tarball goes to
+        disk as it comes, so its size never shows in the daemon's memory. A bad name is
+        refused here, before any byte is taken."""
+        name = normalize_name(f"{repo}:{tag or 'latest'}") if repo else None
+        return ImageImport(self, Path(tempfile.mkdtemp(prefix=".import-", dir=self.root)), name, config)
+
+    def _finish_import(self, tmpdir: Path, layer_id: str, name: str | None, config: ImageConfig | None) -> Image:
+        # the id covers the config too: the same tarball imported with another --change
+        # is another image, as in Docker
+        cfg_json = json.dumps((config or ImageConfig()).to_json(), sort_keys=True)
+        image_id = "sha256:" + hashlib.sha256(f"{layer_id}\n{cfg_json}".encode()).hexdigest()
+        hexid = image_id.removeprefix("sha256:")
+        with self._lock:
+            existing = self._images.get(image_id)
+        if existing is None:
+            self._unpack(tmpdir / "layer.tar", tmpdir / "rootfs")
+            (tmpdir / "layer.tar").unlink()
+            image = Image(id=image_id, repo_tags=(), created=int(time.time()),
+                          size=_tree_size(tmpdir / "rootfs"), architecture=_arch(), os="linux",
+                          config=config or ImageConfig(), path=self.root / hexid)
+            with self._lock:
+                if image_id not in self._images:
+                    tmpdir.rename(image.path)
+                    self._save(image)
         if name:
             return self.tag(image_id, name)
         return self.get(image_id)
-
-    @staticmethod
-    def _copy_hashing(source: Path | str | bytes | BinaryIO, dest: Path) -> str:
-        digest = hashlib.sha256()
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            src: BinaryIO = io.BytesIO(source)
-        elif isinstance(source, (str, Path)):
-            src = open(source, "rb")  # noqa: SIM115 - closed below
-        else:
-            src = source
-        try:
-            with open(dest, "wb") as out:
-                while chunk := src.read(_CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-        finally:
-            if src is not source:
-                src.close()
-        return "sha256:" + digest.hexdigest()
 
     @staticmethod
     def _unpack(tar: Path, dest: Path) -> None:

@@ -412,13 +412,21 @@ class Runtime:
         if not self.state(cid).running:
             raise Conflict(f"Container {cid} is not running")
         rc, _ = await self._runc("kill", cid, str(signum), check=False)
-        if rc != 0 and self.state(cid).running:
-            await self._runc("kill", cid, str(signum))
+        if rc == 0 or not self.state(cid).running:
+            return
+        # the process may be gone while its monitor has not written the exit code yet:
+        # runc then says "container not running", which is the client's 409, not our 500
+        if await self._runc_status(cid) in ("stopped", ""):
+            raise Conflict(f"Container {cid} is not running")
+        await self._runc("kill", cid, str(signum))
 
-    async def stop(self, cid: str, timeout: float = 10) -> int:
-        """SIGTERM, then SIGKILL after `timeout` seconds; returns the exit code."""
+    async def stop(self, cid: str, timeout: float | None = 10) -> int:
+        """SIGTERM, then SIGKILL after `timeout` seconds (None or negative: never, as
+        dockerd's stop with t=-1 waits for the exit); returns the exit code."""
         if not self.state(cid).running:
             return self.state(cid).exit_code
+        if timeout is not None and timeout < 0:
+            timeout = None
         waiter = asyncio.ensure_future(self.wait(cid))
         with contextlib.suppress(Conflict):
             await self.kill(cid, "TERM")
