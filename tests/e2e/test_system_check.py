@@ -105,3 +105,5 @@ def test_published_ports_move_when_their_network_is_disconnected(box):
     assert "10.78.0.2 . 80" in table and "172.17.0.2" not in table
     assert _http(box, 47915)
     assert box.docker("port", "sc-m").stdout.strip() == "80/tcp -> 0.0.0.0:47915"
+    # and the default route moved with them (libnetwork's updateGateway)
+    assert "default via 10.78.0.1" in box.docker("exec", "sc-m", "ip", "route").stdout

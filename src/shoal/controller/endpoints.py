@@ -147,6 +147,15 @@ class EndpointOps:
         except KeyError:
             raise NotFound(f"sandbox {sandbox_id[:12]} not found") from None
 
+    def gateway_of(self, eps: list[Endpoint]) -> Endpoint | None:
+        """The endpoint that gives a sandbox its default route: the first with an address
+        on a network that is not internal (libnetwork's gateway endpoint)."""
+        for ep in eps:
+            net = self.networks.get(ep.network_id)
+            if (ep.ipv4 or ep.ipv6) and net is not None and not net.internal:
+                return ep
+        return None
+
     def endpoints_in(self, sandbox_id: str) -> list[Endpoint]:
         eps = [e for e in self.endpoints.values() if e.sandbox_id == sandbox_id]
         return sorted(eps, key=lambda e: (len(e.ifname), e.ifname))
@@ -172,7 +181,7 @@ class EndpointOps:
                     undo.push("this host's side of the network", lambda: self.unbuild_global(network))
                 ep = await self._new_endpoint(network, sb, present, name, ipv4, ipv6, mac, aliases, undo)
                 driver = self.driver(network.driver)
-                gateway = not any(e.ipv4 or e.ipv6 for e in present)
+                gateway = self.gateway_of(present) is None
                 if not sb.is_host and driver.capabilities.uses_ipam:
                     ep = await driver.join(network, ep, sb.path, self.alias("ep", ep.id), gateway)
                     undo.push("leave", lambda: driver.leave(network, ep))
@@ -254,7 +263,24 @@ class EndpointOps:
                 name = network.name if network else network_ref
                 raise InvalidParameter(f"container {sandbox_id[:12]} is not connected to network {name}")
             for ep in eps:
+                was_gateway = self.gateway_of(self.endpoints_in(sandbox_id)) is ep
                 await self._remove_endpoint(ep)
+                if was_gateway:
+                    await self._move_default_route(sandbox_id)
+
+    async def _move_default_route(self, sandbox_id: str) -> None:
+        """The endpoint with the default route left: the next one gives it (libnetwork's
+        updateGateway), so the container keeps its egress."""
+        sb = self.sandboxes.get(sandbox_id)
+        new = self.gateway_of(self.endpoints_in(sandbox_id))
+        if sb is None or sb.is_host or new is None or not new.ifname:
+            return
+        network = self.networks[new.network_id]
+        gws = [gw for addr in (new.ipv4, new.ipv6) if addr and (gw := network.gateway_for(addr))]
+        try:
+            await self.kernel.configure_iface(sb.path, new.ifname, [], gws, default_route=True)
+        except ShoalError as exc:
+            log.warning("sandbox %s: default route not moved to %s: %s", sandbox_id[:12], new.ifname, exc)
 
     async def _remove_endpoint(self, ep: Endpoint) -> None:
         """The kernel side first, each step undoable, then the store's delete: a failure
@@ -289,7 +315,7 @@ class EndpointOps:
         await driver.leave(network, ep)
         sb = self.sandboxes.get(ep.sandbox_id)
         if sb is not None and not sb.is_host and ep.host_ifname:
-            first = next((e for e in self.endpoints_in(sb.id) if e.ipv4 or e.ipv6), None)
+            first = self.gateway_of(self.endpoints_in(sb.id))
 
             async def rejoin() -> None:
                 again = await driver.repair_endpoint(network, ep, sb.path, self.alias("ep", ep.id),

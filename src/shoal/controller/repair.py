@@ -139,7 +139,7 @@ async def _broken_inside(ctl: Controller, eps: list[Endpoint]) -> set[str]:
 async def _repair_endpoint(ctl: Controller, net: Network, ep: Endpoint) -> str:
     sb = ctl.sandboxes[ep.sandbox_id]
     driver = ctl.driver(net.driver)
-    first = next((e for e in ctl.endpoints_in(sb.id) if e.ipv4 or e.ipv6), None)
+    first = ctl.gateway_of(ctl.endpoints_in(sb.id))
     try:
         inside = await ctl.kernel.sandbox_addresses(sb.path)
         if ep.ifname in inside and any(a and a not in inside[ep.ifname] for a in (ep.ipv4, ep.ipv6)):
