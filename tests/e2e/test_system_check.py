@@ -107,3 +107,17 @@ def test_published_ports_move_when_their_network_is_disconnected(box):
     assert box.docker("port", "sc-m").stdout.strip() == "80/tcp -> 0.0.0.0:47915"
     # and the default route moved with them (libnetwork's updateGateway)
     assert "default via 10.78.0.1" in box.docker("exec", "sc-m", "ip", "route").stdout
+
+
+def test_a_default_route_deleted_inside_a_container_is_found_and_given_back(make_shoald, busybox_tar):
+    d = make_shoald(extra=["--self-heal-interval", "0"])
+    d.docker("import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
+    d.docker("run", "-d", "--name", "sc-r", "busybox", "httpd", "-f", "-p", "80")
+    _, info = d.api("GET", "/containers/sc-r/json")
+    netns = d.root / "data" / "run" / "netns" / info["Id"][:12]
+    subprocess.run(["nsenter", f"--net={netns}", "ip", "route", "del", "default"], check=True)
+    data = json.loads(d.shoal("system", "check", "--format", "json", check=False).stdout)
+    assert [f["Problem"] for f in data["Findings"]] == ["no default route via 172.17.0.1 (eth0, endpoint sc-r)"]
+    d.shoal("system", "check", "--repair")
+    routes = subprocess.run(["nsenter", f"--net={netns}", "ip", "route"], capture_output=True, text=True).stdout
+    assert "default via 172.17.0.1 dev eth0" in routes

@@ -306,7 +306,31 @@ async def _inside(ctl: Controller, sb: Sandbox) -> list[Finding]:
         missing = [a for a in (ep.ipv4, ep.ipv6) if a and a not in ifaces[ep.ifname]]
         if missing:
             out.append(Finding("kernel", who, f"{ep.ifname} lacks {', '.join(missing)}", repairable=True))
-    return out
+    return out + await _default_route(ctl, sb)
+
+
+def expected_gateways(ctl: Controller, sb: Sandbox) -> tuple[Endpoint | None, set[str]]:
+    """The endpoint that gives the sandbox its default route, and that route's gateways."""
+    ep = ctl.gateway_of(ctl.endpoints_in(sb.id))
+    if ep is None or not ep.ifname:
+        return None, set()
+    net = ctl.networks[ep.network_id]
+    return ep, {gw for a in (ep.ipv4, ep.ipv6) if a and (gw := net.gateway_for(a))}
+
+
+async def _default_route(ctl: Controller, sb: Sandbox) -> list[Finding]:
+    ep, want = expected_gateways(ctl, sb)
+    if not want:
+        return []
+    try:
+        have = await ctl.kernel.sandbox_gateways(sb.path)
+    except (KernelError, OSError):
+        return []  # reported above as unreadable
+    missing = sorted(want - have)
+    if missing:
+        return [Finding("kernel", f"sandbox {sb.id[:12]}", f"no default route via {', '.join(missing)} "
+                        f"({ep.ifname}, endpoint {ep.name})", repairable=True)]
+    return []
 
 
 # -- runtime and DNS ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from shoal.controller.controller import Controller
 from shoal.controller.firewalling import endpoint_config
-from shoal.controller.invariants import expected_firewall, expected_ports, here, running
+from shoal.controller.invariants import expected_firewall, expected_gateways, expected_ports, here, running
 from shoal.controller.restore import remove_stale
 from shoal.errors import ShoalError
 from shoal.kernel import KernelError
@@ -117,6 +117,24 @@ async def heal_kernel(ctl: Controller) -> list[str]:
         for ep in eps:
             if ep.id in broken:
                 done.append(await _repair_endpoint(ctl, net, ep))
+    return done + await _default_routes(ctl)
+
+
+async def _default_routes(ctl: Controller) -> list[str]:
+    """A default route deleted from inside a container (or lost with its interface) is
+    given back through the endpoint that should carry it."""
+    done = []
+    for sb in ctl.sandboxes.values():
+        ep, want = expected_gateways(ctl, sb)
+        if not want or sb.is_host:
+            continue
+        try:
+            if want <= await ctl.kernel.sandbox_gateways(sb.path):
+                continue
+            await ctl.kernel.configure_iface(sb.path, ep.ifname, [], sorted(want), default_route=True)
+            done.append(f"gave sandbox {sb.id[:12]} its default route via {', '.join(sorted(want))}")
+        except (KernelError, OSError) as exc:
+            done.append(f"could not give sandbox {sb.id[:12]} its default route: {exc}")
     return done
 
 

@@ -176,10 +176,14 @@ class FakeSandboxKernel(FakeKernel):
             raise KernelError(f"namespace {path} not found")
         return {name: tuple(data.get("addresses", ())) for name, data in self.ifaces[path].items()}
 
+    async def sandbox_gateways(self, path: str) -> set[str]:
+        return {gw for data in self.ifaces.get(path, {}).values() for gw in data.get("gateways", ())}
+
     async def configure_iface(self, netns_path, ifname, addresses, gateways, *, default_route) -> None:  # noqa: ANN001
         self._maybe_fail("configure_iface", ifname)
-        self.ifaces[netns_path][ifname].update(addresses=list(addresses), up=True,
-                                               gateways=list(gateways) if default_route else [])
+        iface = self.ifaces[netns_path][ifname]
+        iface.update(addresses=list(iface.get("addresses", [])) + [a for a in addresses if a not in iface.get("addresses", [])],
+                     up=True, gateways=list(gateways) if default_route else iface.get("gateways", []))
 
     async def delete_link(self, name: str) -> None:
         await super().delete_link(name)

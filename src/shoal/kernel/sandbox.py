@@ -201,6 +201,17 @@ def iface_addresses(netns_path: str) -> dict[str, tuple[str, ...]]:
         return out
 
 
+def default_gateways(netns_path: str) -> set[str]:
+    """The gateways of the namespace's default routes (both families, main table)."""
+    out = set()
+    with open_netlink(netns_path) as c:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for r in c.route("dump", family=family):
+                if r["dst_len"] == 0 and r.get_attr("RTA_GATEWAY") and r.get_attr("RTA_TABLE", 254) == 254:
+                    out.add(r.get_attr("RTA_GATEWAY"))
+    return out
+
+
 def iface_names(netns_path: str) -> list[str]:
     with open_netlink(netns_path) as c:
         return [m.get_attr("IFLA_IFNAME") for m in c.link("dump")]
