@@ -38,6 +38,7 @@ from shoal.runtime.logfile import LogPolicy, keep_rotated
 from shoal.runtime.logfile import settle as settle_log
 from shoal.runtime.logs import LogEntry, read_log
 from shoal.runtime.monitor import Launch, MonitorPaths
+from shoal.runtime.audit import audit
 from shoal.runtime.spec import ContainerSpec, ExecSpec, oci_config, spec_from_json, spec_to_json
 from shoal.runtime.streams import DEFAULT_DETACH_KEYS
 
@@ -188,35 +189,11 @@ class Runtime:
 
     async def audit(self, known: set[str]) -> list[tuple[str, str]]:
         """(container id, problem) for every difference between the runtime's own truth
-        (its records, runc's state dirs, the processes) and `known`, the container records
-        the engine holds; a check, so it changes nothing."""
-        out = [(cid, "the runtime has a record the engine does not") for cid in sorted(set(self._records) - known)]
-        out += [(cid, "the engine has a container the runtime has no record of") for cid in sorted(known - set(self._records))]
-        runc_dirs = {p.name for p in self.runc_root.iterdir() if p.is_dir()} if self.runc_root.is_dir() else set()
-        out += [(cid, "runc holds state for a container no record names") for cid in sorted(runc_dirs - set(self._records))]
-        out += self._audit_mounts()
-        for cid in sorted(set(self._records) & known):
-            st = self.state(cid)
-            if st.running and not Path(f"/proc/{st.pid}").exists():
-                out.append((cid, f"running, but its process {st.pid} is gone"))
-            if st.running and cid not in runc_dirs:
-                out.append((cid, "running, but runc has no state for it"))
-            if not st.running and cid in runc_dirs and await self._runc_status(cid) == "running":
-                out.append((cid, "not running by its record, but runc runs it"))
-        return out
+        and `known`, the container records the engine holds (runtime.audit)."""
+        return await audit(self, known)
 
-    def _audit_mounts(self) -> list[tuple[str, str]]:
-        """A running container has its root mounted (a created one may not, after a
-        reboot, until it starts); a mount under our containers folder with no record is a
-        leak."""
-        prefix = str(self.containers_dir) + "/"
-        with open("/proc/self/mountinfo") as f:
-            points = {line.split()[4] for line in f}
-        mounted = {p[len(prefix):].split("/")[0] for p in points if p.startswith(prefix) and p.endswith("/merged")}
-        out = [(cid, "its root filesystem is mounted but no record names it") for cid in sorted(mounted - set(self._records))]
-        out += [(cid, "running, but its root filesystem is not mounted") for cid in sorted(set(self._records) - mounted)
-                if self.state(cid).running]
-        return out
+    def records(self) -> set[str]:
+        return set(self._records)
 
     def list(self) -> list[ContainerState]:
         return [self.state(cid) for cid in sorted(self._records, key=lambda c: -self._records[c].created)]
@@ -256,7 +233,7 @@ class Runtime:
         orphan = _read_pid(paths.conmon_pidfile)
         if orphan and orphan != rec.conmon_pid and monitor.alive(orphan, cid):
             pid = _read_pid(paths.pidfile)
-            if pid and await self._runc_status(cid) == "running":
+            if pid and await self.runc_status(cid) == "running":
                 rec.started_at, rec.pid, rec.conmon_pid = paths.pidfile.stat().st_mtime, pid, orphan
                 rec.last_exit = None
                 self._save(cid)
@@ -266,8 +243,10 @@ class Runtime:
             return  # running as recorded
         elif rec.last_exit is not None or (rec.started_at is None and (self.runc_root / cid).exists()):
             await self._clear_previous(cid)  # cut short before its conmon started, or after it died
+        elif (self.runc_root / cid).exists():  # exited while shoald was away: free its cgroups
+            await self._runc("delete", "--force", cid, check=False)
 
-    async def _runc_status(self, cid: str) -> str:
+    async def runc_status(self, cid: str) -> str:
         rc, out = await self._runc("state", cid, check=False)
         try:
             return json.loads(out).get("status", "") if rc == 0 else ""
@@ -388,6 +367,10 @@ class Runtime:
             return
         if not live.lock.locked():  # else a start or delete is under way; a start settles first
             await self._settle_log(cid, live)
+            if not self.state(cid).running:
+                # runc's state and cgroups go with the process (containerd's shim deletes too):
+                # an exited container holds no empty cgroup in every hierarchy until its rm
+                await self._runc("delete", cid, check=False)
         code = self.state(cid).exit_code
         waiters, live.waiters = live.waiters, []
         for fut in waiters:
@@ -416,7 +399,7 @@ class Runtime:
             return
         # the process may be gone while its monitor has not written the exit code yet:
         # runc then says "container not running", which is the client's 409, not our 500
-        if await self._runc_status(cid) in ("stopped", ""):
+        if await self.runc_status(cid) in ("stopped", ""):
             raise Conflict(f"Container {cid} is not running")
         await self._runc("kill", cid, str(signum))
 

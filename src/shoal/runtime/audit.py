@@ -1,0 +1,73 @@
+"""The runtime's side of the invariant checker: its records, runc's state, the
+processes, root filesystem mounts and cgroups, against the engine's container records.
+
+A check: it reads and never changes anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Protocol
+
+from shoal.runtime.spec import CGROUP_PARENT
+
+
+class Runtime(Protocol):
+    """What the audit reads of runtime.Runtime (a protocol: no import of it, no cycle)."""
+
+    runc_root: Path
+    containers_dir: Path
+
+    def records(self) -> set[str]: ...
+    def state(self, cid: str) -> Any: ...
+    async def runc_status(self, cid: str) -> str: ...
+
+
+async def audit(rt: Runtime, known: set[str]) -> list[tuple[str, str]]:
+    records = rt.records()
+    out = [(cid, "the runtime has a record the engine does not") for cid in sorted(records - known)]
+    out += [(cid, "the engine has a container the runtime has no record of") for cid in sorted(known - records)]
+    runc_dirs = {p.name for p in rt.runc_root.iterdir() if p.is_dir()} if rt.runc_root.is_dir() else set()
+    out += [(cid, "runc holds state for a container no record names") for cid in sorted(runc_dirs - records)]
+    out += mounts(rt, records) + cgroups(rt, records)
+    for cid in sorted(records & known):
+        st = rt.state(cid)
+        if st.running and not Path(f"/proc/{st.pid}").exists():
+            out.append((cid, f"running, but its process {st.pid} is gone"))
+        if st.running and cid not in runc_dirs:
+            out.append((cid, "running, but runc has no state for it"))
+        if not st.running and cid in runc_dirs and await rt.runc_status(cid) == "running":
+            out.append((cid, "not running by its record, but runc runs it"))
+    return out
+
+
+def mounts(rt: Runtime, records: set[str]) -> list[tuple[str, str]]:
+    """A running container has its root mounted (a created one may not, after a reboot,
+    until it starts); a mount under our containers folder with no record is a leak."""
+    prefix = str(rt.containers_dir) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = {line.split()[4] for line in f}
+    mounted = {p[len(prefix):].split("/")[0] for p in points if p.startswith(prefix) and p.endswith("/merged")}
+    out = [(cid, "its root filesystem is mounted but no record names it") for cid in sorted(mounted - records)]
+    out += [(cid, "running, but its root filesystem is not mounted") for cid in sorted(records - mounted)
+            if rt.state(cid).running]
+    return out
+
+
+def cgroups(rt: Runtime, records: set[str], cgroup_root: Path = Path("/sys/fs/cgroup")) -> list[tuple[str, str]]:
+    """A container that does not run has no cgroup left in any hierarchy (runc's delete
+    removes them). The parent is shared by every daemon on the machine, so only this
+    daemon's own containers are looked for."""
+    parents = [cgroup_root / CGROUP_PARENT]
+    with contextlib.suppress(OSError):
+        parents += [h / CGROUP_PARENT for h in cgroup_root.iterdir() if h.is_dir() and not h.is_symlink()]
+    parents = [p for p in parents if p.is_dir()]
+    out = []
+    for cid in sorted(records):
+        if rt.state(cid).running:
+            continue
+        left = [p.parent.name for p in parents if (p / cid).is_dir()]
+        if left:
+            out.append((cid, f"not running, but its cgroup is left in {', '.join(sorted(left))}"))
+    return out
