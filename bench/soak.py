@@ -98,21 +98,21 @@ def ratio(points: list[tuple[float, float]]) -> tuple[float, float, float] | Non
 
 
 def plot(samples: list[dict], path: Path) -> None:
+    """RSS on its own axis (MiB), fds beside the container count: flat lines under churn."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     ts = [s["t"] / 60 for s in samples]
-    ax.plot(ts, [s["rss_kib"] / 1024 for s in samples], label="shoald RSS, MiB", color="tab:blue")
-    ax.plot(ts, [s["fds"] for s in samples], label="shoald open fds", color="tab:orange")
-    ax2 = ax.twinx()
-    ax2.plot(ts, [s["containers"] for s in samples], label="containers", color="tab:gray", linestyle=":")
-    ax.set_xlabel("minutes")
-    ax.set_ylabel("MiB / fds")
-    ax2.set_ylabel("containers")
-    ax.legend(loc="upper left")
-    ax2.legend(loc="upper right")
-    ax.set_title("shoald under churn")
+    top.plot(ts, [s["rss_kib"] / 1024 for s in samples], color="tab:blue")
+    top.set_ylabel("shoald RSS, MiB")
+    top.set_ylim(bottom=0)
+    bottom.plot(ts, [s["fds"] for s in samples], color="tab:orange", label="shoald open fds")
+    bottom.plot(ts, [s["containers"] for s in samples], color="tab:gray", linestyle=":", label="containers")
+    bottom.set_ylabel("count")
+    bottom.set_xlabel("minutes (fill, then churn)")
+    bottom.legend(loc="lower right")
+    top.set_title("shoald while filled and churned")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
