@@ -108,6 +108,19 @@ class Containers(ContainerNetworks):
     def state(self, cid: str) -> ContainerState:
         return self.runtime.state(cid)
 
+    @contextlib.asynccontextmanager
+    async def quiet(self):  # noqa: ANN201 - an async context manager
+        """No container changes meanwhile: the create lock, then every container's lock in
+        id order (the order every path takes them: a container's own, then the
+        controller's), so the checker sees no change half done."""
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self._names)
+            for cid in sorted(self.records):
+                live = self._live.get(cid)
+                if live is not None:  # one removed meanwhile has none (and needs none)
+                    await stack.enter_async_context(live.lock)
+            yield
+
     @property
     def creating(self) -> asyncio.Lock:
         """Held through every create: while it is held, a sandbox without a container
