@@ -265,9 +265,11 @@ def here(ctl: Controller) -> list[Network]:
 async def _kernel(ctl: Controller) -> list[Finding]:
     links = {link.name: link for link in await ctl.kernel.links()}
     known = set(ctl.networks) | set(ctl.endpoints)
+    retiring = ctl.kernel.retiring()  # deleted in the background right now
     out = []
     for link in links.values():
-        if link.alias.startswith(ctl.alias_prefix) and link.alias.rsplit(":", 1)[-1] not in known:
+        if link.alias.startswith(ctl.alias_prefix) and link.alias.rsplit(":", 1)[-1] not in known \
+                and link.name not in retiring:
             out.append(Finding("kernel", f"link {link.name}", f"marked as shoal's ({link.alias}) but owned by nothing",
                                repairable=True))
     for net in here(ctl):

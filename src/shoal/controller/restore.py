@@ -145,9 +145,10 @@ async def remove_stale(ctl: Controller) -> list[str]:
     """Delete links marked as this engine's whose object the store does not know."""
     await remove_stale_netns(ctl)
     known = set(ctl.networks) | set(ctl.endpoints)
+    retiring = ctl.kernel.retiring()
     removed = []
     for link in await ctl.kernel.links():
-        if not link.alias.startswith(ctl.alias_prefix):
+        if not link.alias.startswith(ctl.alias_prefix) or link.name in retiring:
             continue
         object_id = link.alias.rsplit(":", 1)[-1]
         if object_id not in known:

@@ -29,7 +29,7 @@ from shoal.errors import ShoalError
 READS = frozenset({
     "link", "links", "routes", "netns_alive", "sandbox_addresses", "device_of_address", "address_of_device",
     "in_initial_netns", "fdb_entries", "neigh_entries", "drift", "state", "wait", "audit", "list", "get",
-    "logs", "attach", "exec_session", "exec_state", "restore", "resize", "exec_resize",
+    "logs", "attach", "exec_session", "exec_state", "restore", "resize", "exec_resize", "settle", "retiring",
 })
 
 

@@ -218,6 +218,7 @@ async def cleanup(parts: Parts) -> None:
         if link.alias.startswith(ctl.alias_prefix):
             await ctl.kernel.delete_link(link.name)
     await ctl.firewall.cleanup()
+    await ctl.kernel.settle()  # the bridges deleted in the background are gone before we say so
     remove_cgroup_parent()
     log.info("cleaned up: containers stopped, namespaces, links, firewall tables and the empty cgroup parent removed")
 

@@ -148,7 +148,11 @@ class BridgeDriver:
         return ep
 
     async def delete_network(self, network: Network) -> None:
+        """Retired, not deleted: the name and the subnet are free at once, the kernel's slow
+        unregistration finishes in the background (a crash meanwhile leaves a link marked
+        ours and owned by nothing, which restore deletes)."""
         name = self._bridges.pop(network.id, None) or self.options(network).bridge_name
         link = await self._kernel.link(name)
         if link is not None and link.alias.endswith(network.id):
-            await self._kernel.delete_link(name)
+            owner = link.alias.rsplit(":", 2)[0]
+            await self._kernel.retire_link(name, f"{owner}:retired:gone-{network.id[:12]}")

@@ -1,8 +1,15 @@
-"""Async facade over Netlink: one dedicated thread, so calls are serialised in order."""
+"""Async facade over Netlink: one dedicated thread, so calls are serialised in order.
+
+Slow deletes (a bridge's netdev unregistration waits for RCU, ~30-40 ms) can be handed to
+a second thread with its own netlink socket once the link is retired (renamed, down, no
+addresses): `retire_link` answers in about a millisecond, `settle` waits for the rest.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
@@ -10,6 +17,7 @@ from shoal.kernel import sandbox
 from shoal.kernel.netlink import LinkInfo, Netlink
 
 T = TypeVar("T")
+log = logging.getLogger("shoal.kernel")
 
 
 class Kernel:
@@ -19,6 +27,9 @@ class Kernel:
         self._netns = netns
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoal-kernel")
         self._nl: Netlink | None = None
+        self._reaper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoal-reaper")
+        self._reaper_nl: Netlink | None = None
+        self._retiring: dict[str, asyncio.Future] = {}  # retired name -> its delete
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -43,6 +54,35 @@ class Kernel:
 
     async def delete_link(self, name: str) -> None:
         await self._run(Netlink.delete_link, name)
+
+    async def retire_link(self, name: str, alias: str) -> None:
+        """Free `name` now and delete the link in the background; `alias` marks the
+        retired link (ours, owned by nothing) so restore deletes it after a crash."""
+        retired = f"shx{secrets.token_hex(6)}"
+        if not await self._run(Netlink.retire_link, name, retired, alias):
+            return
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._reaper, self._reap, retired)
+        self._retiring[retired] = fut
+        fut.add_done_callback(lambda _: self._retiring.pop(retired, None))
+
+    def _reap(self, name: str) -> None:
+        if self._reaper_nl is None:
+            self._reaper_nl = Netlink(self._netns)
+        try:
+            self._reaper_nl.delete_link(name)
+        except Exception:  # noqa: BLE001 - left for restore's stale-link sweep
+            log.exception("retired link %s not deleted", name)
+
+    def retiring(self) -> set[str]:
+        """Links being deleted in the background: neither stale nor anybody's."""
+        return set(self._retiring)
+
+    async def settle(self) -> None:
+        """Wait for every background delete (`shoald --cleanup`, shutdown, tests)."""
+        pending = list(self._retiring.values())
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def attach_port(self, ifname: str, bridge: str) -> None:
         await self._run(Netlink.attach_port, ifname, bridge)
@@ -127,3 +167,7 @@ class Kernel:
 
         self._pool.submit(_close).result()
         self._pool.shutdown(wait=True)
+        self._reaper.shutdown(wait=True)  # the deletes under way finish first
+        if self._reaper_nl is not None:
+            self._reaper_nl.close()
+            self._reaper_nl = None

@@ -59,6 +59,15 @@ class FakeKernel:
         for table in (self.vxlans, self.fdb, self.neighbours):
             table.pop(name, None)
 
+    async def retire_link(self, name: str, alias: str) -> None:
+        await self.delete_link(name)
+
+    def retiring(self) -> set[str]:
+        return set()
+
+    async def settle(self) -> None:
+        pass
+
     async def set_hairpin(self, ifname: str) -> None:
         self._maybe_fail("set_hairpin", ifname)
 

@@ -217,6 +217,23 @@ class Netlink(VxlanOps):
             fixed = os.stat("/proc/thread-self/ns/user").st_ino == PROC_USER_INIT_INO
             return mine == PROC_NET_INIT_INO or not fixed  # can't tell: take it for the machine's
 
+    def retire_link(self, name: str, new_name: str, alias: str) -> bool:
+        """Take `name` out of use at once (down, addresses flushed, renamed `new_name`,
+        alias `alias`) so that the name and its subnet are free before the slow delete
+        (netdev unregistration waits for RCU: ~30-40 ms a bridge); False if it is gone."""
+        index = self._index(name)
+        if index is None:
+            return False
+        try:
+            self._ipr.link("set", index=index, state="down")
+            self._ipr.flush_addr(index=index)
+            self._ipr.link("set", index=index, ifname=new_name, ifalias=alias)
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                return False
+            raise fail(f"failed to retire link {name}", exc) from exc
+        return True
+
     def delete_link(self, name: str) -> None:
         """Delete by exact name; a link that is already gone is fine."""
         index = self._index(name)

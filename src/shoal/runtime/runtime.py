@@ -367,10 +367,12 @@ class Runtime:
             return
         if not live.lock.locked():  # else a start or delete is under way; a start settles first
             await self._settle_log(cid, live)
-            if not self.state(cid).running:
-                # runc's state and cgroups go with the process (containerd's shim deletes too):
-                # an exited container holds no empty cgroup in every hierarchy until its rm
-                await self._runc("delete", cid, check=False)
+        if not live.lock.locked():
+            async with live.lock:  # a start must not begin while its predecessor is deleted
+                if not self.state(cid).running:
+                    # runc's state and cgroups go with the process (containerd's shim deletes
+                    # too): an exited container keeps no empty cgroup in every hierarchy until rm
+                    await self._runc("delete", cid, check=False)
         code = self.state(cid).exit_code
         waiters, live.waiters = live.waiters, []
         for fut in waiters:
