@@ -17,6 +17,7 @@ import logging
 
 from shoal.firewall.base import TrackedFirewall
 from shoal.firewall.config import State
+from shoal.firewall.libnft import LibNft, default_nft
 from shoal.firewall.nft import Nft, NftError
 from shoal.firewall.readback import differences, parse
 from shoal.firewall.ruleset import TABLES, changes_batch, cleanup_batch, full_batch
@@ -25,13 +26,14 @@ log = logging.getLogger("shoal.firewall")
 
 
 class NftFirewall(TrackedFirewall):
-    """`nft` defaults to the `nft` binary in the current namespace."""
+    """`nft` defaults to libnftables in-process (firewall.libnft), else the `nft` binary,
+    in the current namespace."""
 
     name = "nftables"
 
-    def __init__(self, nft: Nft | None = None) -> None:
+    def __init__(self, nft: Nft | LibNft | None = None) -> None:
         super().__init__()
-        self.nft = nft or Nft()
+        self.nft = nft or default_nft()
 
     async def _commit(self, verb: str, old: State, new: State, *, full: bool) -> None:
         batch = full_batch(new) if full else changes_batch(self._changes)
