@@ -5,6 +5,8 @@
 - ruleset: nft text: the fixed chains, the full ruleset, incremental and cleanup batches.
 - settings: the sysctls and bridge-port flags the ruleset needs (the kernel layer sets them).
 - nft: running `nft -f -` with a batch; NftError with the failing line numbers.
+- libnft: the same surface over libnftables in-process (ctypes): what the daemon uses.
+- readback: the kernel's tables read back (`nft -j list table`) and compared (drift).
 - base: the Firewall protocol and TrackedFirewall, the state bookkeeping of every backend.
 - nftables: NftFirewall, the real backend.
 - none: NoneFirewall, a backend that touches nothing.
