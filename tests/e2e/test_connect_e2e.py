@@ -62,3 +62,26 @@ def test_links_and_ipv6(box):
     d.docker("run", "-d", "--name", "legacy", "busybox", "sleep", "600")
     d.docker("run", "-d", "--name", "legacy2", "--link", "legacy:old", "busybox", "sleep", "600")
     assert d.docker("exec", "legacy2", "ping", "-c1", "-W2", "old").returncode == 0
+
+
+def test_the_default_route_follows_network_names_as_in_dockerd(box):
+    """dockerd 20.10, measured: the gateway endpoint is the non-internal network whose name
+    sorts first, recomputed at every connect and disconnect (on bridge: +zzz keeps it,
+    +app moves it, -app moves it back, -bridge goes to zzz, +mid takes it, +bridge takes it)."""
+    for name, subnet in (("app", "10.61.0.0/24"), ("zzz", "10.62.0.0/24"), ("mid", "10.63.0.0/24")):
+        box.docker("network", "create", "--subnet", subnet, name)
+    box.docker("run", "-d", "--name", "gw-c", "busybox", "sleep", "1000")
+
+    def gateway() -> str:
+        routes = box.docker("exec", "gw-c", "ip", "route").stdout.splitlines()
+        return " ".join(r.split()[2] for r in routes if r.startswith("default"))
+
+    steps = [(None, None, "172.17.0.1"), ("connect", "zzz", "172.17.0.1"), ("connect", "app", "10.61.0.1"),
+             ("disconnect", "app", "172.17.0.1"), ("disconnect", "bridge", "10.62.0.1"),
+             ("connect", "mid", "10.63.0.1"), ("connect", "bridge", "172.17.0.1")]
+    for verb, net, want in steps:
+        if verb:
+            box.docker("network", verb, net, "gw-c")
+        assert gateway() == want, f"after {verb} {net}"
+    from tests.e2e.test_model_based import settle_check
+    assert settle_check(box) == []

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoal.controller.endpoints import check_mac, check_static_address
 from shoal.controller.undo import Undo
-from shoal.errors import Forbidden, NotFound
+from shoal.errors import Forbidden, NotFound, ShoalError
 from shoal.model import Container, EndpointRequest
 
 if TYPE_CHECKING:
@@ -53,28 +53,43 @@ class ContainerNetworks:
         if rec.network_mode in ("host", "none") or net.driver in ("host", "null"):
             raise Forbidden(f"container sharing network namespace with another container or host "
                             f"cannot be connected to any other network ({rec.network_mode} mode)")
-        if any(r.network == net.name for r in rec.networks):
-            raise Forbidden(f"endpoint with name {rec.name} already exists in network {net.name}")
         check_static_address(net, req.ipv4, req.ipv6)
         check_mac(req.mac)
         self._check_free(net, req)
         wanted = dataclasses.replace(req, network=net.name)
-        live = self.live(rec.id)
-        async with live.lock:
+        async with self.live(rec.id).lock:
+            rec = self._current(rec.id)  # as it is now: a remove or another change may have won the lock
+            if any(r.network == net.name for r in rec.networks):
+                raise Forbidden(f"endpoint with name {rec.name} already exists in network {net.name}")
             if not self.state(rec.id).running:
                 await self._save(dataclasses.replace(rec, networks=rec.networks + (wanted,)))
                 return
             undo = Undo()
             try:
                 await self._join_running(rec, net, req, undo)
-                rec = dataclasses.replace(self.records[rec.id], networks=rec.networks + (wanted,))
-                if not rec.ports and self.publisher.requests(rec):  # its first gateway, maybe
-                    rec = await self._publish_again(rec)
-                    undo.push("ports", lambda: self.publisher.unpublish(rec))
+                rec = dataclasses.replace(rec, networks=rec.networks + (wanted,))
+                if self.publisher.requests(rec) and not self._ports_on_gateway(rec):
+                    old = rec
+                    await self.publisher.unpublish(old)  # the new endpoint gives the default route now
+                    undo.push("ports", lambda: self.publisher.republish(old))
+                    rec = await self._publish_again(dataclasses.replace(rec, ports=()))
+                    undo.push("new ports", lambda: self.publisher.unpublish(rec))
                 await self._save(rec)
             except BaseException:
                 await undo.run()
                 raise
+
+    def _current(self, cid: str) -> Container:
+        rec = self.records.get(cid)
+        if rec is None:
+            raise NotFound(f"No such container: {cid}")
+        return rec
+
+    def _ports_on_gateway(self, rec: Container) -> bool:
+        """Whether the published ports lead to the endpoint that gives the default route."""
+        gw = self.ctl.gateway_of(self.ctl.endpoints_in(rec.id))
+        here = {a.split("/")[0] for a in (gw.ipv4, gw.ipv6) if a} if gw is not None else set()
+        return bool(rec.ports) and all(b.container_ip in here for b in rec.ports) or (not rec.ports and gw is None)
 
     async def _join_running(self, rec: Container, net: Any, req: EndpointRequest, undo: Undo) -> None:
         ep = await self.ctl.connect(net.id, rec.id, name=rec.name, ipv4=req.ipv4, ipv6=req.ipv6,
@@ -87,6 +102,8 @@ class ContainerNetworks:
             undo.push("resolver", lambda: self._dns_leave(rec.id))
         if await self._dns_join(rec, [ep]) and not was_served:
             self.etc.write_resolv(self.etc_root / rec.id, embedded=True, **self._resolv_options(rec))
+            undo.push("resolv.conf", lambda: self.etc.write_resolv(self.etc_root / rec.id, embedded=False,
+                                                                   **self._resolv_options(rec)))
 
     async def disconnect(self, ref: str, network_ref: str, force: bool = False) -> None:
         net = self.ctl.find_network(network_ref)
@@ -97,12 +114,12 @@ class ContainerNetworks:
                 raise
             await self._disconnect_gone(ref, net)
             return
-        if not any(r.network == net.name for r in rec.networks):
-            raise Forbidden(f"container {rec.id[:12]} is not connected to network {net.name}")
         if rec.network_mode in ("host", "none"):
             raise Forbidden(f"container cannot be disconnected from the {rec.network_mode} network")
-        live = self.live(rec.id)
-        async with live.lock:
+        async with self.live(rec.id).lock:
+            rec = self._current(rec.id)
+            if not any(r.network == net.name for r in rec.networks):
+                raise Forbidden(f"container {rec.id[:12]} is not connected to network {net.name}")
             leaving = [e for e in self.ctl.endpoints_in(rec.id) if e.network_id == net.id]
             after = dataclasses.replace(rec, networks=tuple(r for r in rec.networks if r.network != net.name))
             await self._save(after)  # first: a crash from here on ends after (restore drops the endpoint)
@@ -110,7 +127,8 @@ class ContainerNetworks:
                 if leaving:
                     await self._leave(after, net, leaving[0])
             except BaseException:
-                await self._save(rec)
+                if leaving and any(e.id == leaving[0].id for e in self.ctl.endpoints_in(rec.id)):
+                    await self._save(rec)  # the endpoint is still there: back to before
                 raise
             if self.records[rec.id] is not after:  # its ports moved
                 await self._save(self.records[rec.id])
@@ -118,7 +136,7 @@ class ContainerNetworks:
     async def _leave(self, rec: Container, net: Any, ep: Any) -> None:
         """The endpoint goes, its DNS name first (no answer for an address being given
         back); published ports that led to it move to the endpoint left with the default
-        route. A failure puts the name and the ports back as they were."""
+        route. A failure before the endpoint went puts the name and the ports back."""
         entry = self.dns_records.entry(net.id, rec.id)
         self.dns_records.remove(net.id, rec.id)
         moves = any(b.container_ip in (ep.ipv4.split("/")[0], ep.ipv6.split("/")[0]) for b in rec.ports)
@@ -135,7 +153,12 @@ class ContainerNetworks:
         if self.dns is not None and rec.id in self.dns.sandboxes:
             await self._dns_serve(rec)  # what is left may all be internal
         if moves:
-            self.records[rec.id] = await self._publish_again(dataclasses.replace(rec, ports=()))
+            moved = dataclasses.replace(rec, ports=())
+            self.records[rec.id] = moved
+            try:
+                self.records[rec.id] = await self._publish_again(moved)
+            except ShoalError as exc:  # the endpoint is gone: the disconnect stands, without them
+                log.warning("container %s: published ports not moved after the disconnect: %s", rec.id[:12], exc)
 
     async def _publish_again(self, rec: Container) -> Container:
         """Published ports go to the container's gateway endpoint; when that one left (or a

@@ -29,7 +29,7 @@ from shoal.dns.forward import parse_upstream
 from shoal.controller.names import generate_name
 from shoal.controller.publishing import Publisher
 from shoal.controller.undo import Undo
-from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified, ShoalError
+from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified
 from shoal.model import Container, EndpointRequest
 from shoal.runtime.logfile import log_policy
 from shoal.runtime.lookup import find_executable
@@ -280,9 +280,14 @@ class Containers(ContainerNetworks):
             eps.append(ep)
         return eps
 
-    async def release(self, cid: str) -> None:
+    async def release(self, cid: str, *, held: bool = False) -> None:
         """What a stop releases (endpoints, ports, DNS names), for a container that is not
-        running but still holds some: the repair of a missed release."""
+        running but still holds some: the repair of a missed release. `held`: the caller
+        holds the container's lock already (a repair under `quiet`)."""
+        if held:
+            if not self.state(cid).running:
+                await self._release(cid)
+            return
         async with self.live(cid).lock:
             if not self.state(cid).running:
                 await self._release(cid)
@@ -485,12 +490,13 @@ class Containers(ContainerNetworks):
                 await self.runtime.delete(rec.id)
                 await self._release(rec.id, save=False)
                 await self.ctl.delete_sandbox(rec.id)
-            except ShoalError as exc:
+            except Exception as exc:  # noqa: BLE001 - the record is gone: so is the container
                 log.warning("container %s removed, but not all it held was released: %s", rec.id[:12], exc)
-            shutil.rmtree(self.etc_root / rec.id, ignore_errors=True)
-            self.records.pop(rec.id, None)
-        live.removed.set()
-        self._live.pop(rec.id, None)
+            finally:
+                shutil.rmtree(self.etc_root / rec.id, ignore_errors=True)
+                self.records.pop(rec.id, None)
+                live.removed.set()
+                self._live.pop(rec.id, None)
         self.execs.collect()
 
     async def prune(self, keep) -> list[str]:  # noqa: ANN001 - Callable[[Container], bool]
@@ -534,7 +540,12 @@ class Containers(ContainerNetworks):
                 live.run += 1
                 live.watcher = asyncio.get_running_loop().create_task(self._watch(rec.id, live.run))
                 await self._dns_join(rec, self.ctl.endpoints_in(rec.id))
-                await self.publisher.republish(rec)
+                held = {a.split("/")[0] for e in self.ctl.endpoints_in(rec.id) for a in (e.ipv4, e.ipv6) if a}
+                if all(b.container_ip in held for b in rec.ports):
+                    await self.publisher.republish(rec)
+                else:  # a disconnect that moved them was cut short: they go where the route is
+                    rec = await self._publish_again(dataclasses.replace(rec, ports=()))
+                    await self._save(rec)
             else:
                 await self._release(rec.id)
         for sid in [sid for sid in self.ctl.sandboxes if sid not in self.records]:

@@ -359,8 +359,9 @@ class Controller(EndpointOps):
             await self.firewall.remove_network(fw.bridge)
             undo.push("firewall", lambda: self.firewall.add_network(fw))
         driver = self.driver(network.driver)
-        await driver.delete_network(network)
+        # first: a delete that fails half-way (down, addresses gone) is repaired by the same ensure
         undo.push("network objects", lambda: driver.restore_network(network, self.alias("net", network.id)))
+        await driver.delete_network(network)
 
     async def prune(self, keep: Callable[[Network], bool]) -> list[str]:
         """Remove unused user networks for which `keep` is False; returns their names."""

@@ -222,6 +222,11 @@ def _ports(ctl: Controller, box: Containers) -> list[Finding]:
         for b in sorted(want.get(cid, set()) - held.get(cid, set()), key=str):
             out.append(Finding("ports", f"host port {b.proto}/{b.host_ip}:{b.host_port}",
                                f"published by {_ctr(box, cid)} but not held", repairable=True))
+    for cid, bindings in want.items():
+        held = {a.split("/")[0] for e in ctl.endpoints_in(cid) for a in (e.ipv4, e.ipv6) if a}
+        for b in sorted((b for b in bindings if b.container_ip not in held), key=str):
+            out.append(Finding("ports", f"host port {b.proto}/{b.host_ip}:{b.host_port}",
+                               f"published to {b.container_ip}, an address {_ctr(box, cid)} no longer has"))
     for rec in box.records.values():
         if rec.ports and rec.id not in want:
             out.append(Finding("ports", _ctr(box, rec.id), "not running, but its record still lists published ports",
@@ -263,9 +268,9 @@ def here(ctl: Controller) -> list[Network]:
 
 
 async def _kernel(ctl: Controller) -> list[Finding]:
+    retiring = ctl.kernel.retiring()  # before the dump: one reaped meanwhile is then in neither
     links = {link.name: link for link in await ctl.kernel.links()}
     known = set(ctl.networks) | set(ctl.endpoints)
-    retiring = ctl.kernel.retiring()  # deleted in the background right now
     out = []
     for link in links.values():
         if link.alias.startswith(ctl.alias_prefix) and link.alias.rsplit(":", 1)[-1] not in known \

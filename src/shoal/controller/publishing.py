@@ -1,7 +1,7 @@
 """Published ports of running containers: host ports held, DNAT elements in the firewall.
 
-Ports go on the container's first network that has IPv4 and is not internal (the one
-giving its default route), as Docker does; a container only on internal networks
+Ports go on the endpoint that gives the container its default route (`gateway_of`: the
+non-internal network whose name sorts first), as Docker does, and move with it; a container only on internal networks
 publishes nothing.  An unspecified host address means the network's host_binding_ipv4
 (default 0.0.0.0), plus `::` with the same port when the container has IPv6.
 """
@@ -24,11 +24,13 @@ if TYPE_CHECKING:
 
 
 def gateway_endpoint(ctl: Controller, eps: list[Endpoint]) -> tuple[Network, Endpoint] | None:
-    for ep in eps:
-        net = ctl.networks.get(ep.network_id)
-        if net is not None and network_config(ctl, net) is not None and not net.internal and ep.ipv4:
-            return net, ep
-    return None
+    """Ports go where the default route is (`gateway_of`), when it is an IPv4 endpoint on
+    a network with a bridge to publish from."""
+    ep = ctl.gateway_of(eps)
+    net = ctl.networks.get(ep.network_id) if ep is not None else None
+    if net is None or not ep.ipv4 or network_config(ctl, net) is None:
+        return None
+    return net, ep
 
 
 def mappings(ctl: Controller, rec: Container, bindings: tuple[PortBinding, ...]) -> list[PortMapping]:

@@ -36,13 +36,16 @@ log = logging.getLogger("shoal.repair")
 
 
 async def repair(box: Containers) -> list[str]:
-    done = await _lifecycle(box)
-    done += _ports(box)
-    done += await _dns(box)
-    async with box.ctl.lock:
-        done += [f"removed stale {name}" for name in await remove_stale(box.ctl)]
-        done += await heal_kernel(box.ctl)
-    await box.ctl.firewall.apply_state(expected_firewall(box.ctl, box))
+    """With container changes held off (a start half done must not lose its ports to a
+    firewall rewritten from the records)."""
+    async with box.quiet():
+        done = await _lifecycle(box)
+        done += _ports(box)
+        done += await _dns(box)
+        async with box.ctl.lock:
+            done += [f"removed stale {name}" for name in await remove_stale(box.ctl)]
+            done += await heal_kernel(box.ctl, inside=True)
+        await box.ctl.firewall.apply_state(expected_firewall(box.ctl, box))
     done.append("rewrote the firewall tables from the store")
     return done
 
@@ -57,7 +60,7 @@ async def _lifecycle(box: Containers) -> list[str]:
         if cid in box.records and running(box, cid):
             continue
         if cid in box.records:
-            await box.release(cid)
+            await box.release(cid, held=True)
         else:
             for ep in ctl.endpoints_in(cid):
                 await ctl.disconnect(ep.network_id, cid, force=True)
@@ -100,24 +103,38 @@ async def _dns(box: Containers) -> list[str]:
     return done
 
 
-async def heal_kernel(ctl: Controller) -> list[str]:
+async def heal_kernel(ctl: Controller, *, inside: bool = False) -> list[str]:
     """Call with `ctl.lock` held. A network's own objects first (restore_network), then
-    its endpoints: a veth put back on its bridge, or made again with the same name,
-    MAC and addresses when it (or its container side) is gone."""
+    its endpoints: a veth put back on its recreated bridge, or made again with the same
+    name, MAC and addresses when it is gone. `inside`: also what is inside containers (an
+    interface's addresses, the default route): only on an explicit repair, because a
+    container may change its own networking on purpose (a VPN's default route)."""
     done = []
     links = {link.name: link for link in await ctl.kernel.links()}
     for net in here(ctl):
-        driver, alias = ctl.driver(net.driver), ctl.alias("net", net.id)
-        eps = [e for e in ctl.endpoints_of(net.id) if e.host_ifname]
-        problems = driver.verify(net, alias, eps, links)
-        if any(not p.endpoint_id for p in problems):
-            await driver.restore_network(net, alias)
-            done.append(f"repaired network {net.name}: " + "; ".join(p.message for p in problems if not p.endpoint_id))
-        broken = {p.endpoint_id for p in problems if p.endpoint_id} | await _broken_inside(ctl, eps)
-        for ep in eps:
-            if ep.id in broken:
-                done.append(await _repair_endpoint(ctl, net, ep))
-    return done + await _default_routes(ctl)
+        try:
+            done += await _heal_network(ctl, net, links, inside)
+        except Exception as exc:  # noqa: BLE001 - one network must not stop the others
+            log.warning("could not repair network %s: %s", net.name, exc)
+            done.append(f"could not repair network {net.name}: {exc}")
+    return done + (await _default_routes(ctl) if inside else [])
+
+
+async def _heal_network(ctl: Controller, net: Network, links: dict, inside: bool) -> list[str]:
+    driver, alias = ctl.driver(net.driver), ctl.alias("net", net.id)
+    eps = [e for e in ctl.endpoints_of(net.id) if e.host_ifname]
+    problems = driver.verify(net, alias, eps, links)
+    done = []
+    if any(not p.endpoint_id for p in problems):
+        await driver.restore_network(net, alias)
+        done.append(f"repaired network {net.name}: " + "; ".join(p.message for p in problems if not p.endpoint_id))
+    broken = {p.endpoint_id for p in problems if p.endpoint_id}
+    if inside:
+        broken |= await _broken_inside(ctl, eps)
+    for ep in eps:
+        if ep.id in broken:
+            done.append(await _repair_endpoint(ctl, net, ep))
+    return done
 
 
 async def _default_routes(ctl: Controller) -> list[str]:
@@ -133,7 +150,7 @@ async def _default_routes(ctl: Controller) -> list[str]:
                 continue
             await ctl.kernel.configure_iface(sb.path, ep.ifname, [], sorted(want), default_route=True)
             done.append(f"gave sandbox {sb.id[:12]} its default route via {', '.join(sorted(want))}")
-        except (KernelError, OSError) as exc:
+        except (ShoalError, OSError) as exc:
             done.append(f"could not give sandbox {sb.id[:12]} its default route: {exc}")
     return done
 
@@ -166,7 +183,7 @@ async def _repair_endpoint(ctl: Controller, net: Network, ep: Endpoint) -> str:
                                              first is not None and first.id == ep.id)
         if endpoint_config(ctl, net, fixed) is not None:
             await ctl.kernel.set_hairpin(fixed.host_ifname)
-    except (KernelError, OSError) as exc:
+    except (ShoalError, OSError) as exc:
         return f"could not repair endpoint {ep.name} on {net.name}: {exc}"
     if fixed != ep:
         async with ctl.store.transaction() as tx:
@@ -236,16 +253,30 @@ class SelfHeal:
                 log.exception("self-heal round failed")
 
     async def once(self) -> list[str]:
+        """Each part on its own: one that fails is logged and the others still run."""
         self.rounds += 1
-        done = await orphans(self.box)
-        drift = await self.ctl.firewall.drift()
-        if drift:
-            log.warning("shoal's nftables tables were changed from outside (%s); rebuilding them",
-                        "; ".join(drift[:3]) + (" ..." if len(drift) > 3 else ""))
-            await self.ctl.firewall.rebuild()
-            done.append("rebuilt the firewall tables")
-        async with self.ctl.lock:
-            done += await heal_kernel(self.ctl)
+        done: list[str] = []
+        for part in (self._orphans, self._firewall, self._kernel):
+            try:
+                done += await part()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("self-heal: %s failed", part.__name__.strip("_"))
         for line in done:
             log.warning("self-heal: %s", line)
         return done
+
+    async def _orphans(self) -> list[str]:
+        return await orphans(self.box)
+
+    async def _firewall(self) -> list[str]:
+        drift = await self.ctl.firewall.drift()
+        if not drift:
+            return []
+        log.warning("shoal's nftables tables were changed from outside (%s); rebuilding them",
+                    "; ".join(drift[:3]) + (" ..." if len(drift) > 3 else ""))
+        await self.ctl.firewall.rebuild()
+        return ["rebuilt the firewall tables"]
+
+    async def _kernel(self) -> list[str]:
+        async with self.ctl.lock:
+            return await heal_kernel(self.ctl)

@@ -214,6 +214,7 @@ async def cleanup(parts: Parts) -> None:
     ctl = parts.ctl
     for sid in list(ctl.sandboxes):
         await ctl.delete_sandbox(sid)
+    await ctl.kernel.settle()  # no link deleted twice: the reaper's first
     for link in await ctl.kernel.links():
         if link.alias.startswith(ctl.alias_prefix):
             await ctl.kernel.delete_link(link.name)

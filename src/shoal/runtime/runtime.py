@@ -365,6 +365,8 @@ class Runtime:
         live = self._live.get(cid)
         if live is None or cid not in self._records:
             return
+        # this run's code and waiters now: a start may begin during the awaits below
+        code, waiters, live.waiters = self.state(cid).exit_code, live.waiters, []
         if not live.lock.locked():  # else a start or delete is under way; a start settles first
             await self._settle_log(cid, live)
         if not live.lock.locked():
@@ -373,8 +375,6 @@ class Runtime:
                     # runc's state and cgroups go with the process (containerd's shim deletes
                     # too): an exited container keeps no empty cgroup in every hierarchy until rm
                     await self._runc("delete", cid, check=False)
-        code = self.state(cid).exit_code
-        waiters, live.waiters = live.waiters, []
         for fut in waiters:
             if not fut.done():
                 fut.set_result(code)
