@@ -106,7 +106,7 @@ def test_settle_cuts_a_burst_into_pieces_of_max_size_and_keeps_the_newest(tmp_pa
     _write(log, 0, 1000)  # a burst no poll saw: 1000 lines
     policy = LogPolicy(max_size=20 * line, max_file=3)
     settle(log, policy)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ctr.log.1", "ctr.log.2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ctr.log", "ctr.log.1", "ctr.log.2"]  # the live file stays, empty
     for name in ("ctr.log.1", "ctr.log.2"):
         assert (tmp_path / name).stat().st_size <= 20 * line
 

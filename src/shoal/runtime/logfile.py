@@ -234,6 +234,7 @@ def settle(path: Path, policy: LogPolicy) -> None:
         return
     _shift(path, policy, 1)
     path.rename(path.with_name(path.name + ".1"))
+    path.touch()  # the live file is always there, as after dockerd's rotation (empty until a next run)
     for made in _split_first(path, policy):
         if policy.compress:
             _compress(made)
