@@ -88,8 +88,9 @@ class ContainerNetworks:
     def _ports_on_gateway(self, rec: Container) -> bool:
         """Whether the published ports lead to the endpoint that gives the default route."""
         gw = self.ctl.gateway_of(self.ctl.endpoints_in(rec.id))
-        here = {a.split("/")[0] for a in (gw.ipv4, gw.ipv6) if a} if gw is not None else set()
-        return bool(rec.ports) and all(b.container_ip in here for b in rec.ports) or (not rec.ports and gw is None)
+        if gw is None:
+            return not rec.ports
+        return bool(rec.ports) and all(b.container_ip in gw.ips for b in rec.ports)
 
     async def _join_running(self, rec: Container, net: Any, req: EndpointRequest, undo: Undo) -> None:
         ep = await self.ctl.connect(net.id, rec.id, name=rec.name, ipv4=req.ipv4, ipv6=req.ipv6,
@@ -139,7 +140,7 @@ class ContainerNetworks:
         route. A failure before the endpoint went puts the name and the ports back."""
         entry = self.dns_records.entry(net.id, rec.id)
         self.dns_records.remove(net.id, rec.id)
-        moves = any(b.container_ip in (ep.ipv4.split("/")[0], ep.ipv6.split("/")[0]) for b in rec.ports)
+        moves = any(b.container_ip in ep.ips for b in rec.ports)
         try:
             if moves:
                 await self.publisher.unpublish(rec)

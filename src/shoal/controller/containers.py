@@ -540,7 +540,7 @@ class Containers(ContainerNetworks):
                 live.run += 1
                 live.watcher = asyncio.get_running_loop().create_task(self._watch(rec.id, live.run))
                 await self._dns_join(rec, self.ctl.endpoints_in(rec.id))
-                held = {a.split("/")[0] for e in self.ctl.endpoints_in(rec.id) for a in (e.ipv4, e.ipv6) if a}
+                held = {ip for e in self.ctl.endpoints_in(rec.id) for ip in e.ips}
                 if all(b.container_ip in held for b in rec.ports):
                     await self.publisher.republish(rec)
                 else:  # a disconnect that moved them was cut short: they go where the route is

@@ -223,7 +223,7 @@ def _ports(ctl: Controller, box: Containers) -> list[Finding]:
             out.append(Finding("ports", f"host port {b.proto}/{b.host_ip}:{b.host_port}",
                                f"published by {_ctr(box, cid)} but not held", repairable=True))
     for cid, bindings in want.items():
-        held = {a.split("/")[0] for e in ctl.endpoints_in(cid) for a in (e.ipv4, e.ipv6) if a}
+        held = {ip for e in ctl.endpoints_in(cid) for ip in e.ips}
         for b in sorted((b for b in bindings if b.container_ip not in held), key=str):
             out.append(Finding("ports", f"host port {b.proto}/{b.host_ip}:{b.host_port}",
                                f"published to {b.container_ip}, an address {_ctr(box, cid)} no longer has"))

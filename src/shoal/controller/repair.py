@@ -216,7 +216,7 @@ async def orphans(box: Containers) -> list[str]:
             done.append(f"removed the sandbox of removed container {sid[:12]}")
     async with ctl.lock:
         done += [f"removed stale {name}" for name in await remove_stale(ctl)]
-        held = {a.split("/")[0] for e in ctl.endpoints.values() for a in (e.ipv4, e.ipv6) if a}
+        held = {ip for e in ctl.endpoints.values() for ip in e.ips}
         stale = [m for m in ctl.firewall.state.ports if m.container_ip not in held]
         if stale:
             await ctl.firewall.remove_ports(stale)

@@ -24,6 +24,11 @@ class Endpoint:
     static_ipv6: bool = False
     options: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def ips(self) -> tuple[str, ...]:
+        """Its addresses without prefix lengths (what port mappings and DNS name)."""
+        return tuple(a.split("/")[0] for a in (self.ipv4, self.ipv6) if a)
+
     def with_changes(self, **changes: Any) -> Endpoint:
         return replace(self, **changes)
 
