@@ -159,6 +159,16 @@ class Objects:
         return self.ids.get(kind, names[kind]) if which == "id" else names[kind]
 
 
+def unreal(params: dict | None, containers: list[dict]) -> dict | None:
+    """A random reference must stay random: "0" is a unique prefix of a container's id one
+    time in sixteen, and a wait on it would then wait, rightly, for that container's exit."""
+    if not params:
+        return params
+    real = [c["Id"] for c in containers] + [n.lstrip("/") for c in containers for n in c.get("Names") or ()]
+    return {k: f"z{v}" if isinstance(v, str) and any(r.startswith(v) for r in real) else v
+            for k, v in params.items()}
+
+
 def bounded_wait(query: dict) -> None:
     """stop/restart wait `t` seconds before SIGKILL (sleep as PID 1 ignores SIGTERM): right,
     but a fuzzer's t=10**9 would wait that long; keep any t that parses as a number short."""
@@ -202,6 +212,8 @@ def fuzz_operation(fuzz: Fuzz, operation, objects: Objects) -> None:
         if which is not None and "{" in path:
             name = next(iter(case.path_parameters or {"id": None}))
             case.path_parameters = {**(case.path_parameters or {}), name: objects.ref(kind, which)}
+        elif path in NO_REAL_REFS and kind == "containers":
+            case.path_parameters = unreal(case.path_parameters, fuzz.snapshot[1])
         fix_body(case, objects, which)
         fuzz.send(case)
 
