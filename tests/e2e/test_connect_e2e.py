@@ -85,3 +85,33 @@ def test_the_default_route_follows_network_names_as_in_dockerd(box):
         assert gateway() == want, f"after {verb} {net}"
     from tests.e2e.test_model_based import settle_check
     assert settle_check(box) == []
+
+
+def test_disconnect_frees_the_interface_at_once_and_reconnect_reuses_it(box):
+    """The veth pair is retired, not deleted in line: at once the container has no eth1 and
+    no address or route through it (an interface on its way out is down, nameless to it),
+    the same names are free for the next connect, and nothing is left once the reaper ran."""
+    import time
+
+    from tests.e2e.test_model_based import settle_check
+
+    box.docker("network", "create", "--subnet", "10.82.0.0/24", "n82")
+    box.docker("run", "-d", "--name", "rc", "busybox", "sleep", "600")
+    box.docker("run", "-d", "--name", "rc-peer", "--network", "n82", "busybox", "sleep", "600")
+    for _ in range(4):
+        box.docker("network", "connect", "--ip", "10.82.0.50", "n82", "rc")
+        assert addrs(box, "rc")["eth1"] == "10.82.0.50/24"
+        assert box.docker("exec", "rc-peer", "ping", "-c1", "-W2", "10.82.0.50").returncode == 0
+        box.docker("network", "disconnect", "n82", "rc")
+        links = box.docker("exec", "rc", "ip", "-o", "link").stdout.splitlines()
+        assert not [l for l in links if ": eth1" in l]
+        assert all("state DOWN" in l or ",UP" not in l for l in links if ": shx" in l), links
+        assert set(addrs(box, "rc")) == {"lo", "eth0"}
+        assert "10.82.0." not in box.docker("exec", "rc", "ip", "route").stdout
+    for _ in range(50):
+        links = box.docker("exec", "rc", "ip", "-o", "link").stdout
+        if "shx" not in links:
+            break
+        time.sleep(0.1)
+    assert "shx" not in links
+    assert settle_check(box) == []

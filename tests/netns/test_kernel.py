@@ -99,3 +99,53 @@ def test_bridge_mac_is_set_and_pinned(netns):
         assert nl.link("br-old").mac == old_mac
     finally:
         nl.close()
+
+
+def test_retired_links_free_their_names_at_once_and_go_in_the_background(netns):
+    """A bridge's and a veth pair's deletion waits for RCU (tens of ms): retired, the names,
+    addresses and routes are free before the reaper has deleted anything."""
+    from tests.conftest import delete_netns, new_netns
+
+    sandbox = new_netns("rt")
+    path = f"/run/netns/{sandbox}"
+
+    async def go():
+        k = Kernel(netns)
+        try:
+            await k.ensure_bridge("br-rt", mtu=1500, addresses=["10.46.0.1/16"], alias="shoal:t:net:N1")
+            await k.add_veth("vethrt", "eth1", path, mac="", mtu=1500, bridge="br-rt", alias="shoal:t:ep:E1")
+            await k.configure_iface(path, "eth1", ["10.46.0.2/16"], ["10.46.0.1"], default_route=True)
+            await k.retire_veth("vethrt", path, "eth1", "E1")
+            inside = {l["ifname"]: l for l in ip_json(sandbox, "addr")}
+            assert "eth1" not in inside
+            assert all(not l["addr_info"] for name, l in inside.items() if name != "lo")
+            assert ip_json(sandbox, "route") == []
+            assert await k.link("vethrt") is None
+            # the same names again, at once: a reconnect
+            await k.add_veth("vethrt", "eth1", path, mac="", mtu=1500, bridge="br-rt", alias="shoal:t:ep:E2")
+            await k.configure_iface(path, "eth1", ["10.46.0.2/16"], ["10.46.0.1"], default_route=True)
+            await k.retire_veth("vethrt", "", "eth1", "nobody")  # not its alias: left alone
+            assert (await k.link("vethrt")).alias == "shoal:t:ep:E2"
+            await k.retire_link("br-rt", "N1")
+            assert await k.link("br-rt") is None and "10.46.0.0/16" not in await k.routes()
+            await k.ensure_bridge("br-rt", mtu=1500, addresses=["10.46.0.1/16"], alias="shoal:t:net:N2")
+            await k.settle()
+            assert k.retiring() == set()
+            names = {l.name: l for l in await k.links()}
+            assert not [n for n in names if n.startswith("shx")]
+            assert not names["vethrt"].master  # its bridge went; the port stays
+            await k.retire_veth("vethrt", path, "eth1", "E2")
+            reaping = k.retiring()  # first: one reaped after it is in neither
+            links = await k.links()
+            retired = [l for l in links if l.name.startswith("shx")]  # unless reaped meanwhile
+            assert all(l.alias == "shoal:t:retired:gone-E2" for l in retired)  # ours, owned by nothing
+            assert {l.name for l in retired} <= reaping
+            await k.settle()
+            assert [l["ifname"] for l in ip_json(sandbox, "link")] == ["lo"]
+        finally:
+            k.close()
+
+    try:
+        asyncio.run(go())
+    finally:
+        delete_netns(sandbox)

@@ -185,7 +185,7 @@ class EndpointOps:
                 gateway = self.gateway_of([*present, ep]) is ep  # the route moves to it
                 if not sb.is_host and driver.capabilities.uses_ipam:
                     ep = await driver.join(network, ep, sb.path, self.alias("ep", ep.id), gateway)
-                    undo.push("leave", lambda: driver.leave(network, ep))
+                    undo.push("leave", lambda: driver.leave(network, ep, sb.path))
                     await self._firewall_endpoint(network, ep, undo)
                 async with self.store.transaction() as tx:
                     tx.put(KIND_ENDPOINT, ep.id, ep.to_dict())
@@ -313,8 +313,8 @@ class EndpointOps:
             await self.firewall.remove_endpoint(cfg)
             undo.push("firewall endpoint", lambda: self.firewall.add_endpoint(cfg))
         driver = self.driver(network.driver)
-        await driver.leave(network, ep)
         sb = self.sandboxes.get(ep.sandbox_id)
+        await driver.leave(network, ep, sb.path if sb is not None and not sb.is_host else "")
         if sb is not None and not sb.is_host and ep.host_ifname:
             first = self.gateway_of(self.endpoints_in(sb.id))
 

@@ -178,7 +178,7 @@ async def _repair_endpoint(ctl: Controller, net: Network, ep: Endpoint) -> str:
     try:
         inside = await ctl.kernel.sandbox_addresses(sb.path)
         if ep.ifname in inside and any(a and a not in inside[ep.ifname] for a in (ep.ipv4, ep.ipv6)):
-            await driver.leave(net, ep)  # half-configured: make it again from scratch
+            await driver.leave(net, ep, sb.path)  # half-configured: make it again from scratch
         fixed = await driver.repair_endpoint(net, ep, sb.path, ctl.alias("ep", ep.id),
                                              first is not None and first.id == ep.id)
         if endpoint_config(ctl, net, fixed) is not None:

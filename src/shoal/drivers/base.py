@@ -59,8 +59,9 @@ class NetworkDriver(Protocol):
         """Plumb `ep` into the sandbox at `netns_path`; returns it with host-side names set.
         `gateway`: this endpoint provides the sandbox's default route."""
 
-    async def leave(self, network: Network, ep: Endpoint) -> None:
-        """Remove the endpoint's kernel objects; idempotent."""
+    async def leave(self, network: Network, ep: Endpoint, netns_path: str) -> None:
+        """Remove the endpoint's kernel objects from the host and from the sandbox at
+        `netns_path` (which may be gone already); idempotent."""
 
     def verify(self, network: Network, alias: str, endpoints: list[Endpoint],
                links: Mapping[str, LinkInfo]) -> list[Problem]:

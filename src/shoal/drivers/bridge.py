@@ -100,9 +100,11 @@ class BridgeDriver:
             raise
         return ep.with_changes(host_ifname=host)
 
-    async def leave(self, network: Network, ep: Endpoint) -> None:
+    async def leave(self, network: Network, ep: Endpoint, netns_path: str) -> None:
+        """Retired, not deleted (as a network's bridge): both ends lose their names and
+        addresses at once, the pair's slow unregistration finishes in the background."""
         if ep.host_ifname:
-            await self._kernel.delete_link(ep.host_ifname)
+            await self._kernel.retire_veth(ep.host_ifname, netns_path, ep.ifname, ep.id)
 
     def verify(self, network: Network, alias: str, endpoints: list[Endpoint],
                links: Mapping[str, LinkInfo]) -> list[Problem]:
@@ -152,7 +154,4 @@ class BridgeDriver:
         unregistration finishes in the background (a crash meanwhile leaves a link marked
         ours and owned by nothing, which restore deletes)."""
         name = self._bridges.pop(network.id, None) or self.options(network).bridge_name
-        link = await self._kernel.link(name)
-        if link is not None and link.alias.endswith(network.id):
-            owner = link.alias.rsplit(":", 2)[0]
-            await self._kernel.retire_link(name, f"{owner}:retired:gone-{network.id[:12]}")
+        await self._kernel.retire_link(name, network.id)

@@ -31,7 +31,7 @@ class HostDriver:
     async def join(self, network: Network, ep: Endpoint, netns_path: str, alias: str, gateway: bool) -> Endpoint:
         return ep
 
-    async def leave(self, network: Network, ep: Endpoint) -> None:
+    async def leave(self, network: Network, ep: Endpoint, netns_path: str) -> None:
         pass
 
     def verify(self, network: Network, alias: str, endpoints: list[Endpoint],

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 from shoal.kernel import sandbox
+from shoal.kernel.base import KernelError
 from shoal.kernel.netlink import LinkInfo, Netlink
 
 T = TypeVar("T")
@@ -55,12 +56,28 @@ class Kernel:
     async def delete_link(self, name: str) -> None:
         await self._run(Netlink.delete_link, name)
 
-    async def retire_link(self, name: str, alias: str) -> None:
-        """Free `name` now and delete the link in the background; `alias` marks the
-        retired link (ours, owned by nothing) so restore deletes it after a crash."""
+    async def retire_link(self, name: str, object_id: str) -> None:
+        """Free `name` now and delete the link in the background (see Netlink.retire_link);
+        nothing happens to a link whose alias does not name `object_id`."""
         retired = f"shx{secrets.token_hex(6)}"
-        if not await self._run(Netlink.retire_link, name, retired, alias):
-            return
+        if await self._run(Netlink.retire_link, name, retired, object_id):
+            self._reap_later(retired)
+
+    async def retire_veth(self, host: str, netns_path: str, peer: str, object_id: str) -> None:
+        """A veth pair out of use at once: the sandbox's end down, without addresses and
+        renamed (so the container sees its interface go and the name is free for the next
+        connect), the host's end retired; deleting the host's end in the background takes
+        both.  A failure half-way falls back to deleting in line, which is whole."""
+        retired = f"shx{secrets.token_hex(6)}"
+        try:
+            if netns_path and await self._plain(sandbox.netns_alive, netns_path):
+                await self._plain(sandbox.retire_iface, netns_path, peer, retired)
+            if await self._run(Netlink.retire_link, host, retired, object_id):
+                self._reap_later(retired)
+        except (KernelError, OSError):
+            await self.delete_link(host)
+
+    def _reap_later(self, retired: str) -> None:
         loop = asyncio.get_running_loop()
         fut = loop.run_in_executor(self._reaper, self._reap, retired)
         self._retiring[retired] = fut

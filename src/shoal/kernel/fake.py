@@ -59,8 +59,14 @@ class FakeKernel:
         for table in (self.vxlans, self.fdb, self.neighbours):
             table.pop(name, None)
 
-    async def retire_link(self, name: str, alias: str) -> None:
-        await self.delete_link(name)
+    async def retire_link(self, name: str, object_id: str) -> None:
+        link = self.links_by_name.get(name)
+        if link is not None and link.alias.endswith(object_id):
+            await self.delete_link(name)
+
+    async def retire_veth(self, host: str, netns_path: str, peer: str, object_id: str) -> None:
+        await self.retire_link(host, object_id)
+        self.ifaces.get(netns_path, {}).pop(peer, None)
 
     def retiring(self) -> set[str]:
         return set()

@@ -217,17 +217,21 @@ class Netlink(VxlanOps):
             fixed = os.stat("/proc/thread-self/ns/user").st_ino == PROC_USER_INIT_INO
             return mine == PROC_NET_INIT_INO or not fixed  # can't tell: take it for the machine's
 
-    def retire_link(self, name: str, new_name: str, alias: str) -> bool:
-        """Take `name` out of use at once (down, addresses flushed, renamed `new_name`,
-        alias `alias`) so that the name and its subnet are free before the slow delete
-        (netdev unregistration waits for RCU: ~30-40 ms a bridge); False if it is gone."""
-        index = self._index(name)
-        if index is None:
+    def retire_link(self, name: str, new_name: str, object_id: str) -> bool:
+        """Take `name` out of use at once (down, off its bridge, addresses flushed, renamed
+        `new_name`) so that the name and its subnet are free before the slow delete (netdev
+        unregistration waits for RCU: ~30-40 ms a bridge, ~20 a veth pair).  Its alias
+        becomes `OWNER:retired:gone-ID`: still ours, owned by nothing, so restore deletes it
+        after a crash.  False if it is gone or its alias does not end with `object_id`."""
+        msg = self._link_msg(name)
+        if msg is None or not (alias := msg.get_attr("IFLA_IFALIAS") or "").endswith(object_id):
             return False
+        retired = f"{alias.rsplit(':', 2)[0]}:retired:gone-{object_id[:12]}"
+        index = msg["index"]
         try:
-            self._ipr.link("set", index=index, state="down")
+            self._ipr.link("set", index=index, state="down", master=0)
             self._ipr.flush_addr(index=index)
-            self._ipr.link("set", index=index, ifname=new_name, ifalias=alias)
+            self._ipr.link("set", index=index, ifname=new_name, ifalias=retired)
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 return False

@@ -189,6 +189,24 @@ def configure_iface(
             raise KernelError(f"failed to configure {ifname} in {netns_path}: {exc}") from exc
 
 
+def retire_iface(netns_path: str, ifname: str, new_name: str) -> None:
+    """Down, addresses flushed (their routes go with them) and renamed: to the container
+    the interface is gone; one already gone is fine."""
+    with entered(netns_path):
+        index = ifindex(ifname)
+        c = IPRoute()
+    with c:
+        if index is None:
+            return
+        try:
+            c.link("set", index=index, state="down")
+            c.flush_addr(index=index)
+            c.link("set", index=index, ifname=new_name)
+        except NetlinkError as exc:
+            if exc.code != errno.ENODEV:
+                raise KernelError(f"failed to retire {ifname} in {netns_path}: {exc}") from exc
+
+
 def iface_addresses(netns_path: str) -> dict[str, tuple[str, ...]]:
     """Each interface in the namespace with its global "ip/prefixlen" addresses."""
     with open_netlink(netns_path) as c:
