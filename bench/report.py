@@ -205,3 +205,31 @@ def paired_markdown(rows: list[Row], rounds: dict[str, dict[str, dict[int, float
             paired = True
         lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) if paired else ""  # one round (--quick) pairs nothing
+
+
+BREAKDOWN_LAYERS = ("store", "ipam", "kernel", "firewall", "runtime", "dns", "other")
+
+
+def breakdown_markdown(rows: list[Row], breakdown: dict[str, dict]) -> str:
+    """shoal's time per operation by layer: the mean ms per operation of each layer's
+    exclusive time and its share of the daemon's request time ("api"), the slowest in bold.
+    Means, not medians, so the layers add up to the total. `outside` is what the client
+    waited beyond the daemon's request clock (HTTP framing, the socket, the client)."""
+    keys = [r for r in rows if r.key in breakdown and breakdown[r.key]["ops"]]
+    if not keys:
+        return ""
+    head = ["operation", "ops", "requests/op", "api ms/op", *BREAKDOWN_LAYERS, "outside", "background"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for row in keys:
+        b = breakdown[row.key]
+        n = b["ops"]
+        api = b["ms"].get("api", 0.0) / n
+        per = {name: b["ms"].get(name, 0.0) / n for name in BREAKDOWN_LAYERS}
+        top = max(per, key=lambda k: per[k])
+        cells = [row.label, str(n), fmt(b["requests"] / n), fmt(api)]
+        for name in BREAKDOWN_LAYERS:
+            text = f"{fmt(per[name])} ({per[name] / api:.0%})" if api > 0 else fmt(per[name])
+            cells.append(f"**{text}**" if name == top and per[name] > 0 else text)
+        cells += [fmt(b["client_ms"] / n - api), fmt(b["background_ms"] / n)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

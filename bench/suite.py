@@ -96,6 +96,7 @@ def measure(args: argparse.Namespace, workdir: str, peers: list[Peer]) -> dict:
     results: dict[str, dict[str, report.Cell]] = {p: {} for p in args.peers}
     series: dict[str, list[float]] = {}
     rounds: dict[str, dict[str, dict[int, float]]] = {}
+    breakdown: dict[str, dict] = {}
     for name in args.cases:
         say(f"== {name}")
         case = CASES[name].run(live, cfg)
@@ -107,11 +108,13 @@ def measure(args: argparse.Namespace, workdir: str, peers: list[Peer]) -> dict:
                 series[peer] = extra["series"]
             if "rounds" in extra:
                 rounds.setdefault(peer, {}).update(extra["rounds"])
+            if peer == "shoal" and "breakdown" in extra:
+                breakdown.update(extra["breakdown"])
     for name, na in failed.items():
         results[name] = {r.key: na for r in rows} | results.get(name, {})
     columns = [p for p in PEER_NAMES if p in args.peers or results.get(p)]
     return {"rows": rows, "results": results, "series": series, "rounds": rounds, "peers": described,
-            "config": cfg, "columns": columns}
+            "config": cfg, "columns": columns, "breakdown": breakdown}
 
 
 def _paired(m: dict) -> str:
@@ -122,6 +125,20 @@ def _paired(m: dict) -> str:
     return ("Throughput paired by round: shoal's median in a round over the other peer's in the same\n"
             "round (they ran back to back), then the median of those ratios and a 90% bootstrap\n"
             "interval. Drift over the run cancels here; prefer these to the table's ratios.\n\n"
+            f"{table}\n\n")
+
+
+def _breakdown(m: dict) -> str:
+    table = report.breakdown_markdown(m["rows"], m["breakdown"])
+    if not table:
+        return ""
+    return ("## Where shoal's time goes\n\n"
+            "From shoald's GET /shoal/timings, read before and after each sample: per operation, the\n"
+            "mean ms of each layer's exclusive time (a call's own time, minus the timed calls inside\n"
+            "it) and its share of the daemon's request time (`api ms/op`); the layers add up to it.\n"
+            "`other` is the controller's own code, lock waits and JSON; `outside` the client's wait\n"
+            "beyond the daemon's request clock (HTTP, socket); `background` work outside requests\n"
+            "(exit watchers) during the sample, not in the total. The largest layer is in bold.\n\n"
             f"{table}\n\n")
 
 
@@ -144,12 +161,13 @@ def write(args: argparse.Namespace, m: dict, host: dict, wall_s: float) -> Path:
             "Each cell: median (p90); for Gbit/s rows the tail is p10. `shoal/X`: shoal's median over X's,\n"
             "so above 1 is slower for ms/us/MiB/KiB and faster for Gbit/s. n/a and error cells cite a note\n"
             "under the table. Read ratios within this run; see bench/README.md.\n\n"
-            f"{table}\n\n{_paired(m)}" + "\n".join(pics) + "\n\n## Machine, peers and run\n\n"
+            f"{table}\n\n{_paired(m)}{_breakdown(m)}" + "\n".join(pics) + "\n\n## Machine, peers and run\n\n"
             f"{report.machine_markdown(host, m['peers'], config)}\n")
     (out / "report.md").write_text(text)
     (out / "results.json").write_text(json.dumps({
         "machine": host, "peers": m["peers"], "config": config, "rows": [r.__dict__ for r in m["rows"]],
-        "results": report.to_json(m["results"]), "series": m["series"], "rounds": m["rounds"]}, indent=1))
+        "results": report.to_json(m["results"]), "series": m["series"], "rounds": m["rounds"],
+        "breakdown": m["breakdown"]}, indent=1))
     print(text)
     return out
 

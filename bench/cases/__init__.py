@@ -48,6 +48,22 @@ class CaseRun:
         if isinstance(cell, Samples):
             cell.values.append(value)
 
+    @contextmanager
+    def sample(self, peer: Peer, key: str) -> Iterator[None]:
+        """Time the block as one sample of `key`; a peer that reports its own timings (shoal)
+        is read before and after (outside the timed part) and the difference kept, per row,
+        for the report's breakdown. A block that raises adds nothing."""
+        before = peer.timings()
+        t0 = time.perf_counter()
+        yield
+        ms = ms_since(t0)
+        self.add(peer, key, ms)
+        if before is not None:
+            after = peer.timings()
+            if after is not None:
+                rows = self.extra[peer.name].setdefault("breakdown", {})
+                rows[key] = add_delta(rows.get(key), before, after, ms)
+
     def put(self, peer: Peer, key: str, cell: Cell) -> None:
         self.cells[peer.name][key] = cell
 
@@ -66,6 +82,22 @@ class CaseRun:
             say(f"  [{self.name}] {peer.name}: error: {e}\n{traceback.format_exc(limit=4)}")
             first = (str(e).splitlines() or [""])[0][:200]
             self.drop(peer, NA(f"{peer.name}: {type(e).__name__}: {first}", error=True), keys)
+
+
+def add_delta(acc: dict | None, before: dict, after: dict, client_ms: float) -> dict:
+    """Sum one operation's difference of two /shoal/timings snapshots into `acc` (ms)."""
+    acc = acc or {"ops": 0, "requests": 0, "client_ms": 0.0, "ms": {}, "calls": {}, "background_ms": 0.0}
+    acc["ops"] += 1
+    acc["requests"] += after["Requests"] - before["Requests"]
+    acc["client_ms"] += client_ms
+    for name, cat in after["Categories"].items():
+        old = before["Categories"].get(name, {"Seconds": 0.0, "Calls": 0})
+        acc["ms"][name] = acc["ms"].get(name, 0.0) + (cat["Seconds"] - old["Seconds"]) * 1e3
+        acc["calls"][name] = acc["calls"].get(name, 0) + cat["Calls"] - old["Calls"]
+    for name, cat in after.get("Background", {}).items():
+        old = before.get("Background", {}).get(name, {"Seconds": 0.0})
+        acc["background_ms"] += (cat["Seconds"] - old["Seconds"]) * 1e3
+    return acc
 
 
 def ms_since(t0: float) -> float:

@@ -7,9 +7,7 @@ raw: a veth pair onto the second bridge, then its deletion.
 
 from __future__ import annotations
 
-import time
-
-from cases import CaseRun, Config, ms_since
+from cases import CaseRun, Config
 from common import Progress
 from peers import Ctr, Peer
 from report import Row
@@ -32,12 +30,10 @@ def run(peers: list[Peer], cfg: Config) -> CaseRun:
         for i in range(cfg.runs):
             for peer in case.active():
                 with case.guard(peer):
-                    t0 = time.perf_counter()
-                    peer.connect(ctrs[peer.name], "shbatt2")
-                    case.add(peer, "att.connect", ms_since(t0))
-                    t1 = time.perf_counter()
-                    peer.disconnect(ctrs[peer.name], "shbatt2")
-                    case.add(peer, "att.disconnect", ms_since(t1))
+                    with case.sample(peer, "att.connect"):
+                        peer.connect(ctrs[peer.name], "shbatt2")
+                    with case.sample(peer, "att.disconnect"):
+                        peer.disconnect(ctrs[peer.name], "shbatt2")
             progress.tick(i + 1)
     finally:
         for peer in peers:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-from cases import CaseRun, Config, ms_since
+from cases import CaseRun, Config
 from common import Progress
 from peers import Peer
 from report import Row
@@ -25,11 +23,9 @@ def run(peers: list[Peer], cfg: Config) -> CaseRun:
     for i in range(cfg.runs):
         for peer in case.active():
             with case.guard(peer):
-                t0 = time.perf_counter()
-                ctr = peer.run(nets[peer.name])
-                case.add(peer, "ctr.run", ms_since(t0))
-                t1 = time.perf_counter()
-                peer.rm(ctr)
-                case.add(peer, "ctr.rm", ms_since(t1))
+                with case.sample(peer, "ctr.run"):
+                    ctr = peer.run(nets[peer.name])
+                with case.sample(peer, "ctr.rm"):
+                    peer.rm(ctr)
         progress.tick(i + 1)
     return case

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-from cases import CaseRun, Config, ms_since
+from cases import CaseRun, Config
 from common import Progress
 from peers import Peer
 from report import Row
@@ -21,11 +19,9 @@ def run(peers: list[Peer], cfg: Config) -> CaseRun:
     for i in range(cfg.runs):
         for peer in case.active():
             with case.guard(peer):
-                t0 = time.perf_counter()
-                ref = peer.network_create(f"shbn{i}")
-                case.add(peer, "net.create", ms_since(t0))
-                t1 = time.perf_counter()
-                peer.network_rm(ref)
-                case.add(peer, "net.rm", ms_since(t1))
+                with case.sample(peer, "net.create"):
+                    ref = peer.network_create(f"shbn{i}")
+                with case.sample(peer, "net.rm"):
+                    peer.network_rm(ref)
         progress.tick(i + 1)
     return case

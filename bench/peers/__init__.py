@@ -42,6 +42,10 @@ class Peer:
     def describe(self) -> str:
         return self.name
 
+    def timings(self) -> dict | None:
+        """The daemon's cumulative time per layer (shoal's GET /shoal/timings); None: no such thing."""
+        return None
+
     def network_create(self, name: str) -> str:
         raise Unsupported(f"{self.name} has no network create")
 

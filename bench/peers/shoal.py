@@ -15,13 +15,19 @@ class ShoalPeer(EnginePeer):
         self.ns = Netns("shoal")
         self.host_ns = self.ns.path
         cmd = in_ns(self.ns.path, [str(BIN / "shoald"), "--data-root", str(self.root / "d"),
-                                   "-H", f"unix://{self.root / 's.sock'}", "--log-level", "warning"])
+                                   "-H", f"unix://{self.root / 's.sock'}", "--log-level", "warning",
+                                   # no periodic repair pass mid-sample: the breakdown's deltas are the operation's
+                                   "--self-heal-interval", "0"])
         self._launch(cmd, "s.sock", 30)
         self.import_image(image_tar)
 
     def describe(self) -> str:
         v = self._version()
         return f"shoald {v.get('Version', '?')} (API {v.get('ApiVersion', '?')})"
+
+    def timings(self) -> dict | None:
+        r = self.client.get("/shoal/timings")
+        return r.json() if r.status_code == 200 else None
 
     def daemon_rss_kib(self) -> int:
         return rss_kib(self.proc.pid)

@@ -161,3 +161,28 @@ def test_paired_markdown_rows(report):
     assert report.paired_markdown(rows, {"raw": rounds["raw"]}, ["shoal", "raw"]) == ""
     one = {"shoal": {"tp.c2c": {0: 9.0}}, "raw": {"tp.c2c": {0: 10.0}}}
     assert report.paired_markdown(rows, one, ["shoal", "raw"]) == ""
+
+
+def _snap(requests: int, api: float, store: float, kernel: float, other: float, bg: float = 0.0) -> dict:
+    cats = {"api": api, "store": store, "ipam": 0.0, "kernel": kernel, "firewall": 0.0, "runtime": 0.0,
+            "dns": 0.0, "other": other}
+    return {"Requests": requests,
+            "Categories": {k: {"Seconds": v, "Calls": requests if k != "ipam" else 0} for k, v in cats.items()},
+            "Background": {"store": {"Seconds": bg, "Calls": 0}}}
+
+
+def test_breakdown_sums_deltas_and_prints_shares(bench, report):
+    cases = bench("cases")
+    acc = None
+    for i in range(2):  # two operations of 10 ms each in the daemon, 12 ms at the client
+        before = _snap(i, i * 0.010, i * 0.002, i * 0.006, i * 0.002)
+        after = _snap(i + 1, (i + 1) * 0.010, (i + 1) * 0.002, (i + 1) * 0.006, (i + 1) * 0.002, bg=0.001)
+        acc = cases.add_delta(acc, before, after, 12.0)
+    assert acc["ops"] == 2 and acc["requests"] == 2
+    assert acc["ms"]["kernel"] == pytest.approx(12.0) and acc["calls"]["kernel"] == 2
+    assert acc["background_ms"] == pytest.approx(2.0)
+    table = report.breakdown_markdown([report.Row("net.create", "network create", "ms")], {"net.create": acc})
+    line = table.splitlines()[2]
+    assert line.startswith("| network create | 2 | 1.00 | 10.0 | 2.00 (20%) | 0 (0%) | **6.00 (60%)** |")
+    assert line.endswith("| 2.00 (20%) | 2.00 | 1.00 |")  # other, outside (12 - 10), background
+    assert report.breakdown_markdown([report.Row("x", "x", "ms")], {}) == ""

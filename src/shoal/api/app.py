@@ -10,6 +10,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from shoal import __version__
 from shoal.api.errors import error_response
@@ -36,6 +37,7 @@ class Route:
     pattern: str
     handler: Handler
     stream_body: bool = False  # the handler reads the body itself (Request.chunks), unbounded
+    timed: bool = True  # counted in the request clock (not the route that reads the clock)
 
     def compile(self) -> re.Pattern[str]:
         regex = re.sub(r"\{(\w+):path\}", r"(?P<\1>.+)", self.pattern)
@@ -43,11 +45,20 @@ class Route:
         return re.compile(f"^{regex}/?$")
 
 
+class RequestClock(Protocol):
+    """Times a request from its route's match to its answer (daemon.timings.Timings)."""
+
+    def start(self, category: str) -> Any: ...
+
+    def stop(self, frame: Any) -> None: ...
+
+
 class App:
     """Dispatches a Request to the first matching route; all errors via api.errors."""
 
-    def __init__(self, routes: list[Route]) -> None:
+    def __init__(self, routes: list[Route], clock: RequestClock | None = None) -> None:
         self._routes = [(r, r.compile()) for r in routes]
+        self._clock = clock
 
     @staticmethod
     def response_headers() -> list[tuple[str, str]]:
@@ -73,15 +84,25 @@ class App:
             route = self._match(req)
             if route is None:
                 return json_response({"message": "page not found"}, 404)
-            if not route.stream_body:
-                await req.read_body(MAX_JSON_BODY)
-            return await route.handler(req)
+            if self._clock is None or not route.timed:
+                return await self._handle(route, req)
+            frame = self._clock.start("api")
+            try:
+                return await self._handle(route, req)
+            finally:
+                self._clock.stop(frame)
         except ShoalError as exc:
             return error_response(exc)
         except ConnectionError:
             raise  # the client went away mid-request: nobody to answer
         except Exception as exc:  # noqa: BLE001 - mapped to 500 in one place
             return error_response(exc)
+
+    @staticmethod
+    async def _handle(route: Route, req: Request) -> Result:
+        if not route.stream_body:
+            await req.read_body(MAX_JSON_BODY)
+        return await route.handler(req)
 
     def _strip_version(self, req: Request) -> None:
         m = VERSION_RE.match(req.path)

@@ -22,6 +22,7 @@ from shoal.api import swarm
 from shoal.api.networks import NetworkRoutes
 from shoal.api.selfcheck import CheckRoutes
 from shoal.api.system import SystemRoutes
+from shoal.api.timings import TimingRoutes
 from shoal.controller import Controller
 from shoal.controller.containers import Containers
 from shoal.controller.etcfiles import EtcFiles, read_host_resolv_conf
@@ -31,6 +32,7 @@ from shoal.controller.restore import restore
 from shoal.daemon.clustering import attach_cluster, join_forever
 from shoal.daemon.config import DaemonConfig, parse_args
 from shoal.daemon.faults import FaultPlan, Steps, SteppedStore
+from shoal.daemon.timings import Timed, TimedStore, Timings
 from shoal.drivers import BridgeDriver, HostDriver, NullDriver
 from shoal.drivers.overlay import OverlayDriver
 from shoal.errors import ShoalError
@@ -85,37 +87,41 @@ class Parts:
 
 
 def build(cfg: DaemonConfig) -> Parts:
+    timings = Timings()  # each layer's share of a request's time: GET /shoal/timings
     store: Any = SqliteStore(cfg.data_root / "shoal.db")
     eid = engine_id(store)
     kernel: Any = Kernel()
     plan = FaultPlan(cfg.fault_dir) if cfg.fault_dir else None
     if plan is not None:  # tests only: crash points (daemon.faults)
         store, kernel = SteppedStore(store, "store", plan), Steps(kernel, "kernel", plan)
+    store, kernel = TimedStore(store, "store", timings), Timed(kernel, "kernel", timings)
     pools = list(cfg.pools) or default_pools()
-    ipam = DefaultIpam(pools, [ula_pool(eid)])
+    ipam = Timed(DefaultIpam(pools, [ula_pool(eid)]), "ipam", timings)
     drivers = {"bridge": BridgeDriver(kernel, cfg.mtu), "host": HostDriver(), "null": NullDriver(),
                "overlay": OverlayDriver(kernel)}  # refuses networks until a cluster store is attached
     firewall: Any = NftFirewall() if cfg.firewall == "nftables" else NoneFirewall()
     if plan is not None:
         firewall = Steps(firewall, "firewall", plan)
+    firewall = Timed(firewall, "firewall", timings)
     ctl = Controller(store, kernel, ipam, drivers, eid, exec_root=str(cfg.exec_root),  # type: ignore[arg-type]
                      firewall=firewall)
-    images = ImageStore(cfg.data_root / "images")
+    images: Any = ImageStore(cfg.data_root / "images")
     runtime: Any = Runtime(cfg.data_root / "runtime", images, runc=cfg.runtime_path)
     if plan is not None:
         runtime = Steps(runtime, "runtime", plan)
+    runtime, images = Timed(runtime, "runtime", timings), Timed(images, "runtime", timings)
     host_resolv = read_host_resolv_conf(cfg.resolv_conf)
     records = DnsRecords()
-    dns = DnsServer(embedded_upstreams(host_resolv, cfg.dns), records)
+    dns: Any = Timed(DnsServer(embedded_upstreams(host_resolv, cfg.dns), records), "dns", timings)
     containers = Containers(ctl, runtime, images, cfg.data_root / "etc", EtcFiles(host_resolv, cfg.dns),
                             dns, records)
     pool_json = [{"Base": p.base, "Size": p.size} for p in pools]
-    app = App(api_routes(cfg, ctl, containers, images, pool_json))
+    app = App(api_routes(cfg, ctl, containers, images, pool_json, timings), clock=timings)
     return Parts(ctl, containers, app, store, kernel, dns, records)
 
 
 def api_routes(cfg: DaemonConfig, ctl: Controller, containers: Containers, images: ImageStore,
-               pool_json: list[dict]) -> list[Route]:
+               pool_json: list[dict], timings: Timings | None = None) -> list[Route]:
     """Every route shoald serves; tests/unit/test_openapi.py holds the OpenAPI document to it."""
     return (
         SystemRoutes(ctl, str(cfg.data_root), pool_json, containers.counts,
@@ -126,6 +132,7 @@ def api_routes(cfg: DaemonConfig, ctl: Controller, containers: Containers, image
         + ImageRoutes(images, containers).routes()
         + swarm.routes()
         + CheckRoutes(containers).routes()
+        + TimingRoutes(timings.snapshot if timings is not None else None).routes()
     )
 
 
