@@ -70,7 +70,7 @@ def test_default_runtime_crun(make_shoald, busybox_tar):
     out = d.docker("run", "--rm", "busybox", "sh", "-c", "echo hi; exit 3", check=False)
     assert (out.returncode, out.stdout) == (3, "hi\n")
     d.docker("run", "-d", "--name", "cr-d", "busybox", "sleep", "1d")
-    d.docker("run", "-d", "--name", "cr-r", "--runtime", "runc", "busybox", "sleep", "1d")
+    d.shoal("run", "-d", "--name", "cr-r", "--runtime", "runc", "busybox", "sleep", "1d")  # shoal's CLI too
     assert (_runtime_of(d, "cr-d"), _runtime_of(d, "cr-r")) == ("crun", "runc")
     assert settle_check(d) == []
     d.docker("rm", "-f", "cr-d", "cr-r")
