@@ -62,6 +62,10 @@ def test_unknown_runtime_is_dockerds_400(box):
                                                           "HostConfig": {"Runtime": "kata"}})
     assert (status, body["message"]) == (400, "Unknown runtime specified kata")
     assert box.docker("ps", "-aq").stdout == ""
+    box.docker("run", "-d", "--name", "cr-v2", "--runtime", "io.containerd.runc.v2", "busybox", "sleep", "1d")
+    assert _runtime_of(box, "cr-v2") == "io.containerd.runc.v2"  # dockerd's other name for runc
+    box.docker("exec", "cr-v2", "true")
+    assert settle_check(box) == []
 
 
 def test_default_runtime_crun(make_shoald, busybox_tar):

@@ -52,10 +52,11 @@ def test_crun_is_registered_once_installed(monkeypatch, tmp_path):
     fake.chmod(0o755)
     monkeypatch.setattr(config, "CRUN_PATH", str(fake))
     cfg = parse_args(["--default-runtime", "crun"])
-    assert cfg.runtimes == {"runc": RUNC_PATH, "crun": str(fake)} and cfg.runtime_path == str(fake)
+    assert cfg.runtimes["crun"] == str(fake) and cfg.runtime_path == str(fake)
     assert parse_args(["--add-runtime", "crun=/opt/crun"]).runtimes["crun"] == "/opt/crun"
     monkeypatch.setattr(config, "CRUN_PATH", str(tmp_path / "absent"))
-    assert parse_args([]).runtimes == {"runc": RUNC_PATH}
+    assert parse_args([]).runtimes == {"runc": RUNC_PATH, "io.containerd.runc.v2": RUNC_PATH,
+                                       "io.containerd.runtime.v1.linux": RUNC_PATH}  # as dockerd's /info
 
 
 @pytest.mark.parametrize("argv,words", [

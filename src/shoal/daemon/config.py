@@ -45,10 +45,15 @@ def parse_runtime(text: str) -> tuple[str, str]:
     return name, path
 
 
+# dockerd 20.10 also answers to its containerd shims' names, both runc (daemon/runtime_unix.go)
+RUNC_ALIASES = ("io.containerd.runc.v2", "io.containerd.runtime.v1.linux")
+
+
 def builtin_runtimes() -> dict[str, str]:
-    """runc always; crun too once it is installed, so that `--runtime crun` works without
-    flags (dockerd 20.10 needs --add-runtime for it: a deliberate difference, docs/compat.md)."""
-    found = {"runc": RUNC_PATH}
+    """runc always (and under dockerd's other names for it); crun too once it is installed, so
+    that `--runtime crun` works without flags (dockerd 20.10 needs --add-runtime for it: a
+    deliberate difference, docs/compat.md)."""
+    found = {"runc": RUNC_PATH, **{alias: RUNC_PATH for alias in RUNC_ALIASES}}
     if os.access(CRUN_PATH, os.X_OK):
         found["crun"] = CRUN_PATH
     return found
