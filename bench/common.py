@@ -155,7 +155,7 @@ def _cpu_model() -> str:
 def machine() -> dict[str, str]:
     """What the numbers were measured on: read them against this, never across machines."""
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    pkgs = ["docker.io", "containerd", "runc", "conmon", "netavark", "containernetworking-plugins", "iperf3"]
+    pkgs = ["docker.io", "containerd", "runc", "crun", "conmon", "netavark", "containernetworking-plugins", "iperf3"]
     versions = {p: pkg_version(p) for p in pkgs}
     try:
         distro = Path("/etc/debian_version").read_text().strip()

@@ -56,9 +56,14 @@ class Peer:
         """A network that lives until the peer closes (containers are started on it)."""
         raise NotImplementedError
 
-    def run(self, net: str, publish: dict[int, int] | None = None) -> Ctr:
-        """Start one container on `net` and return once it runs (this is what is timed)."""
+    def run(self, net: str, publish: dict[int, int] | None = None, runtime: str = "") -> Ctr:
+        """Start one container on `net` and return once it runs (this is what is timed);
+        `runtime`: its OCI runtime by name ("": the peer's default, runc everywhere)."""
         raise NotImplementedError
+
+    def check_runtime(self, name: str) -> None:
+        """Unsupported unless `run(..., runtime=name)` works here (not timed)."""
+        raise Unsupported(f"{self.name}: runc only")
 
     def inspect(self, ctr: Ctr) -> Ctr:
         """Fill in pid, netns and address (not timed)."""

@@ -20,6 +20,8 @@ from pathlib import Path
 from common import Netns, children, in_ns, need, rss_kib
 from peers.engine import EnginePeer
 
+CRUN = "/usr/bin/crun"
+
 # Runs as `sh -c SCRIPT HOSTNAME dockerd ARGS...`: own hostname, private /run and /etc/docker,
 # then exec dockerd (same pid: nsenter, unshare and sh all exec in place).
 _LAUNCH = ('hostname "$0" && mount -t tmpfs shb-run /run && '
@@ -47,7 +49,7 @@ class DockerPeer(EnginePeer):
         need("containerd", "containerd")
         args = [dockerd, "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                 "--pidfile", str(self.root / "pid"), "-H", f"unix://{self.root / 'docker.sock'}",
-                "--log-level", log_level, *(extra or [])]
+                "--log-level", log_level, *_crun(), *(extra or [])]
         self._spawn(in_ns(ns.path, ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", _LAUNCH,
                                     ns.name, *args]), "docker.sock")
 
@@ -91,6 +93,11 @@ def _comm(pid: int) -> str:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return ""
+
+
+def _crun() -> list[str]:
+    """dockerd 20.10 registers only runc: crun, when installed, as a user would add it."""
+    return ["--add-runtime", f"crun={CRUN}"] if os.access(CRUN, os.X_OK) else []
 
 
 def _cmdline(pid: int) -> str:

@@ -85,8 +85,15 @@ class EnginePeer(Peer):
             self.network_create(name)
         return name
 
-    def run(self, net: str, publish: dict[int, int] | None = None) -> Ctr:
+    def check_runtime(self, name: str) -> None:
+        runtimes = self._ok(self.client.get("/info")).json().get("Runtimes") or {}
+        if name not in runtimes:
+            raise Unsupported(f"{self.name}: no {name} runtime registered (known: {', '.join(sorted(runtimes))})")
+
+    def run(self, net: str, publish: dict[int, int] | None = None, runtime: str = "") -> Ctr:
         body: dict = {"Image": IMAGE, "Cmd": CMD, "HostConfig": {"NetworkMode": net}}
+        if runtime:
+            body["HostConfig"]["Runtime"] = runtime
         if publish:
             body["ExposedPorts"] = {f"{c}/tcp": {} for c in publish}
             body["HostConfig"]["PortBindings"] = {f"{c}/tcp": [{"HostIp": "", "HostPort": str(h)}]

@@ -33,10 +33,12 @@ class ShoalPeer(EnginePeer):
         return rss_kib(self.proc.pid)
 
     def _remove_leftovers(self) -> None:
-        """Containers a failed shoald left running: runc state lives under our data root only."""
-        state = self.root / "d" / "runtime" / "runc"
-        if not state.is_dir():
-            return
-        r = subprocess.run(["runc", "--root", str(state), "list", "-q"], capture_output=True, text=True)
-        for cid in r.stdout.split():
-            subprocess.run(["runc", "--root", str(state), "delete", "-f", cid], capture_output=True)
+        """Containers a failed shoald left running: runc's and crun's state live under our data
+        root only (runtime/runc, runtime/runtimes/crun)."""
+        base = self.root / "d" / "runtime"
+        for binary, state in (("runc", base / "runc"), ("crun", base / "runtimes" / "crun")):
+            if not state.is_dir():
+                continue
+            r = subprocess.run([binary, "--root", str(state), "list", "-q"], capture_output=True, text=True)
+            for cid in r.stdout.split():
+                subprocess.run([binary, "--root", str(state), "delete", "-f", cid], capture_output=True)

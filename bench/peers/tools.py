@@ -102,7 +102,7 @@ class ToolPeer(Peer):
         pass
 
     # -- the verbs the cases time
-    def run(self, net: str, publish: dict[int, int] | None = None) -> Ctr:
+    def run(self, net: str, publish: dict[int, int] | None = None, runtime: str = "") -> Ctr:
         ns = Netns(f"{self.name[:3]}c", lo_up=False)
         cid = f"shb-{self.name}-{secrets.token_hex(6)}"
         ctr = Ctr(id=cid, net=net, netns=ns.path, publish=dict(publish or {}), extra={"ns": ns, "eps": {}})

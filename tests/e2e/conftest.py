@@ -102,13 +102,15 @@ class Shoald:
             pass
 
     def kill_leftover_containers(self) -> None:
-        """If shoald died first: delete what runc still runs under this daemon's own root."""
-        state = self.root / "data" / "runtime" / "runc"
-        if not state.is_dir():
-            return
-        ids = subprocess.run(["runc", "--root", str(state), "list", "-q"], capture_output=True, text=True).stdout
-        for cid in ids.split():
-            subprocess.run(["runc", "--root", str(state), "delete", "-f", cid], capture_output=True)
+        """If shoald died first: delete what runc (or crun, or a runc wrapper) still runs under
+        this daemon's own roots: runtime/runc and runtime/runtimes/NAME."""
+        base = self.root / "data" / "runtime"
+        roots = [base / "runc", *sorted((base / "runtimes").glob("*"))]
+        for state in (r for r in roots if r.is_dir()):
+            binary = "crun" if state.name == "crun" else "runc"
+            ids = subprocess.run([binary, "--root", str(state), "list", "-q"], capture_output=True, text=True).stdout
+            for cid in ids.split():
+                subprocess.run([binary, "--root", str(state), "delete", "-f", cid], capture_output=True)
 
     def restart(self) -> None:
         self.stop()

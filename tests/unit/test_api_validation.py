@@ -282,6 +282,7 @@ def test_create_refuses_host_ports_that_do_not_parse(w, host_port):
     ({"Healthcheck": {"Retries": -1}}, "Retries in Healthcheck cannot be negative"),
     ({"StopSignal": "SIGNOPE"}, "Invalid signal: SIGNOPE"),
     ({"ExposedPorts": {"8000-8002/tcp": {}}, "HostConfig": {"PublishAllPorts": True}}, "expose each port"),
+    ({"HostConfig": {"Runtime": "kata"}}, "Unknown runtime specified kata"),
 ])
 def test_create_refuses_what_dockerd_refuses(w, extra, want):
     refused(w, "POST", "/containers/create", {"Image": "busybox", "Cmd": ["sh"], **extra}, want)
@@ -316,6 +317,18 @@ def test_good_requests_still_pass(w):
     status, listed = w.call("GET", "/containers/json?all=1&filters=" + json.dumps({"name": ["good"]}))
     assert {p["PrivatePort"] for p in listed[0]["Ports"]} == {80, 53, 9000}
     assert w.call("DELETE", "/containers/good")[0] == 204
+
+
+def test_runtime_is_chosen_at_create_and_shown(w):
+    """HostConfig.Runtime reaches the runtime's spec; without it, the default, named in inspect
+    as dockerd names it."""
+    for name, asked, shown in (("rt-crun", "crun", "crun"), ("rt-default", "", "runc")):
+        status, made = w.call("POST", f"/containers/create?name={name}",
+                              {"Image": "busybox", "Cmd": ["sh"], "HostConfig": {"Runtime": asked}})
+        assert status == 201, made
+        assert w.runtime.specs[made["Id"]].runtime == shown
+        assert w.call("GET", f"/containers/{name}/json")[1]["HostConfig"]["Runtime"] == shown
+        assert w.call("DELETE", f"/containers/{name}")[0] == 204
 
 
 # -- one bad stored record never breaks a list ------------------------------------------------

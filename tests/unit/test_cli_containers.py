@@ -480,3 +480,11 @@ def test_start_many_reports_failures_at_the_end(stub):
     assert result.exit_code == 1 and result.stdout == "a1\na2\n"
     assert result.stderr == "Error response from daemon: No such container: bad\nError: failed to start containers: bad\n"
     assert stub.shoal("start", "-a", "x", "y").stderr == "you cannot start and attach multiple containers at once\n"
+
+
+def test_runtime_flag_lands_where_docker_puts_it():
+    """HostConfig.Runtime is omitempty, serialized after ShmSize (moby's field order)."""
+    assert "Runtime" not in build_create_body(RunOptions(image="b"))["HostConfig"]
+    host = build_create_body(RunOptions(image="b", runtime="crun"))["HostConfig"]
+    keys = list(host)
+    assert host["Runtime"] == "crun" and keys[keys.index("ShmSize") + 1] == "Runtime"

@@ -11,7 +11,7 @@ from shoal.controller import Controller
 from shoal.controller.containers import Containers, CreateRequest
 from shoal.controller.restore import restore
 from shoal.drivers import BridgeDriver, HostDriver, NullDriver
-from shoal.errors import ShoalError
+from shoal.errors import InvalidParameter, ShoalError
 from shoal.ipam import DefaultIpam, default_pools
 from shoal.kernel import FakeSandboxKernel
 from shoal.runtime import ImageStore
@@ -24,6 +24,12 @@ class FakeRuntime:
     def __init__(self):
         self.containers = {}
         self.fail_on = None
+        self.specs = {}
+
+    def check_runtime(self, name):
+        if (name or "runc") not in ("runc", "crun"):
+            raise InvalidParameter(f"Unknown runtime specified {name}")
+        return name or "runc"
 
     def _maybe_fail(self, op):
         if self.fail_on == op:
@@ -33,6 +39,7 @@ class FakeRuntime:
     async def create(self, spec, image_ref):
         self._maybe_fail("create")
         self.containers[spec.id] = "created"
+        self.specs[spec.id] = spec
 
     async def start(self, cid, log=None):
         self._maybe_fail("start")

@@ -108,3 +108,30 @@ def test_cgroup_parent_goes_only_when_empty(tmp_path):
     assert sorted(p.parent.name for p in removed) == ["cpu", "memory"]
     assert (tmp_path / "pids" / "shoal" / "another-daemons-container").is_dir()
     assert remove_cgroup_parent(tmp_path / "missing") == []
+
+
+def test_runtime_name_is_kept_and_old_records_ran_runc():
+    spec = ContainerSpec(id="c1", args=("sh",), runtime="crun")
+    assert spec_from_json(spec_to_json(spec)).runtime == "crun"
+    old = spec_to_json(spec)
+    del old["runtime"]
+    assert spec_from_json(old).runtime == "runc"
+
+
+def test_audit_reads_every_runtimes_state_root(tmp_path):
+    """A crun container's state is under crun's root: no 'runc has no state' for it, and a
+    leftover under either root is named with its runtime."""
+    from types import SimpleNamespace
+
+    from shoal.runtime.audit import state_dirs
+
+    roots = {"runc": tmp_path / "runc", "crun": tmp_path / "runtimes" / "crun"}
+    (roots["crun"] / "c1").mkdir(parents=True)
+    (roots["runc"] / "c2").mkdir(parents=True)
+    rt = SimpleNamespace(state_roots=lambda: roots)
+    assert state_dirs(rt) == {("crun", "c1"), ("runc", "c2")}
+
+
+def test_crun_hybrid_refusal_names_the_fix():
+    err = runtime_error("cgroups in hybrid mode not supported, drop all controllers from cgroupv2")
+    assert "drop all controllers" in err.message and "v1 hierarchies" in err.message

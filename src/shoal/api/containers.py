@@ -174,6 +174,7 @@ class ContainerRoutes:
                        **{k: v for k, v in rec.host_config.items() if k not in ("NetworkMode", "AutoRemove")}}
         host_config["LogConfig"] = _log_config(rec.host_config.get("LogConfig"))
         host_config.setdefault("PortBindings", {})
+        host_config.setdefault("Runtime", "runc")  # records from before the choice ran runc
         return {
             "Id": rec.id, "Created": rec.created, "Path": rec.args[0], "Args": list(rec.args[1:]),
             "State": state_json(st), "Image": rec.image_id,

@@ -147,6 +147,7 @@ def run_container(app: AppContext, opts: RunOptions) -> None:
 @click.option("--network-alias", "aliases", multiple=True, help="Add network-scoped alias for the container")
 @click.option("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image")
 @click.option("--detach-keys", default="", help=DETACH_KEYS_HELP)
+@click.option("--runtime", default="", help="Runtime to use for this container (runc, crun, or one of shoald's --add-runtime)")
 @pass_app
 def run(app: AppContext, image: str, args: tuple[str, ...], **flags: Any) -> None:
     """Create and run a new container from an image.

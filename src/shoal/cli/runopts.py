@@ -49,6 +49,7 @@ class RunOptions:
     aliases: tuple[str, ...] = ()
     entrypoint: str | None = None  # None: flag not given; "" resets the image's entrypoint
     detach_keys: str = ""
+    runtime: str = ""  # "": the daemon's --default-runtime
 
     @property
     def attach_stdin(self) -> bool:
@@ -122,9 +123,10 @@ def endpoints_config(opts: RunOptions) -> tuple[str, dict[str, Any]]:
     return modes[0], endpoints
 
 
-def host_config(network_mode: str, auto_remove: bool, console: tuple[int, int]) -> dict[str, Any]:
-    """container.HostConfig exactly as the docker 28 CLI serializes its defaults."""
-    return {
+def host_config(network_mode: str, auto_remove: bool, console: tuple[int, int], runtime: str = "") -> dict[str, Any]:
+    """container.HostConfig exactly as the docker 28 CLI serializes its defaults (Runtime is
+    omitempty, after ShmSize)."""
+    out = {
         "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "", "Config": {}},
         "NetworkMode": network_mode, "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": auto_remove, "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": list(console),
@@ -140,6 +142,11 @@ def host_config(network_mode: str, auto_remove: bool, console: tuple[int, int]) 
         "OomKillDisable": False, "PidsLimit": 0, "Ulimits": [], "CpuCount": 0, "CpuPercent": 0,
         "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,
     }
+    if not runtime:
+        return out
+    keys = list(out)
+    at = keys.index("ShmSize") + 1
+    return {k: out[k] for k in keys[:at]} | {"Runtime": runtime} | {k: out[k] for k in keys[at:]}
 
 
 def build_create_body(opts: RunOptions, console: tuple[int, int] = (0, 0),
@@ -162,7 +169,7 @@ def build_create_body(opts: RunOptions, console: tuple[int, int] = (0, 0),
         "Tty": opts.tty, "OpenStdin": opts.interactive, "StdinOnce": opts.attach_stdin,
         "Env": env or None, "Cmd": list(opts.args) or None, "Image": opts.image, "Volumes": {},
         "WorkingDir": opts.workdir, "Entrypoint": entrypoint, "OnBuild": None, "Labels": _labels(opts.labels),
-        "HostConfig": host_config(mode, opts.rm, console),
+        "HostConfig": host_config(mode, opts.rm, console, opts.runtime),
         "NetworkingConfig": {"EndpointsConfig": endpoints},
     }
 

@@ -150,13 +150,15 @@ class Containers(ContainerNetworks):
                 )
             mode, requests = self._networks(req)
             self.publisher.check_free(req.host_config, req.config.get("ExposedPorts"))
+            # dockerd fills the default in, so inspect names the runtime it runs with
+            host_config = {**req.host_config, "Runtime": self.runtime.check_runtime(req.host_config.get("Runtime") or "")}
             cid = new_id()
             rec = Container(
                 id=cid, name=name, created=now_rfc3339(), image=req.image, image_id=image.id, args=args,
                 env=env, working_dir=req.working_dir or image.config.working_dir or "/",
                 hostname=req.hostname or cid[:12], user=req.user, tty=req.tty, open_stdin=req.open_stdin,
                 stdin_once=req.stdin_once, network_mode=mode, auto_remove=req.auto_remove,
-                networks=requests, labels=dict(req.labels), config=req.config, host_config=req.host_config,
+                networks=requests, labels=dict(req.labels), config=req.config, host_config=host_config,
             )
             undo = Undo()
             try:
@@ -235,7 +237,7 @@ class Containers(ContainerNetworks):
             user=rec.user, tty=rec.tty, open_stdin=rec.open_stdin, stdin_once=rec.stdin_once,
             netns=sb.path or None, hosts=files.hosts, hostname_file=files.hostname,
             resolv_conf=files.resolv_conf, labels=rec.labels,
-            sysctls=dict(rec.host_config.get("Sysctls") or {}),
+            sysctls=dict(rec.host_config.get("Sysctls") or {}), runtime=rec.host_config.get("Runtime") or "",
         )
         await self.runtime.create(spec, rec.image_id)
         undo.push("runtime", lambda: self.runtime.delete(rec.id))

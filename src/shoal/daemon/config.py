@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +15,8 @@ from shoal.model import PoolSpec, validate
 DEFAULT_SOCKET = "unix:///run/shoal/shoal.sock"
 DEFAULT_DATA_ROOT = "/var/lib/shoal"
 RUNC_PATH = "/usr/sbin/runc"
+CRUN_PATH = "/usr/bin/crun"
+RUNTIME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # it names a state directory too
 
 
 STORE_OPTS = {"kv.cacertfile", "kv.certfile", "kv.keyfile", "discovery.ttl", "discovery.resync"}
@@ -31,11 +35,28 @@ def parse_store_opt(text: str) -> tuple[str, str]:
 def parse_runtime(text: str) -> tuple[str, str]:
     """`NAME=PATH`, as dockerd's --add-runtime."""
     name, sep, path = text.partition("=")
-    if not sep or not name or not path.startswith("/"):
+    if not sep or not RUNTIME_NAME.match(name) or not path.startswith("/"):
         raise argparse.ArgumentTypeError(
-            f"invalid runtime {text!r}: expected NAME=PATH with an absolute path (e.g. myrunc=/usr/local/bin/runc)"
+            f"invalid runtime {text!r}: expected NAME=PATH, NAME of letters, digits, '_.-', with an absolute "
+            "path (e.g. myrunc=/usr/local/bin/runc)"
         )
+    if name == "runc":
+        raise argparse.ArgumentTypeError("runtime name 'runc' is reserved")  # dockerd's words
     return name, path
+
+
+# dockerd 20.10 also answers to its containerd shims' names, both runc (daemon/runtime_unix.go)
+RUNC_ALIASES = ("io.containerd.runc.v2", "io.containerd.runtime.v1.linux")
+
+
+def builtin_runtimes() -> dict[str, str]:
+    """runc always (and under dockerd's other names for it); crun too once it is installed, so
+    that `--runtime crun` works without flags (dockerd 20.10 needs --add-runtime for it: a
+    deliberate difference, docs/compat.md)."""
+    found = {"runc": RUNC_PATH, **{alias: RUNC_PATH for alias in RUNC_ALIASES}}
+    if os.access(CRUN_PATH, os.X_OK):
+        found["crun"] = CRUN_PATH
+    return found
 
 
 @dataclass(frozen=True)
@@ -56,7 +77,7 @@ class DaemonConfig:
     cluster_store: str = ""
     cluster_advertise: str = ""
     cluster_store_opts: dict[str, str] = field(default_factory=dict)
-    runtimes: dict[str, str] = field(default_factory=lambda: {"runc": RUNC_PATH})
+    runtimes: dict[str, str] = field(default_factory=lambda: {"runc": RUNC_PATH})  # name -> binary
     default_runtime: str = "runc"
     self_heal_interval: float = 10.0
     fault_dir: str = ""  # tests only: crash points (daemon.faults)
@@ -128,9 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "host keeps its endpoints, default 15), discovery.resync (seconds between full "
                    "reconciliations, default 30); repeatable")
     p.add_argument("--add-runtime", action="append", type=parse_runtime, default=[], metavar="NAME=PATH",
-                   help="register another OCI runtime that speaks runc's command line (repeatable)")
+                   help="register another OCI runtime that speaks runc's command line (repeatable); "
+                   f"runc ({RUNC_PATH}) is always there, crun ({CRUN_PATH}) when installed")
     p.add_argument("--default-runtime", default="runc", metavar="NAME",
-                   help="the OCI runtime containers run with (default runc, /usr/sbin/runc)")
+                   help="the OCI runtime of containers created without --runtime (default runc)")
     p.add_argument("--self-heal-interval", type=float, default=10.0, metavar="SECONDS",
                    help="how often shoald checks that its nftables tables, bridges and veths are as it "
                         "made them, and repairs them if they were changed from outside (default 10; 0: never)")
@@ -148,9 +170,9 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
     for h in hosts:
         if not h.startswith("unix://"):
             build_parser().error(f"unsupported host {h!r}: only unix://PATH sockets are served")
-    runtimes = {"runc": RUNC_PATH, **dict(args.add_runtime)}
+    runtimes = {**builtin_runtimes(), **dict(args.add_runtime)}
     if args.default_runtime not in runtimes:
-        build_parser().error(f"default runtime {args.default_runtime!r} is not registered: add it with "
+        build_parser().error(f"specified default runtime '{args.default_runtime}' does not exist: add it with "
                              f"--add-runtime {args.default_runtime}=PATH (known: {', '.join(sorted(runtimes))})")
     if args.cluster_advertise and not args.cluster_store:
         build_parser().error("--cluster-advertise needs --cluster-store etcd://HOST:PORT")

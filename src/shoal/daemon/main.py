@@ -106,7 +106,8 @@ def build(cfg: DaemonConfig) -> Parts:
     ctl = Controller(store, kernel, ipam, drivers, eid, exec_root=str(cfg.exec_root),  # type: ignore[arg-type]
                      firewall=firewall)
     images: Any = ImageStore(cfg.data_root / "images")
-    runtime: Any = Runtime(cfg.data_root / "runtime", images, runc=cfg.runtime_path)
+    runtime: Any = Runtime(cfg.data_root / "runtime", images, runtimes=cfg.runtimes,
+                            default_runtime=cfg.default_runtime)
     if plan is not None:
         runtime = Steps(runtime, "runtime", plan)
     runtime, images = Timed(runtime, "runtime", timings), Timed(images, "runtime", timings)

@@ -1,5 +1,5 @@
-"""The runtime's side of the invariant checker: its records, runc's state, the
-processes, root filesystem mounts and cgroups, against the engine's container records.
+"""The runtime's side of the invariant checker: its records, the OCI runtimes' state
+(runc's, crun's, each under its own root), the processes, root filesystem mounts and cgroups, against the engine's container records.
 
 A check: it reads and never changes anything.
 """
@@ -16,10 +16,11 @@ from shoal.runtime.spec import CGROUP_PARENT
 class Runtime(Protocol):
     """What the audit reads of runtime.Runtime (a protocol: no import of it, no cycle)."""
 
-    runc_root: Path
     containers_dir: Path
 
     def records(self) -> set[str]: ...
+    def state_roots(self) -> dict[str, Path]: ...
+    def runtime_of(self, cid: str) -> str: ...
     def state(self, cid: str) -> Any: ...
     async def runc_status(self, cid: str) -> str: ...
 
@@ -28,18 +29,27 @@ async def audit(rt: Runtime, known: set[str]) -> list[tuple[str, str]]:
     records = rt.records()
     out = [(cid, "the runtime has a record the engine does not") for cid in sorted(records - known)]
     out += [(cid, "the engine has a container the runtime has no record of") for cid in sorted(known - records)]
-    runc_dirs = {p.name for p in rt.runc_root.iterdir() if p.is_dir()} if rt.runc_root.is_dir() else set()
-    out += [(cid, "runc holds state for a container no record names") for cid in sorted(runc_dirs - records)]
+    held = state_dirs(rt)  # (runtime, cid) pairs
+    out += [(cid, f"{name} holds state for a container no record names") for name, cid in sorted(held)
+            if cid not in records]
+    out += [(cid, f"{name} holds state for it, but it was created with {rt.runtime_of(cid)}")
+            for name, cid in sorted(held) if cid in records and rt.runtime_of(cid) != name]
     out += mounts(rt, records) + cgroups(rt, records)
     for cid in sorted(records & known):
-        st = rt.state(cid)
+        st, name = rt.state(cid), rt.runtime_of(cid)
         if st.running and not Path(f"/proc/{st.pid}").exists():
             out.append((cid, f"running, but its process {st.pid} is gone"))
-        if st.running and cid not in runc_dirs:
-            out.append((cid, "running, but runc has no state for it"))
-        if not st.running and cid in runc_dirs and await rt.runc_status(cid) == "running":
-            out.append((cid, "not running by its record, but runc runs it"))
+        if st.running and (name, cid) not in held:
+            out.append((cid, f"running, but {name} has no state for it"))
+        if not st.running and (name, cid) in held and await rt.runc_status(cid) == "running":
+            out.append((cid, f"not running by its record, but {name} runs it"))
     return out
+
+
+def state_dirs(rt: Runtime) -> set[tuple[str, str]]:
+    """runc and crun both keep a directory per container under their --root."""
+    return {(name, p.name) for name, root in rt.state_roots().items() if root.is_dir()
+            for p in root.iterdir() if p.is_dir()}
 
 
 def mounts(rt: Runtime, records: set[str]) -> list[tuple[str, str]]:

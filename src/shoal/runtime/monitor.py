@@ -190,10 +190,17 @@ def start_exit_code(message: str) -> int:
     return 127 if "executable file not found" in text or "no such file or directory" in text else 126
 
 
+CRUN_HYBRID = "cgroups in hybrid mode not supported"
+CRUN_HYBRID_FIX = ("; crun takes a hybrid cgroup layout only when cgroup v2 holds no controller: mount the "
+                   "ones in /sys/fs/cgroup/unified/cgroup.controllers as v1 hierarchies (scripts/setup does)")
+
+
 def runtime_error(stderr: str, *, is_exec: bool = False) -> ShoalError:
-    """runc's logrus line -> the error class and wording Docker would report."""
+    """runc's logrus line (crun's plain one) -> the error class and wording Docker would report."""
     found = _RUNC_MSG.findall(stderr)
     text = (found[-1].replace('\\"', '"') if found else stderr.strip()) or "runc failed"
+    if CRUN_HYBRID in text:
+        text += CRUN_HYBRID_FIX
     if is_exec:
         return ShoalError(f"OCI runtime exec failed: {text}: unknown")
     if start_exit_code(text) == 127:

@@ -1,9 +1,11 @@
-"""Containers through runc, each watched by its own conmon, all state under one root.
+"""Containers through an OCI runtime (runc, crun, ...), each watched by its own conmon,
+all state under one root.
 
 Layout (`root` is the daemon's data root; nothing outside it is touched except the
-container's cgroup `/shoal/<id>` that runc manages):
+container's cgroup `/shoal/<id>` that the OCI runtime manages):
 
     runc/                     runc --root: runc's own state, private to this daemon
+    runtimes/<name>/          --root of every other runtime (crun, --add-runtime NAME=PATH)
     containers/<id>/          the OCI bundle and everything conmon writes
         container.json        spec, image id, created/started times, pids
         config.json           what runc reads
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets
 import shutil
@@ -74,17 +77,19 @@ class _Record:
     conmon_pid: int | None = None
     last_exit: int | None = None  # the previous run's code while a restart is under way
     log: LogPolicy = field(default_factory=LogPolicy)  # as of the last start
+    runtime_path: str = ""  # the binary of spec.runtime at create (records before it: none)
 
     def to_json(self) -> dict:
         return {"spec": spec_to_json(self.spec), "image": self.image, "created": self.created,
                 "started_at": self.started_at, "pid": self.pid, "conmon_pid": self.conmon_pid,
-                "last_exit": self.last_exit, "log": self.log.to_json()}
+                "last_exit": self.last_exit, "log": self.log.to_json(), "runtime_path": self.runtime_path}
 
     @classmethod
     def from_json(cls, data: dict) -> _Record:
         return cls(spec=spec_from_json(data["spec"]), image=data["image"], created=data["created"],
                    started_at=data.get("started_at"), pid=data.get("pid"), conmon_pid=data.get("conmon_pid"),
-                   last_exit=data.get("last_exit"), log=LogPolicy.from_json(data.get("log")))
+                   last_exit=data.get("last_exit"), log=LogPolicy.from_json(data.get("log")),
+                   runtime_path=data.get("runtime_path") or "")
 
 
 @dataclass
@@ -121,11 +126,13 @@ def signal_number(sig: str | int) -> int:
 class Runtime:
     """Create, start, stop, attach to, exec in and delete containers (asyncio)."""
 
-    def __init__(self, root: Path, images: ImageStore, *, runc: str = monitor.RUNC,
-                 conmon: str = monitor.CONMON) -> None:
+    def __init__(self, root: Path, images: ImageStore, *, runtimes: dict[str, str] | None = None,
+                 default_runtime: str = "runc", conmon: str = monitor.CONMON) -> None:
         self.root = Path(root)
         self.images = images
-        self.runc, self.conmon = runc, conmon
+        self.runtimes = dict(runtimes or {"runc": monitor.RUNC})  # name -> binary
+        self.default_runtime, self.conmon = default_runtime, conmon
+        self.check_runtime(default_runtime)
         self.runc_root = self.root / "runc"
         self.containers_dir = self.root / "containers"
         for d in (self.runc_root, self.containers_dir):
@@ -133,6 +140,34 @@ class Runtime:
         self._records: dict[str, _Record] = {}
         self._live: dict[str, _Live] = {}
         self._execs: dict[str, ExecSession] = {}
+
+    # --- OCI runtimes --------------------------------------------------------------------
+
+    def check_runtime(self, name: str) -> str:
+        """`HostConfig.Runtime` -> the registered name it means ("" = the default); dockerd's
+        400 for any other, before anything is made."""
+        name = name or self.default_runtime
+        if name not in self.runtimes:
+            raise InvalidParameter(f"Unknown runtime specified {name}")
+        return name
+
+    def state_root(self, name: str) -> Path:
+        """The runtime's --root: one per runtime, so no two binaries read each other's state
+        (runc's keeps its place from before there were several)."""
+        return self.runc_root if name == "runc" else self.root / "runtimes" / name
+
+    def state_roots(self) -> dict[str, Path]:
+        """Every runtime's root that registered runtimes or records name (the audit reads them)."""
+        names = set(self.runtimes) | {rec.spec.runtime for rec in self._records.values()}
+        return {name: self.state_root(name) for name in sorted(names)}
+
+    def _oci_of(self, cid: str) -> tuple[str, Path]:
+        """(binary, --root) of the runtime the container was created with. Its binary comes from
+        the flags of this daemon, else the record (a runtime no longer registered can still
+        kill and delete what it runs)."""
+        rec = self._records.get(cid)  # none: a directory a crash left, runc's as before
+        name, recorded = (rec.spec.runtime, rec.runtime_path) if rec is not None else ("runc", "")
+        return self.runtimes.get(name) or recorded or monitor.RUNC, self.state_root(name)
 
     # --- paths and records ---------------------------------------------------------------
 
@@ -159,9 +194,11 @@ class Runtime:
         tmp.write_text(json.dumps(self._record(cid).to_json(), indent=1))
         tmp.replace(path)
 
-    async def _runc(self, *args: str, check: bool = True) -> tuple[int, str]:
+    async def _runc(self, cid: str, *args: str, check: bool = True) -> tuple[int, str]:
+        """The container's OCI runtime with `args` (which name `cid` where the verb wants it)."""
+        binary, root = self._oci_of(cid)
         proc = await asyncio.create_subprocess_exec(
-            self.runc, "--root", str(self.runc_root), *args, stdin=asyncio.subprocess.DEVNULL,
+            binary, "--root", str(root), *args, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate()
         if check and proc.returncode != 0:
@@ -194,6 +231,9 @@ class Runtime:
 
     def records(self) -> set[str]:
         return set(self._records)
+
+    def runtime_of(self, cid: str) -> str:
+        return self._record(cid).spec.runtime
 
     def list(self) -> list[ContainerState]:
         return [self.state(cid) for cid in sorted(self._records, key=lambda c: -self._records[c].created)]
@@ -241,13 +281,13 @@ class Runtime:
             await self._clear_previous(cid)
         elif monitor.alive(rec.conmon_pid, cid):
             return  # running as recorded
-        elif rec.last_exit is not None or (rec.started_at is None and (self.runc_root / cid).exists()):
+        elif rec.last_exit is not None or (rec.started_at is None and (self._oci_of(cid)[1] / cid).exists()):
             await self._clear_previous(cid)  # cut short before its conmon started, or after it died
-        elif (self.runc_root / cid).exists():  # exited while shoald was away: free its cgroups
-            await self._runc("delete", "--force", cid, check=False)
+        elif (self._oci_of(cid)[1] / cid).exists():  # exited while shoald was away: free its cgroups
+            await self._runc(cid, "delete", "--force", cid, check=False)
 
     async def runc_status(self, cid: str) -> str:
-        rc, out = await self._runc("state", cid, check=False)
+        rc, out = await self._runc(cid, "state", cid, check=False)
         try:
             return json.loads(out).get("status", "") if rc == 0 else ""
         except ValueError:
@@ -259,7 +299,7 @@ class Runtime:
         the next run), its pid files; with `keep_code`, the previous exit code comes back
         (a restart that was cut short)."""
         rec, paths = self._records[cid], self._paths(cid)
-        await self._runc("delete", "--force", cid, check=False)
+        await self._runc(cid, "delete", "--force", cid, check=False)
         for conmon_pid in {_read_pid(paths.conmon_pidfile), rec.conmon_pid} - {None, 0}:
             if monitor.alive(conmon_pid, cid):
                 try:
@@ -279,13 +319,15 @@ class Runtime:
         """Write the bundle and mount the rootfs; no process yet (Docker's `create`)."""
         if spec.id in self._records or self._dir(spec.id).exists():
             raise Conflict(f"container {spec.id} already exists")
+        spec = dataclasses.replace(spec, runtime=self.check_runtime(spec.runtime))
         image = self.images.get(image_ref)
         cdir = self._dir(spec.id)
         cdir.mkdir()
         try:
             overlay.mount_overlay(image.rootfs, cdir / "upper", cdir / "work", cdir / "merged")
             (cdir / "config.json").write_text(json.dumps(oci_config(spec, cdir / "merged"), indent=1))
-            self._records[spec.id] = _Record(spec=spec, image=image.id, created=time.time())
+            self._records[spec.id] = _Record(spec=spec, image=image.id, created=time.time(),
+                                             runtime_path=self.runtimes[spec.runtime])
             self._save(spec.id)
         except BaseException:
             self._records.pop(spec.id, None)
@@ -308,23 +350,24 @@ class Runtime:
             if rec.started_at is not None:  # a restart: keep the code until this run is saved
                 rec.last_exit = monitor.read_exit_code(paths.exit_file(cid))
                 self._save(cid)
-            if rec.started_at is not None or (self.runc_root / cid).exists():
+            if rec.started_at is not None or (self._oci_of(cid)[1] / cid).exists():
                 await self._clear_previous(cid, keep_code=False)
             spec = rec.spec
             await self._settle_log(cid, live)  # a rotation its last run did not get to
             if log is not None:
                 rec.log = log
-            launch = Launch(cid=cid, uuid=cid, paths=paths, runc_root=self.runc_root, tty=spec.tty,
+            binary, state_root = self._oci_of(cid)
+            launch = Launch(cid=cid, uuid=cid, paths=paths, runc_root=state_root, tty=spec.tty,
                             stdin=spec.open_stdin, leave_stdin_open=not spec.stdin_once,
-                            log=rec.log.enabled, conmon=self.conmon, runc=self.runc)
+                            log=rec.log.enabled, conmon=self.conmon, runc=binary)
             try:
                 pid, conmon_pid = await monitor.launch(launch)
                 if live.hub is not None and not live.hub.connected.is_set():
                     live.hub.connect()  # clients attached before start see every byte
                 started = time.time()  # before: a short process may exit (and its exit file be
-                await self._runc("start", cid)  # written) before runc start returns
+                await self._runc(cid, "start", cid)  # written) before runc start returns
             except BaseException:
-                await self._runc("delete", "--force", cid, check=False)
+                await self._runc(cid, "delete", "--force", cid, check=False)
                 if live.hub is not None:
                     live.hub.close()  # attached clients learn that the start failed
                 raise
@@ -374,7 +417,7 @@ class Runtime:
                 if not self.state(cid).running:
                     # runc's state and cgroups go with the process (containerd's shim deletes
                     # too): an exited container keeps no empty cgroup in every hierarchy until rm
-                    await self._runc("delete", cid, check=False)
+                    await self._runc(cid, "delete", cid, check=False)
         for fut in waiters:
             if not fut.done():
                 fut.set_result(code)
@@ -396,14 +439,14 @@ class Runtime:
         signum = signal_number(signal)
         if not self.state(cid).running:
             raise Conflict(f"Container {cid} is not running")
-        rc, _ = await self._runc("kill", cid, str(signum), check=False)
+        rc, _ = await self._runc(cid, "kill", cid, str(signum), check=False)
         if rc == 0 or not self.state(cid).running:
             return
         # the process may be gone while its monitor has not written the exit code yet:
         # runc then says "container not running", which is the client's 409, not our 500
         if await self.runc_status(cid) in ("stopped", ""):
             raise Conflict(f"Container {cid} is not running")
-        await self._runc("kill", cid, str(signum))
+        await self._runc(cid, "kill", cid, str(signum))
 
     async def stop(self, cid: str, timeout: float | None = 10) -> int:
         """SIGTERM, then SIGKILL after `timeout` seconds (None or negative: never, as
@@ -432,9 +475,9 @@ class Runtime:
             rec = self._records.get(cid)
             if rec is not None and self.state(cid).running:
                 with contextlib.suppress(ShoalError, asyncio.TimeoutError):
-                    await self._runc("kill", cid, "KILL", check=False)
+                    await self._runc(cid, "kill", cid, "KILL", check=False)
                     await asyncio.wait_for(self.wait(cid), STOP_KILL_GRACE)
-            await self._runc("delete", "--force", cid, check=False)
+            await self._runc(cid, "delete", "--force", cid, check=False)
             for session in [s for s in self._execs.values() if s.container_id == cid]:
                 await session.reap()
                 self._execs.pop(session.id, None)
@@ -504,10 +547,11 @@ class Runtime:
             raise Conflict(f"Container {cid} is not running")
         exec_id = secrets.token_hex(32)
         config = json.loads((self._dir(cid) / "config.json").read_text())
+        binary, state_root = self._oci_of(cid)
         session = await start_exec(
             exec_id=exec_id, cid=cid, spec=spec, container_config=config,
-            exec_dir=self._dir(cid) / "exec" / exec_id, runc_root=self.runc_root,
-            attach=not detach, detach_keys=detach_keys, conmon=self.conmon, runc=self.runc)
+            exec_dir=self._dir(cid) / "exec" / exec_id, runc_root=state_root,
+            attach=not detach, detach_keys=detach_keys, conmon=self.conmon, runc=binary)
         self._execs[exec_id] = session
         return session
 

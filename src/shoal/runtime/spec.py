@@ -57,6 +57,7 @@ class ContainerSpec:
     resolv_conf: Path | None = None
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     sysctls: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # model.validate.sysctl
+    runtime: str = ""  # the OCI runtime's name (HostConfig.Runtime); "": the daemon's default
 
     def __post_init__(self) -> None:
         if not self.args:
@@ -188,4 +189,5 @@ def spec_from_json(data: dict) -> ContainerSpec:
         if values.get(key) is not None:
             values[key] = Path(values[key])
     values["args"], values["env"] = tuple(values["args"]), tuple(values.get("env", DEFAULT_ENV))
+    values.setdefault("runtime", "runc")  # a record from before there was a choice ran runc
     return ContainerSpec(**values)
