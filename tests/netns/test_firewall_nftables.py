@@ -37,12 +37,12 @@ pytestmark = pytest.mark.netns
 
 B1 = NetworkConfig("shfw-b1", ("10.201.1.0/24",), ("fd00:201:1::/64",))
 B2 = NetworkConfig("shfw-b2", ("10.201.2.0/24",), ("fd00:201:2::/64",))
-ENDPOINTS = tuple(EndpointConfig(bridge, port) for bridge, port in (
-    ("shfw-b1", "shfw-v1"), ("shfw-b1", "shfw-v2"), ("shfw-b2", "shfw-v3"), ("shfw-b1", "shfw-v4"),
-    ("shfw-b2", "shfw-v5")))
 C1, C2, C3 = "10.201.1.2", "10.201.1.3", "10.201.2.2"
 C1_6, C2_6, C3_6 = "fd00:201:1::2", "fd00:201:1::3", "fd00:201:2::2"
 C4_B1, C4_B2 = "10.201.1.4", "10.201.2.4"
+ENDPOINTS = tuple(EndpointConfig(bridge, port, addresses) for bridge, port, addresses in (
+    ("shfw-b1", "shfw-v1", (C1, C1_6)), ("shfw-b1", "shfw-v2", (C2, C2_6)), ("shfw-b2", "shfw-v3", (C3, C3_6)),
+    ("shfw-b1", "shfw-v4", (C4_B1, "fd00:201:1::4")), ("shfw-b2", "shfw-v5", (C4_B2, "fd00:201:2::4"))))
 HOST, HOST_6, UP, UP_6 = "10.200.0.1", "fd00:200::1", "10.200.0.2", "fd00:200::2"
 WEB = (
     PortMapping("tcp", 8080, C1, 80, "shfw-b1"),

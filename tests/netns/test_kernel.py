@@ -126,8 +126,9 @@ def test_retired_links_free_their_names_at_once_and_go_in_the_background(netns):
             await k.configure_iface(path, "eth1", ["10.46.0.2/16"], ["10.46.0.1"], default_route=True)
             await k.retire_veth("vethrt", "", "eth1", "nobody")  # not its alias: left alone
             assert (await k.link("vethrt")).alias == "shoal:t:ep:E2"
-            await k.retire_link("br-rt", "N1")
+            await k.retire_link("br-rt", "N1", ["10.46.0.1/16"])
             assert await k.link("br-rt") is None and "10.46.0.0/16" not in await k.routes()
+            assert "10.46.0.1" not in json.dumps(ip_json(netns, "route", "show", "table", "local"))
             await k.ensure_bridge("br-rt", mtu=1500, addresses=["10.46.0.1/16"], alias="shoal:t:net:N2")
             await k.settle()
             assert k.retiring() == set()

@@ -40,8 +40,8 @@ STATES = {
     "default_bridge": State((DEFAULT,)),
     "icc_on_and_off": State(
         (FRONT, BACK),
-        (EndpointConfig("br-front", "veth0a"), EndpointConfig("br-back", "veth1a"),
-         EndpointConfig("br-back", "veth1b")),
+        (EndpointConfig("br-front", "veth0a", ("172.18.0.2", "fd00:18::2")),
+         EndpointConfig("br-back", "veth1a", ("172.19.0.2",)), EndpointConfig("br-back", "veth1b", ("172.19.0.3",))),
     ),
     "internal_and_no_masquerade": State(
         (VAULT, PLAIN),

@@ -43,7 +43,7 @@ def endpoint_config(ctl: Topology, net: Network, ep: Endpoint) -> EndpointConfig
     cfg = network_config(ctl, net)
     if cfg is None or not ep.host_ifname:
         return None
-    return EndpointConfig(cfg.bridge, ep.host_ifname)
+    return EndpointConfig(cfg.bridge, ep.host_ifname, ep.ips)
 
 
 def state_of(ctl: Topology) -> State:

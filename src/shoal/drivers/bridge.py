@@ -153,5 +153,6 @@ class BridgeDriver:
         """Retired, not deleted: the name and the subnet are free at once, the kernel's slow
         unregistration finishes in the background (a crash meanwhile leaves a link marked
         ours and owned by nothing, which restore deletes)."""
-        name = self._bridges.pop(network.id, None) or self.options(network).bridge_name
-        await self._kernel.retire_link(name, network.id)
+        opts = self.options(network)
+        name = self._bridges.pop(network.id, None) or opts.bridge_name
+        await self._kernel.retire_link(name, network.id, self._addresses(network, opts))

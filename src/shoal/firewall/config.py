@@ -78,14 +78,17 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class EndpointConfig:
-    """An endpoint on `bridge`; `port` is the host end of its veth (a bridge port)."""
+    """An endpoint on `bridge`; `port` is the host end of its veth (a bridge port);
+    `addresses` are the container's (no prefix length), for hairpin."""
 
     bridge: str
     port: str
+    addresses: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_ifname(self.bridge, "bridge")
         check_ifname(self.port, "bridge port")
+        object.__setattr__(self, "addresses", tuple(str(_address(a, "endpoint address")) for a in self.addresses))
 
 
 @dataclass(frozen=True)

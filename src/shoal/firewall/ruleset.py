@@ -96,13 +96,13 @@ def forward_chain() -> Chain:
 def postrouting_chain() -> Chain:
     """Hairpin: a container reaching a published port of its own bridge must see the reply
     come back through the host, so the source becomes the gateway; likewise 127.0.0.1.
-    Hairpin goes by source subnet, not input interface: br_netfilter may bridge a DNAT'd
+    Hairpin goes by source (a container address on the bridge it leaves by), not input interface: br_netfilter may bridge a DNAT'd
     packet back to its own bridge, and then postrouting has no input interface.
     Egress: routed from a masquerading bridge to anywhere (Docker's `-s SUBNET ! -o BRIDGE`,
     by the bridge it came from; what leaves by its own bridge is hairpin, masqueraded too)."""
     return Chain("postrouting", "type nat hook postrouting priority srcnat; policy accept", (
-        _rule("ct status dnat oifname . ip saddr @subnets4 masquerade", "hairpin"),
-        _rule("ct status dnat oifname . ip6 saddr @subnets6 masquerade", "hairpin"),
+        _rule("ct status dnat oifname . ip saddr @hairpin4 masquerade", "hairpin"),
+        _rule("ct status dnat oifname . ip6 saddr @hairpin6 masquerade", "hairpin"),
         _rule("oifname @bridges ip saddr 127.0.0.0/8 masquerade", "host loopback to a published port"),
         _rule("iifname @masquerading masquerade", "egress"),
     ))

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
 
 from shoal.kernel import sandbox
@@ -56,11 +57,11 @@ class Kernel:
     async def delete_link(self, name: str) -> None:
         await self._run(Netlink.delete_link, name)
 
-    async def retire_link(self, name: str, object_id: str) -> None:
-        """Free `name` now and delete the link in the background (see Netlink.retire_link);
-        nothing happens to a link whose alias does not name `object_id`."""
+    async def retire_link(self, name: str, object_id: str, addresses: Sequence[str] = ()) -> None:
+        """Free `name` and `addresses` now and delete the link in the background (see
+        Netlink.retire_link); nothing happens to a link whose alias does not name `object_id`."""
         retired = f"shx{secrets.token_hex(6)}"
-        if await self._run(Netlink.retire_link, name, retired, object_id):
+        if await self._run(Netlink.retire_link, name, retired, object_id, addresses):
             self._reap_later(retired)
 
     async def retire_veth(self, host: str, netns_path: str, peer: str, object_id: str) -> None:

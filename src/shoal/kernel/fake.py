@@ -59,7 +59,7 @@ class FakeKernel:
         for table in (self.vxlans, self.fdb, self.neighbours):
             table.pop(name, None)
 
-    async def retire_link(self, name: str, object_id: str) -> None:
+    async def retire_link(self, name: str, object_id: str, addresses=()) -> None:  # noqa: ANN001
         link = self.links_by_name.get(name)
         if link is not None and link.alias.endswith(object_id):
             await self.delete_link(name)
