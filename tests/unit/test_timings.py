@@ -87,6 +87,13 @@ def test_nested_call_time_is_subtracted_from_the_outer():
     assert cat(snap, "other") == (4, 1)
     parts = sum(cat(snap, n)[0] for n in ("store", "ipam", "kernel", "firewall", "runtime", "dns", "other"))
     assert parts == pytest.approx(cat(snap, "api")[0])
+    # per method too, exclusive alike: the next slowest call is visible, not only its layer
+    assert snap["Methods"] == {
+        "ipam.request_pool": {"Seconds": 13, "Calls": 1},
+        "store.transaction": {"Seconds": 1, "Calls": 1},
+        "store.commit": {"Seconds": 2, "Calls": 1},
+        "store.get": {"Seconds": 0.5, "Calls": 1},
+    }
 
 
 def test_two_concurrent_requests_keep_their_own_stacks():

@@ -42,11 +42,12 @@ def _task() -> asyncio.Task | None:
 class Frame:
     """One timed call in progress; `inner` collects the time of the timed calls inside it."""
 
-    __slots__ = ("category", "start", "inner", "task", "in_request", "parent", "token")
+    __slots__ = ("category", "method", "start", "inner", "task", "in_request", "parent", "token")
 
     def __init__(self, category: str, start: float, task: asyncio.Task | None,
-                 parent: Frame | None, in_request: bool) -> None:
+                 parent: Frame | None, in_request: bool, method: str = "") -> None:
         self.category, self.start, self.task, self.parent = category, start, task, parent
+        self.method = method
         self.in_request, self.inner = in_request, 0.0
         self.token: contextvars.Token | None = None
 
@@ -66,14 +67,15 @@ class Timings:
         self._calls = {n: 0 for n in names}
         self._bg_seconds = {n: 0.0 for n in LAYERS}
         self._bg_calls = {n: 0 for n in LAYERS}
+        self._methods: dict[str, list[float]] = {}  # "kernel.add_veth" -> [seconds, calls], in requests
 
-    def start(self, category: str) -> Frame:
+    def start(self, category: str, method: str = "") -> Frame:
         task = _task()
         parent = self._current.get()
         if parent is not None and parent.task is not task:
             parent = None  # inherited by a new task: not nested in that call
         in_request = category == REQUEST or (parent is not None and parent.in_request)
-        frame = Frame(category, self._clock(), task, parent, in_request)
+        frame = Frame(category, self._clock(), task, parent, in_request, method)
         frame.token = self._current.set(frame)
         return frame
 
@@ -96,6 +98,10 @@ class Timings:
         elif frame.in_request:
             self._seconds[category] += own
             self._calls[category] += 1
+            if frame.method:
+                entry = self._methods.setdefault(f"{category}.{frame.method}", [0.0, 0])
+                entry[0] += own
+                entry[1] += 1
         else:
             self._bg_seconds[category] += own
             self._bg_calls[category] += 1
@@ -107,6 +113,7 @@ class Timings:
             "Requests": self._calls[REQUEST],
             "Categories": {n: {"Seconds": self._seconds[n], "Calls": self._calls[n]} for n in self._seconds},
             "Background": {n: {"Seconds": self._bg_seconds[n], "Calls": self._bg_calls[n]} for n in self._bg_seconds},
+            "Methods": {n: {"Seconds": s, "Calls": c} for n, (s, c) in sorted(self._methods.items())},
         }
 
 
@@ -130,11 +137,11 @@ class Timed:
         return wrapped
 
     def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        timings, category = self._timings, self._category
+        timings, category, method = self._timings, self._category, getattr(fn, "__name__", "")
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def timed_async(*args: Any, **kwargs: Any) -> Any:
-                frame = timings.start(category)
+                frame = timings.start(category, method)
                 try:
                     return await fn(*args, **kwargs)
                 finally:
@@ -143,7 +150,7 @@ class Timed:
 
         @functools.wraps(fn)
         def timed_sync(*args: Any, **kwargs: Any) -> Any:
-            frame = timings.start(category)
+            frame = timings.start(category, method)
             try:
                 return fn(*args, **kwargs)
             finally:
@@ -157,7 +164,7 @@ class TimedStore(Timed):
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
         timings, category = self._timings, self._category
-        frame = timings.start(category)
+        frame = timings.start(category, "transaction")
         try:
             cm = self._target.transaction()
             tx = await cm.__aenter__()
@@ -173,7 +180,7 @@ class TimedStore(Timed):
             finally:
                 timings.stop(frame)
         else:
-            frame = timings.start(category)
+            frame = timings.start(category, "commit")
             try:
                 await cm.__aexit__(None, None, None)
             finally:
