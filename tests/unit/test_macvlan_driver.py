@@ -6,7 +6,13 @@ import pytest
 
 from shoal.controller import Controller
 from shoal.controller.restore import restore
-from shoal.drivers import BridgeDriver, HostDriver, IpvlanDriver, MacvlanDriver, NullDriver
+from shoal.drivers import (
+    BridgeDriver,
+    HostDriver,
+    IpvlanDriver,
+    MacvlanDriver,
+    NullDriver,
+)
 from shoal.drivers.macvlan import MacvlanOptions, parse_vlan
 from shoal.errors import Forbidden, InvalidParameter, NotImplementedYet
 from shoal.ipam import DefaultIpam, default_pools
