@@ -315,7 +315,7 @@ class EndpointOps:
         driver = self.driver(network.driver)
         sb = self.sandboxes.get(ep.sandbox_id)
         await driver.leave(network, ep, sb.path if sb is not None and not sb.is_host else "")
-        if sb is not None and not sb.is_host and ep.host_ifname:
+        if sb is not None and not sb.is_host and ep.ifname:
             first = self.gateway_of(self.endpoints_in(sb.id))
 
             async def rejoin() -> None:

@@ -278,7 +278,7 @@ async def _kernel(ctl: Controller) -> list[Finding]:
             out.append(Finding("kernel", f"link {link.name}", f"marked as shoal's ({link.alias}) but owned by nothing",
                                repairable=True))
     for net in here(ctl):
-        eps = [e for e in ctl.endpoints_of(net.id) if e.host_ifname]
+        eps = [e for e in ctl.endpoints_of(net.id) if e.ifname]  # with an interface (a macvlan port has no host side)
         for p in ctl.driver(net.driver).verify(net, ctl.alias("net", net.id), eps, links):
             out.append(Finding("kernel", _net(net), p.message, repairable=True))
     return out + await _namespaces(ctl)

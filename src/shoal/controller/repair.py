@@ -122,7 +122,7 @@ async def heal_kernel(ctl: Controller, *, inside: bool = False) -> list[str]:
 
 async def _heal_network(ctl: Controller, net: Network, links: dict, inside: bool) -> list[str]:
     driver, alias = ctl.driver(net.driver), ctl.alias("net", net.id)
-    eps = [e for e in ctl.endpoints_of(net.id) if e.host_ifname]
+    eps = [e for e in ctl.endpoints_of(net.id) if e.ifname]  # with an interface (a macvlan port has no host side)
     problems = driver.verify(net, alias, eps, links)
     done = []
     if any(not p.endpoint_id for p in problems):

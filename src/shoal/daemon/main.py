@@ -33,7 +33,7 @@ from shoal.daemon.clustering import attach_cluster, join_forever
 from shoal.daemon.config import DaemonConfig, parse_args
 from shoal.daemon.faults import FaultPlan, Steps, SteppedStore
 from shoal.daemon.timings import Timed, TimedStore, Timings
-from shoal.drivers import BridgeDriver, HostDriver, NullDriver
+from shoal.drivers import BridgeDriver, HostDriver, IpvlanDriver, MacvlanDriver, NullDriver
 from shoal.drivers.overlay import OverlayDriver
 from shoal.errors import ShoalError
 from shoal.firewall import NftFirewall, NoneFirewall, br_netfilter_sysctls
@@ -98,7 +98,8 @@ def build(cfg: DaemonConfig) -> Parts:
     pools = list(cfg.pools) or default_pools()
     ipam = Timed(DefaultIpam(pools, [ula_pool(eid)]), "ipam", timings)
     drivers = {"bridge": BridgeDriver(kernel, cfg.mtu), "host": HostDriver(), "null": NullDriver(),
-               "overlay": OverlayDriver(kernel)}  # refuses networks until a cluster store is attached
+               "overlay": OverlayDriver(kernel),  # refuses networks until a cluster store is attached
+               "macvlan": MacvlanDriver(kernel, cfg.mtu), "ipvlan": IpvlanDriver(kernel)}
     firewall: Any = NftFirewall() if cfg.firewall == "nftables" else NoneFirewall()
     if plan is not None:
         firewall = Steps(firewall, "firewall", plan)

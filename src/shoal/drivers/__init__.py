@@ -4,6 +4,8 @@
   GlobalDriver adds the verbs a global-scope driver gets from the cluster (peers).
 - OverlayDriver (drivers.overlay): VXLAN across hosts (a bridge plus a VXLAN device).
 - BridgeDriver, BridgeOptions (drivers.bridge): a Linux bridge per network.
+- MacvlanDriver, MacvlanOptions (drivers.macvlan): containers as macvlan ports of a host
+  interface; IpvlanDriver (drivers.ipvlan): says what the kernel lacks.
 - HostDriver (drivers.host), NullDriver (drivers.null): the `host` and `none` networks.
 - options (drivers.options): typed parsing of Docker's string-valued options.
 
@@ -14,6 +16,9 @@ from shoal.drivers.base import Capabilities, GlobalDriver, NetworkDriver, Proble
 from shoal.drivers.bridge import BridgeDriver
 from shoal.drivers.l2 import BridgeOptions
 from shoal.drivers.host import HostDriver
+from shoal.drivers.ipvlan import IpvlanDriver
+from shoal.drivers.macvlan import MacvlanDriver, MacvlanOptions
 from shoal.drivers.null import NullDriver
 
-__all__ = ["BridgeDriver", "BridgeOptions", "Capabilities", "GlobalDriver", "HostDriver", "NetworkDriver", "NullDriver", "Problem"]
+__all__ = ["BridgeDriver", "BridgeOptions", "Capabilities", "GlobalDriver", "HostDriver", "IpvlanDriver", "MacvlanDriver",
+           "MacvlanOptions", "NetworkDriver", "NullDriver", "Problem"]

@@ -7,6 +7,8 @@
   a dedicated single thread, so the event loop never blocks on netlink and never
   calls setns (pyroute2 opens sockets in other namespaces from a helper process).
 - FakeKernel (kernel.fake): records calls and fails on demand, for unit tests.
+- macvlan ports and 802.1q parents come from kernel.macvlan; KernelUnsupported says
+  the kernel lacks a link kind (no module), not that it refused.
 - LinkInfo, KernelError: what the facade returns and raises.
 
 Objects shoal creates carry an interface alias `shoal:<owner>:<object id>`, so restore
@@ -15,6 +17,7 @@ can tell its own leftovers from everything else and never touches what it does n
 
 from shoal.kernel.facade import Kernel
 from shoal.kernel.fake import FakeKernel, FakeSandboxKernel
+from shoal.kernel.macvlan import KernelUnsupported
 from shoal.kernel.netlink import KernelError, LinkInfo, Netlink
 
-__all__ = ["FakeKernel", "FakeSandboxKernel", "Kernel", "KernelError", "LinkInfo", "Netlink"]
+__all__ = ["FakeKernel", "FakeSandboxKernel", "Kernel", "KernelError", "KernelUnsupported", "LinkInfo", "Netlink"]

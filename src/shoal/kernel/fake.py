@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from shoal.kernel.macvlan import KernelUnsupported
 from shoal.kernel.netlink import KernelError, LinkInfo
 
 
@@ -28,6 +29,8 @@ class FakeKernel:
         local address missing from it, as the real kernel layer does"""
         self.device_addresses: dict[str, str] = {}
         """link name -> first global IPv4, for address_of_device"""
+        self.link_kinds: set[str] = {"bridge", "veth", "vxlan", "macvlan", "ifb"}
+        """what this kernel can make (this machine's 6.18 has no dummy, vlan or ipvlan)"""
 
     def _maybe_fail(self, op: str, name: str) -> None:
         self.calls.append((op, name))
@@ -147,6 +150,28 @@ class FakeKernel:
             raise KernelError(f"link {name} not found")
         return self.device_addresses.get(name, "")
 
+    async def has_link_kind(self, kind: str) -> bool:
+        return kind in self.link_kinds
+
+    async def ensure_stub_parent(self, name: str, *, alias: str, mtu: int) -> str:
+        self._maybe_fail("ensure_stub_parent", name)
+        old = self.links_by_name.get(name)
+        kind = old.kind if old else next(k for k in ("dummy", "ifb") if k in self.link_kinds)
+        index = old.index if old else len(self.links_by_name) + 2
+        self.links_by_name[name] = LinkInfo(name, index, kind, alias, mtu, True, "02:00:00:00:00:02")
+        return kind
+
+    async def add_vlan(self, name: str, *, base: str, vlan_id: int, alias: str) -> None:
+        self._maybe_fail("add_vlan", name)
+        if base not in self.links_by_name:
+            raise KernelError(f"-o parent interface was not found on the host: {base}")
+        if "vlan" not in self.link_kinds:
+            raise KernelUnsupported(f"cannot create the 802.1q sub-interface {name}: this kernel has no 8021q "
+                                    "(VLAN) support")
+        if name in self.links_by_name:
+            raise KernelError(f"failed to create {name} vlan link: exists (EEXIST)")
+        self.links_by_name[name] = LinkInfo(name, len(self.links_by_name) + 2, "vlan", alias, 1500, True, "")
+
     def close(self) -> None:
         pass
 
@@ -201,8 +226,29 @@ class FakeSandboxKernel(FakeKernel):
                      up=True, gateways=list(gateways) if default_route else iface.get("gateways", []))
 
     async def delete_link(self, name: str) -> None:
+        """A veth's peer goes with it, and a parent's macvlan ports, wherever they live."""
         await super().delete_link(name)
         for ifaces in self.ifaces.values():
             for peer, data in list(ifaces.items()):
-                if data.get("host") == name:
+                if name in (data.get("host"), data.get("parent")):
                     del ifaces[peer]
+
+    async def add_macvlan(self, ifname: str, netns_path: str, *, parent: str, mode: str, mac: str = "") -> str:
+        self._maybe_fail("add_macvlan", ifname)
+        if parent not in self.links_by_name:
+            raise KernelError(f"the requested parent interface {parent} was not found on the host")
+        ports = [d for ifaces in self.ifaces.values() for d in ifaces.values() if d.get("parent") == parent]
+        if ports and (mode == "passthru" or any(d["mode"] == "passthru" for d in ports)):
+            raise KernelError(f"failed to create the macvlan port {ifname} on {parent}: Invalid argument (EINVAL)")
+        if ifname in self.ifaces[netns_path]:
+            raise KernelError(f"failed to create the macvlan port {ifname} on {parent}: exists (EEXIST)")
+        mac = mac or self.links_by_name[parent].mac or "02:00:00:00:00:01"
+        self.ifaces[netns_path][ifname] = {"mac": mac, "parent": parent, "mode": mode, "addresses": []}
+        return mac
+
+    async def retire_sandbox_iface(self, netns_path: str, ifname: str) -> None:
+        self.calls.append(("retire_sandbox_iface", ifname))
+        self.ifaces.get(netns_path, {}).pop(ifname, None)
+
+    async def delete_sandbox_iface(self, netns_path: str, ifname: str) -> None:
+        self.ifaces.get(netns_path, {}).pop(ifname, None)

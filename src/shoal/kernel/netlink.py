@@ -18,6 +18,7 @@ from pyroute2 import IPRoute, NetlinkError
 
 from shoal.kernel import rtdump
 from shoal.kernel.base import IFA_F_NODAD, KernelError, LinkInfo, fail, ifindex
+from shoal.kernel.macvlan import MacvlanOps
 from shoal.kernel.vxlan import VxlanOps
 
 PROC_USER_INIT_INO, PROC_NET_INIT_INO = 0xEFFFFFFD, 0xEFFFFFF9  # include/linux/proc_ns.h (kernels that fix them)
@@ -41,9 +42,10 @@ def _write_sysctls(values: dict[str, str], missing_ok: bool = False) -> list[str
     return written
 
 
-class Netlink(VxlanOps):
+class Netlink(VxlanOps, MacvlanOps):
     """Owns one IPRoute; must be used from a single thread (the facade's). The overlay's
-    vxlan devices, FDB and neighbour entries come from `VxlanOps` (kernel.vxlan)."""
+    vxlan devices, FDB and neighbour entries come from `VxlanOps` (kernel.vxlan), macvlan
+    ports and their VLAN parents from `MacvlanOps` (kernel.macvlan)."""
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns

@@ -207,6 +207,24 @@ def retire_iface(netns_path: str, ifname: str, new_name: str) -> None:
                 raise KernelError(f"failed to retire {ifname} in {netns_path}: {exc}") from exc
 
 
+def delete_iface(netns_path: str, ifname: str) -> None:
+    """Delete `ifname` inside the namespace; one already gone, or gone with its namespace,
+    is fine (a namespace's links go when it does)."""
+    if not netns_alive(netns_path):
+        return
+    with entered(netns_path):
+        index = ifindex(ifname)
+        c = IPRoute()
+    with c:
+        if index is None:
+            return
+        try:
+            c.link("del", index=index)
+        except NetlinkError as exc:
+            if exc.code != errno.ENODEV:
+                raise KernelError(f"failed to delete {ifname} in {netns_path}: {exc}") from exc
+
+
 def iface_addresses(netns_path: str) -> dict[str, tuple[str, ...]]:
     """Each interface in the namespace with its global "ip/prefixlen" addresses."""
     with open_netlink(netns_path) as c:
