@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,7 @@ def cni(command: str, conf: dict, *, cid: str = "", netns: str = "", ifname: str
         env["CNI_NETNS"] = netns
     if ifname:
         env["CNI_IFNAME"] = ifname
-    argv = plugin or [sys.executable, "-m", "shoal.cni.main"]
+    argv = plugin or [str(SRC / "shoal" / "cni" / "main.py")]  # as installed: /opt/cni/bin/shoal-cni
     if host_ns:
         argv = ["nsenter", f"--net=/run/netns/{host_ns}", *argv]
     p = subprocess.run(argv, input=json.dumps(conf), capture_output=True, text=True, env=env, timeout=120)
@@ -148,8 +147,8 @@ def test_bad_input_is_a_cni_error_and_changes_nothing(box, pods):
     assert box.api("GET", "/networks/cbad")[1]["Containers"] == before
     assert box.api("GET", "/shoal/check")[1]["Findings"] == []
     # garbage on stdin
-    p = subprocess.run([sys.executable, "-m", "shoal.cni.main"], input="{not json", capture_output=True, text=True,
-                       env={"CNI_COMMAND": "ADD", "PYTHONPATH": str(SRC), "PATH": os.environ["PATH"]})
+    p = subprocess.run([str(SRC / "shoal" / "cni" / "main.py")], input="{not json", capture_output=True, text=True,
+                       env={"CNI_COMMAND": "ADD", "PATH": os.environ["PATH"]})
     assert p.returncode == 1 and json.loads(p.stdout)["code"] == 6
     # a static address and a MAC from runtimeConfig, an 0.4.0 result
     rc, out = cni("ADD", dict(conf, cniVersion="0.4.0", runtimeConfig={"ips": ["10.94.0.77/24"], "mac": "02:42:0a:5e:00:4d"}),
