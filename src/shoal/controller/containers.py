@@ -550,7 +550,7 @@ class Containers(ContainerNetworks):
                     await self._save(rec)
             else:
                 await self._release(rec.id)
-        for sid in [sid for sid in self.ctl.sandboxes if sid not in self.records]:
+        for sid in [sid for sid, sb in self.ctl.sandboxes.items() if sid not in self.records and not sb.external]:
             log.warning("sandbox %s has no container; removing it", sid[:12])
             await self.ctl.delete_sandbox(sid)
 

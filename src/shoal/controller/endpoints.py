@@ -100,19 +100,21 @@ class EndpointOps:
         async def unbuild_global(self, network: Network) -> None: ...
 
     # -- sandboxes ---------------------------------------------------------------------
-    async def create_sandbox(self, sandbox_id: str, *, host: bool = False) -> Sandbox:
+    async def create_sandbox(self, sandbox_id: str, *, host: bool = False, external: str = "") -> Sandbox:
+        """`external`: the path of another runtime's namespace to use as it is."""
         async with self.lock:
             if sandbox_id in self.sandboxes:
                 return self.sandboxes[sandbox_id]
-            path = "" if host else str(Path(self.exec_root) / "netns" / sandbox_id[:12])
-            if path:
+            path = external or ("" if host else str(Path(self.exec_root) / "netns" / sandbox_id[:12]))
+            made = bool(path) and not external
+            if made:
                 await self.kernel.create_netns(path)  # with lo up
             try:
-                sb = Sandbox(sandbox_id, path)
+                sb = Sandbox(sandbox_id, path, external=bool(external))
                 async with self.store.transaction() as tx:
                     tx.put(KIND_SANDBOX, sb.id, sb.to_dict())
             except BaseException:
-                if path:
+                if made:
                     await self.kernel.delete_netns(path)
                 raise
             self.sandboxes[sb.id] = sb
@@ -135,7 +137,7 @@ class EndpointOps:
             async with self.store.transaction() as tx:
                 tx.delete(KIND_SANDBOX, sandbox_id)
             sb = self.sandboxes.pop(sandbox_id, None)
-            if sb is not None and sb.path:
+            if sb is not None and sb.path and not sb.external:
                 try:
                     await self.kernel.delete_netns(sb.path)
                 except ShoalError as exc:  # a file no sandbox owns: the self-heal removes it
@@ -164,8 +166,10 @@ class EndpointOps:
     # -- endpoints ---------------------------------------------------------------------
     async def connect(
         self, network_ref: str, sandbox_id: str, *, name: str,
-        ipv4: str = "", ipv6: str = "", mac: str = "", aliases: tuple[str, ...] = (),
+        ipv4: str = "", ipv6: str = "", mac: str = "", aliases: tuple[str, ...] = (), ifname: str = "",
     ) -> Endpoint:
+        """`ifname`: the interface's name in the sandbox (CNI_IFNAME); by default the first
+        free `ethN`."""
         async with self.lock:
             network = self.find_network(network_ref)
             sb = self.sandbox(sandbox_id)
@@ -176,11 +180,15 @@ class EndpointOps:
                 raise Forbidden(f"endpoint with name {name} already exists in network {network.name}")
             check_static_address(network, ipv4, ipv6)
             check_mac(mac)
+            if ifname and any(e.ifname == ifname for e in present):
+                raise Conflict(f"interface {ifname} already exists in sandbox {sandbox_id[:12]}")
             undo = Undo()
             try:
                 if await self.build_global(network):
                     undo.push("this host's side of the network", lambda: self.unbuild_global(network))
                 ep = await self._new_endpoint(network, sb, present, name, ipv4, ipv6, mac, aliases, undo)
+                if ifname and ep.ifname:
+                    ep = ep.with_changes(ifname=ifname)
                 driver = self.driver(network.driver)
                 gateway = self.gateway_of([*present, ep]) is ep  # the route moves to it
                 if not sb.is_host and driver.capabilities.uses_ipam:

@@ -112,15 +112,18 @@ def _lifecycle(ctl: Controller, box: Containers) -> list[Finding]:
         if net is None:
             out.append(Finding("endpoints", who, f"its network {ep.network_id[:12]} does not exist"))
             continue
-        if ep.sandbox_id not in ctl.sandboxes:
+        sb = ctl.sandboxes.get(ep.sandbox_id)
+        if sb is None:
             out.append(Finding("endpoints", who, "its sandbox does not exist"))
-        if ep.sandbox_id not in box.records:
+        elif sb.external:  # another runtime's container: no record of ours to run
+            pass
+        elif ep.sandbox_id not in box.records:
             out.append(Finding("endpoints", who, "belongs to no container", repairable=True))
         elif not running(box, ep.sandbox_id):
             out.append(Finding("endpoints", who, f"on {net.name}, but {_ctr(box, ep.sandbox_id)} is not running",
                                repairable=True))
         out += _addresses_fit(net, ep, who)
-    for sid in sorted(set(ctl.sandboxes) - set(box.records)):
+    for sid in sorted({s for s, sb in ctl.sandboxes.items() if not sb.external} - set(box.records)):
         out.append(Finding("endpoints", f"sandbox {sid[:12]}", "belongs to no container"))
     for cid in sorted(set(box.records) - set(ctl.sandboxes)):
         out.append(Finding("endpoints", _ctr(box, cid), "has no sandbox (network namespace)"))
@@ -292,7 +295,11 @@ async def _namespaces(ctl: Controller) -> list[Finding]:
     for path in sorted(files - set(owned)):
         out.append(Finding("kernel", f"netns {path}", "no sandbox owns it", repairable=True))
     for path, sb in sorted(owned.items()):
-        if path not in files or not await ctl.kernel.netns_alive(path):
+        if sb.external and not await ctl.kernel.netns_alive(path):
+            out.append(Finding("kernel", f"attachment {sb.id[:12]}", f"its runtime's namespace {path} is gone "
+                               "(no CNI DEL came)", repairable=True))
+            continue
+        if (path not in files and not sb.external) or not await ctl.kernel.netns_alive(path):
             out.append(Finding("kernel", f"sandbox {sb.id[:12]}", f"its namespace {path} is gone"))
             continue
         out += await _inside(ctl, sb)

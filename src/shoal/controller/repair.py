@@ -39,7 +39,8 @@ async def repair(box: Containers) -> list[str]:
     """With container changes held off (a start half done must not lose its ports to a
     firewall rewritten from the records)."""
     async with box.quiet():
-        done = await _lifecycle(box)
+        done = await gone_attachments(box.ctl)
+        done += await _lifecycle(box)
         done += _ports(box)
         done += await _dns(box)
         async with box.ctl.lock:
@@ -54,7 +55,7 @@ async def _lifecycle(box: Containers) -> list[str]:
     """Endpoints and published ports of containers that do not run are released, as a
     stop would have (the forced removal that once left a DNAT element behind)."""
     ctl, done = box.ctl, []
-    stale = {ep.sandbox_id for ep in ctl.endpoints.values()}
+    stale = {ep.sandbox_id for ep in ctl.endpoints.values() if not external(ctl, ep.sandbox_id)}
     stale |= {rec.id for rec in box.records.values() if rec.ports}
     for cid in sorted(stale):
         if cid in box.records and running(box, cid):
@@ -192,13 +193,30 @@ async def _repair_endpoint(ctl: Controller, net: Network, ep: Endpoint) -> str:
     return f"repaired endpoint {ep.name} on {net.name}"
 
 
+def external(ctl: Controller, sandbox_id: str) -> bool:
+    """Another runtime's container (a CNI attachment): no record of ours will ever name it."""
+    sb = ctl.sandboxes.get(sandbox_id)
+    return sb is not None and sb.external
+
+
+async def gone_attachments(ctl: Controller) -> list[str]:
+    """Attachments whose runtime removed the namespace without a CNI DEL: detached."""
+    done = []
+    for sid, sb in sorted(ctl.sandboxes.items()):
+        if sb.external and not await ctl.kernel.netns_alive(sb.path):
+            await ctl.delete_sandbox(sid)
+            done.append(f"removed the attachments of {sid[:12]}, whose namespace is gone")
+    return done
+
+
 async def orphans(box: Containers) -> list[str]:
     """What removed containers left behind (a release that failed past the point of no
     return): their endpoints, held host ports, DNS names and port mappings. Safe at any
     time without the containers' locks: a removed container's id never comes back, and a
     mapping is only ever added while its address belongs to an endpoint."""
-    ctl, done = box.ctl, []
-    for ep in [e for e in ctl.endpoints.values() if e.sandbox_id not in box.records]:
+    ctl = box.ctl
+    done = await gone_attachments(ctl)
+    for ep in [e for e in ctl.endpoints.values() if e.sandbox_id not in box.records and not external(ctl, e.sandbox_id)]:
         await ctl.disconnect(ep.network_id, ep.sandbox_id, force=True)
         done.append(f"removed endpoint {ep.name} of removed container {ep.sandbox_id[:12]}")
     for owner in [o for o in box.publisher.ports.holdings() if o not in box.records]:
@@ -211,7 +229,7 @@ async def orphans(box: Containers) -> list[str]:
         for st in [st for st in box.runtime.list() if st.id not in box.records]:
             await box.runtime.delete(st.id)
             done.append(f"deleted the runtime state of removed container {st.id[:12]}")
-        for sid in [s for s in ctl.sandboxes if s not in box.records]:
+        for sid in [s for s in ctl.sandboxes if s not in box.records and not external(ctl, s)]:
             await ctl.delete_sandbox(sid)
             done.append(f"removed the sandbox of removed container {sid[:12]}")
     async with ctl.lock:

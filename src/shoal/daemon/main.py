@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.api.app import App, Route
+from shoal.api.cni import CniRoutes
 from shoal.api.containers import ContainerRoutes
 from shoal.api.execs import ExecRoutes
 from shoal.api.http import serve_unix
@@ -26,6 +27,7 @@ from shoal.api.timings import TimingRoutes
 from shoal.controller import Controller
 from shoal.controller.containers import Containers
 from shoal.controller.etcfiles import EtcFiles, read_host_resolv_conf
+from shoal.controller.foreign import ForeignAttachments
 from shoal.dns import DnsRecords, DnsServer, embedded_upstreams
 from shoal.controller.repair import SelfHeal
 from shoal.controller.restore import restore
@@ -134,6 +136,7 @@ def api_routes(cfg: DaemonConfig, ctl: Controller, containers: Containers, image
         + ImageRoutes(images, containers).routes()
         + swarm.routes()
         + CheckRoutes(containers).routes()
+        + CniRoutes(ForeignAttachments(ctl)).routes()
         + TimingRoutes(timings.snapshot if timings is not None else None).routes()
     )
 

@@ -201,6 +201,9 @@ class Kernel:
     async def netns_alive(self, path: str) -> bool:
         return await self._plain(sandbox.netns_alive, path)
 
+    async def is_netns(self, path: str) -> bool:
+        return await self._plain(sandbox.is_netns, path)
+
     async def sandbox_addresses(self, path: str) -> dict[str, tuple[str, ...]]:
         return await self._plain(sandbox.iface_addresses, path)
 

@@ -196,6 +196,9 @@ class FakeSandboxKernel(FakeKernel):
     async def netns_alive(self, path: str) -> bool:
         return path in self.namespaces
 
+    async def is_netns(self, path: str) -> bool:
+        return path in self.namespaces
+
     async def add_veth(self, host_name, peer_name, netns_path, *, mac, mtu, bridge, alias) -> None:  # noqa: ANN001
         self._maybe_fail("add_veth", host_name)
         if bridge not in self.links_by_name:

@@ -119,6 +119,24 @@ def delete_netns(path: str) -> None:
         pass
 
 
+NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: its CLONE_NEW* type
+
+
+def is_netns(path: str) -> bool:
+    """Whether `path` opens a network namespace (a bind mount, /proc/PID/ns/net): asked of
+    the namespace itself, so no other kind of file, nor another kind of namespace, passes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def netns_alive(path: str) -> bool:
     """A bind-mounted netns file sits on nsfs, another device than its directory's; a
     leftover plain file (after a reboot) does not.  Two stats, whatever the mount count."""

@@ -8,10 +8,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Sandbox:
-    """`path` is the netns file (Docker's SandboxKey); empty for `--network host`."""
+    """`path` is the netns file (Docker's SandboxKey); empty for `--network host`.
+    `external`: the namespace is another runtime's (a CNI attachment): shoal plumbs
+    endpoints into it but never creates or deletes it, and no container of ours owns it."""
 
     id: str
     path: str
+    external: bool = False
 
     @property
     def is_host(self) -> bool:

@@ -1,0 +1,1 @@
+"""`shoal-cni`: a CNI 1.1 plugin whose networks are shoald's (see shoal.cni.main)."""
