@@ -1,7 +1,8 @@
 """Network drivers: libnetwork's verbs behind one small protocol.
 
 - NetworkDriver, Capabilities (drivers.base): the protocol and what a driver needs;
-  GlobalDriver adds the verbs a global-scope driver gets from the cluster (peers).
+  GlobalDriver adds the verbs a global-scope driver gets from the cluster (peers),
+  ExternalConnectivity those of a driver told which endpoint is its sandbox's gateway.
 - OverlayDriver (drivers.overlay): VXLAN across hosts (a bridge plus a VXLAN device).
 - BridgeDriver, BridgeOptions (drivers.bridge): a Linux bridge per network.
 - HostDriver (drivers.host), NullDriver (drivers.null): the `host` and `none` networks.
@@ -10,10 +11,10 @@
 Drivers get typed inputs and the kernel facade; they never see the store or the API.
 """
 
-from shoal.drivers.base import Capabilities, GlobalDriver, NetworkDriver, Problem
+from shoal.drivers.base import Capabilities, ExternalConnectivity, GlobalDriver, NetworkDriver, Problem
 from shoal.drivers.bridge import BridgeDriver
 from shoal.drivers.l2 import BridgeOptions
 from shoal.drivers.host import HostDriver
 from shoal.drivers.null import NullDriver
 
-__all__ = ["BridgeDriver", "BridgeOptions", "Capabilities", "GlobalDriver", "HostDriver", "NetworkDriver", "NullDriver", "Problem"]
+__all__ = ["BridgeDriver", "BridgeOptions", "Capabilities", "ExternalConnectivity", "GlobalDriver", "HostDriver", "NetworkDriver", "NullDriver", "Problem"]
