@@ -125,9 +125,8 @@ def test_a_network_and_a_container_on_it_make_dockerds_calls(workdir, plugins):
             **ids, "Interface": {"Address": "10.77.0.2/24", "AddressIPv6": "", "MacAddress": ""},
             "Options": SB_OPTS}},
         {"method": "NetworkDriver.Join", "body": {**ids, "SandboxKey": sb.path, "Options": SB_OPTS}},
-        # shoal: EndpointOperInfo comes before ProgramExternalConnectivity (dockerd: after)
-        {"method": "NetworkDriver.EndpointOperInfo", "body": ids},
         {"method": "NetworkDriver.ProgramExternalConnectivity", "body": {**ids, "Options": SB_OPTS}},
+        {"method": "NetworkDriver.EndpointOperInfo", "body": ids},  # dockerd 20.10.24 asks twice
         {"method": "NetworkDriver.RevokeExternalConnectivity", "body": ids},
         {"method": "NetworkDriver.Leave", "body": ids},
         {"method": "NetworkDriver.DeleteEndpoint", "body": ids},

@@ -192,6 +192,9 @@ class EndpointOps:
                     undo.push("leave", lambda: driver.leave(network, ep, sb.path))
                     await self._firewall_endpoint(network, ep, undo)
                     await self._hand_over(before, self.gateway_of([*present, ep]), undo)
+                    if driver.capabilities.external_connectivity:
+                        ext: Any = driver  # drivers.ExternalConnectivity
+                        await ext.endpoint_info(network, ep)
                 async with self.store.transaction() as tx:
                     tx.put(KIND_ENDPOINT, ep.id, ep.to_dict())
                 if network.scope == "global" and self.cluster is not None:

@@ -84,13 +84,18 @@ class NetworkDriver(Protocol):
 
 class ExternalConnectivity(NetworkDriver, Protocol):
     """A driver with `capabilities.external_connectivity`: it programs the sandbox's way
-    out (port mappings, NAT) itself, on the one endpoint that gives the default route."""
+    out (port mappings, NAT) itself, on the one endpoint that gives the default route, and
+    is asked about each endpoint after its connect."""
 
     async def program_external(self, network: Network, ep: Endpoint) -> None:
         """`ep` now gives its sandbox's default route."""
 
     async def revoke_external(self, network: Network, ep: Endpoint) -> None:
         """`ep` no longer does (another took over, or it leaves); idempotent."""
+
+    async def endpoint_info(self, network: Network, ep: Endpoint) -> dict[str, object]:
+        """What the driver says about a joined endpoint (libnetwork's EndpointOperInfo),
+        asked after each connect as dockerd does; never raises."""
 
 
 class GlobalDriver(NetworkDriver, Protocol):

@@ -228,9 +228,6 @@ class RemoteDriver:
             await self._quiet("Leave", ids)
             await self._quiet("DeleteEndpoint", ids)
             raise
-        # dockerd reads the endpoint's exposed ports back after a join; shoal keeps them
-        # itself, so the answer is only logged when it is an error
-        await self._quiet("EndpointOperInfo", ids)
         return ep
 
     async def _create_endpoint(self, network: Network, ep: Endpoint) -> Endpoint:
@@ -337,7 +334,13 @@ class RemoteDriver:
     async def discover_delete(self, host: dict[str, str]) -> None:
         await self._call("DiscoverDelete", {"DiscoveryType": 1, "DiscoveryData": host})
 
-    async def endpoint_oper_info(self, network: Network, ep: Endpoint) -> dict[str, Any]:
-        data = await self._call("EndpointOperInfo", {"NetworkID": network.id, "EndpointID": ep.id})
+    async def endpoint_info(self, network: Network, ep: Endpoint) -> dict[str, Any]:
+        """EndpointOperInfo, which dockerd asks after every connect (to read the exposed
+        ports back); shoal keeps those itself, so a failure is only logged."""
+        try:
+            data = await self._call("EndpointOperInfo", {"NetworkID": network.id, "EndpointID": ep.id})
+        except ShoalError as exc:
+            log.warning("plugin %s: EndpointOperInfo failed: %s", self.name, exc.message)
+            return {}
         value = data.get("Value")
         return value if isinstance(value, dict) else {}
