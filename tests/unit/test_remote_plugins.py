@@ -479,3 +479,28 @@ def test_refused_connection_is_retried_then_a_clear_error(workdir, plugins):
     with pytest.raises(PluginError, match="cannot connect to plugin at unix://"):
         asyncio.run(w.ctl.create_network(spec(name="other")))
     assert 0.9 < time.monotonic() - started < 2.5  # tried at 0 and 1 s, not again at 3 s
+
+
+def test_global_scope_plugin_is_refused_clearly(workdir, plugins):
+    plug = plugins(NAME, "--scope", "global")
+    w = world(workdir)
+    with pytest.raises(ShoalError, match="global-scope network driver") as err:
+        asyncio.run(w.ctl.create_network(spec()))
+    assert err.value.status == 403 and "IpamDriver.RequestPool" not in plug.methods()
+
+
+def test_self_heal_gives_the_plugins_gateway_back(workdir, plugins):
+    from shoal.controller.invariants import expected_gateways
+    from shoal.controller.repair import heal_kernel
+
+    plugins()
+    w = world(workdir)
+    net = asyncio.run(w.ctl.create_network(spec()))
+    sid = secrets.token_hex(32)
+    sb = asyncio.run(w.ctl.create_sandbox(sid))
+    ep = asyncio.run(w.ctl.connect(net.id, sid, name="c1"))
+    assert expected_gateways(w.ctl, sb) == (ep, {"10.77.0.1"})
+    w.kernel.ifaces[sb.path]["eth0"]["gateways"] = []  # deleted from inside the container
+    done = asyncio.run(heal_kernel(w.ctl, inside=True))
+    assert done == [f"gave sandbox {sid[:12]} its default route via 10.77.0.1"]
+    assert w.kernel.ifaces[sb.path]["eth0"]["gateways"] == ["10.77.0.1"]

@@ -36,6 +36,10 @@ class Capabilities:
     """The controller gives an endpoint without a user-chosen MAC one derived from its
     IPv4 (Docker's bridge rule); False: only the user's goes to the driver, which may
     choose one itself (a remote plugin, in CreateEndpoint)."""
+    rebuilds_endpoints: bool = True
+    """Repair may take an endpoint's kernel objects down and make them again (the driver
+    made them); False: its `repair_endpoint` mends in place (a plugin's interface is the
+    plugin's: a leave would delete its endpoint there)."""
     external_connectivity: bool = False
     """The driver implements `ExternalConnectivity`: it is told when one of its endpoints
     becomes, or stops being, its sandbox's gateway endpoint (libnetwork's

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from shoal.drivers.base import Capabilities, Problem
-from shoal.errors import ShoalError
+from shoal.errors import Forbidden, ShoalError
 from shoal.model import Endpoint, Network, NetworkSpec
 from shoal.plugins.client import Plugin, PluginError
 
@@ -143,7 +143,7 @@ class RemoteDriver:
 
     def __init__(self, name: str, get: Callable[[str, str], Awaitable[Plugin]], kernel: Kernel) -> None:
         self.name = name
-        self.capabilities = Capabilities(derives_mac=False, external_connectivity=True)
+        self.capabilities = Capabilities(derives_mac=False, external_connectivity=True, rebuilds_endpoints=False)
         self._get = get
         self._kernel = kernel
         self._plugin: Plugin | None = None
@@ -186,7 +186,11 @@ class RemoteDriver:
 
     # -- networks ---------------------------------------------------------------------
     def validate(self, spec: NetworkSpec) -> None:
-        """The options are the plugin's to judge, in CreateNetwork."""
+        """The options are the plugin's to judge, in CreateNetwork. A global-scope plugin
+        would need CreateNetwork on every host of a cluster: not done yet, said clearly."""
+        if self.capabilities.scope == "global":
+            raise Forbidden(f"plugin {self.name} is a global-scope network driver: shoal runs only local-scope "
+                            "plugin networks so far")
 
     def bridge_of(self, network: Network) -> BridgeOptions | None:
         return None  # a plugin's traffic is its own: no bridge for shoal's firewall to police
@@ -210,7 +214,19 @@ class RemoteDriver:
 
     async def repair_endpoint(self, network: Network, ep: Endpoint, netns_path: str, alias: str,
                               gateway: bool) -> Endpoint:
-        return ep  # only the plugin could make its interface again
+        """What shoal put on the plugin's interface (addresses, the default route) is put
+        back in place; an interface that is gone only the plugin could make again."""
+        if not netns_path or not ep.ifname:
+            return ep
+        inside = await self._kernel.sandbox_addresses(netns_path)
+        if ep.ifname not in inside:
+            log.warning("endpoint %s: the plugin's interface %s is gone from its container; reconnect it",
+                        ep.name, ep.ifname)
+            return ep
+        missing = [a for a in (ep.ipv4, ep.ipv6) if a and a not in inside[ep.ifname]]
+        await self._kernel.configure_iface(netns_path, ep.ifname, missing, list(ep.gateways or ()),
+                                           default_route=gateway and bool(ep.gateways) and not network.internal)
+        return ep
 
     # -- endpoints --------------------------------------------------------------------
     async def join(self, network: Network, ep: Endpoint, netns_path: str, alias: str, gateway: bool) -> Endpoint:
