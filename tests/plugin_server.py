@@ -150,6 +150,12 @@ class Handlers:
     def NetworkDriver_RevokeExternalConnectivity(self, body):
         return {}
 
+    def NetworkDriver_DiscoverNew(self, body):
+        return {}
+
+    def NetworkDriver_DiscoverDelete(self, body):
+        return {}
+
     # -- IPAM -------------------------------------------------------------------------
     def IpamDriver_GetCapabilities(self, body):
         return {"RequiresMACAddress": self.st.args.requires_mac, "RequiresRequestReplay": False}

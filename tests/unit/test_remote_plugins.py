@@ -504,3 +504,14 @@ def test_self_heal_gives_the_plugins_gateway_back(workdir, plugins):
     done = asyncio.run(heal_kernel(w.ctl, inside=True))
     assert done == [f"gave sandbox {sid[:12]} its default route via 10.77.0.1"]
     assert w.kernel.ifaces[sb.path]["eth0"]["gateways"] == ["10.77.0.1"]
+
+
+def test_discovery_notifications_have_libnetworks_shape(workdir, plugins):
+    plug = plugins()
+    w = world(workdir)
+    driver = asyncio.run(w.registry.resolve_driver(NAME))
+    asyncio.run(driver.discover_new({"advertise": "192.0.2.7:7946", "vtep": "192.0.2.7", "engine": "x"}))
+    asyncio.run(driver.discover_delete({"advertise": "192.0.2.7:7946", "vtep": "192.0.2.7"}))
+    data = {"DiscoveryType": 1, "DiscoveryData": {"Address": "192.0.2.7", "BindAddress": "", "Self": False}}
+    assert plug.calls()[-2:] == [{"method": "NetworkDriver.DiscoverNew", "body": data},
+                                 {"method": "NetworkDriver.DiscoverDelete", "body": data}]

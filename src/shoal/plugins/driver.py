@@ -93,6 +93,13 @@ def endpoint_options(network: Network, ep: Endpoint) -> dict[str, Any] | None:
     return opts
 
 
+def discovery(host: Mapping[str, str]) -> dict[str, Any]:
+    """libnetwork's NodeDiscovery notification (DiscoveryType 1) for a host of the cluster:
+    its address without the port, as discoverapi.NodeDiscoveryData."""
+    address = host.get("vtep") or host.get("advertise", "").rsplit(":", 1)[0]
+    return {"DiscoveryType": 1, "DiscoveryData": {"Address": address, "BindAddress": "", "Self": False}}
+
+
 @dataclasses.dataclass(frozen=True)
 class JoinAnswer:
     src: str
@@ -345,10 +352,10 @@ class RemoteDriver:
                                   f"({ep.id}): {exc.message}") from None
 
     async def discover_new(self, host: dict[str, str]) -> None:
-        await self._call("DiscoverNew", {"DiscoveryType": 1, "DiscoveryData": host})
+        await self._quiet("DiscoverNew", discovery(host))  # dockerd logs a failure, nothing more
 
     async def discover_delete(self, host: dict[str, str]) -> None:
-        await self._call("DiscoverDelete", {"DiscoveryType": 1, "DiscoveryData": host})
+        await self._quiet("DiscoverDelete", discovery(host))
 
     async def endpoint_info(self, network: Network, ep: Endpoint) -> dict[str, Any]:
         """EndpointOperInfo, which dockerd asks after every connect (to read the exposed
