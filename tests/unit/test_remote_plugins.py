@@ -515,3 +515,18 @@ def test_discovery_notifications_have_libnetworks_shape(workdir, plugins):
     data = {"DiscoveryType": 1, "DiscoveryData": {"Address": "192.0.2.7", "BindAddress": "", "Self": False}}
     assert plug.calls()[-2:] == [{"method": "NetworkDriver.DiscoverNew", "body": data},
                                  {"method": "NetworkDriver.DiscoverDelete", "body": data}]
+
+
+def test_external_connectivity_404_is_not_implemented(workdir, plugins):
+    """libnetwork: a 404 on Program/RevokeExternalConnectivity means "not implemented"."""
+    plug = plugins()
+    missing = {"status": 404, "body": "404 page not found\n"}
+    plug.behave(**{"NetworkDriver.ProgramExternalConnectivity": missing,
+                   "NetworkDriver.RevokeExternalConnectivity": missing})
+    w = world(workdir)
+    net = asyncio.run(w.ctl.create_network(spec()))
+    sid = secrets.token_hex(32)
+    asyncio.run(w.ctl.create_sandbox(sid))
+    asyncio.run(w.ctl.connect(net.id, sid, name="c1"))
+    asyncio.run(w.ctl.disconnect(net.id, sid))
+    assert "NetworkDriver.ProgramExternalConnectivity" in plug.methods() and not w.ctl.endpoints
