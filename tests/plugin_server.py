@@ -108,7 +108,7 @@ class Handlers:
     def NetworkDriver_DeleteNetwork(self, body):
         net = self.st.networks.pop(body["NetworkID"], None)
         if net and self.st.args.kernel:
-            subprocess.run(["ip", "link", "del", net["bridge"]], capture_output=True)
+            subprocess.run(["ip", "link", "del", net["bridge"]], capture_output=True, check=False)
         return {}
 
     def NetworkDriver_CreateEndpoint(self, body):
@@ -138,7 +138,7 @@ class Handlers:
     def NetworkDriver_DeleteEndpoint(self, body):
         ep = self.st.endpoints.pop(body["EndpointID"], {})
         if ep.get("veth") and self.st.args.kernel:
-            subprocess.run(["ip", "link", "del", ep["veth"]], capture_output=True)
+            subprocess.run(["ip", "link", "del", ep["veth"]], capture_output=True, check=False)
         return {}
 
     def NetworkDriver_EndpointOperInfo(self, body):
@@ -328,9 +328,10 @@ class PluginProc:
             self.argv += ["--socket", str(self.socket)]
         self.proc: subprocess.Popen | None = None
 
-    def start(self, wait_for: Path | None = None) -> "PluginProc":
+    def start(self, wait_for: Path | None = None) -> PluginProc:
         self.socket.unlink(missing_ok=True)  # a stale one would look like the new one ready
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=open(self.workdir / f"{self.name}.err", "ab"))
+        with open(self.workdir / f"{self.name}.err", "ab") as err:
+            self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=err)
         argv = self.argv
         target = wait_for or (Path(argv[argv.index("--port-file") + 1]) if "--port-file" in argv else self.socket)
         deadline = time.monotonic() + 10

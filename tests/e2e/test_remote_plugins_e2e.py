@@ -47,7 +47,7 @@ def plugbox(busybox_tar):
         d.stop()
         d.kill_leftover_containers()
         plug.stop()
-        subprocess.run(["ip", "netns", "delete", netns], capture_output=True)
+        subprocess.run(["ip", "netns", "delete", netns], capture_output=True, check=False)
         unmount_below(root)
         shutil.rmtree(root, ignore_errors=True)
 

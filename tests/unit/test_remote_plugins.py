@@ -80,7 +80,7 @@ def world(workdir, **kw) -> World:
 
 
 def spec(**kw) -> NetworkSpec:
-    base = dict(name="pnet", driver=NAME, ipam_driver=NAME, ipam_options={"k": "v"}, options={"o": "1"})
+    base = {"name": "pnet", "driver": NAME, "ipam_driver": NAME, "ipam_options": {"k": "v"}, "options": {"o": "1"}}
     base.update(kw)
     return NetworkSpec(**base)
 
@@ -327,7 +327,7 @@ def test_dead_plugin_does_not_pin_its_network(workdir, plugins):
 def test_networks_survive_restarts_of_shoald_and_of_the_plugin(workdir, plugins):
     plug = plugins()
     w = world(workdir)
-    net = asyncio.run(w.ctl.create_network(spec()))
+    asyncio.run(w.ctl.create_network(spec()))
     asyncio.run(w.stop())
     plug.stop()
     # shoald restarts while the plugin is away: the network stays stored and listed
@@ -395,7 +395,7 @@ def test_explicit_subnet_gateway_and_aux(workdir, plugins):
     w = world(workdir)
     cfg = IPAMConfig(subnet="10.99.0.0/24", gateway="10.99.0.254", aux_addresses={"r": "10.99.0.9"})
     net = asyncio.run(w.ctl.create_network(spec(ipam_configs=(cfg,))))
-    body = [c for c in plug.calls() if c["method"] == "NetworkDriver.CreateNetwork"][0]["body"]
+    body = next(c for c in plug.calls() if c["method"] == "NetworkDriver.CreateNetwork")["body"]
     assert body["IPv4Data"] == [{"AddressSpace": "shr-local", "Pool": "10.99.0.0/24", "Gateway": "10.99.0.254/24",
                                  "AuxAddresses": {"r": "10.99.0.9/24"}}]
     plug.clear()

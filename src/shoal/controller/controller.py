@@ -21,7 +21,14 @@ from shoal.controller.firewalling import network_config
 from shoal.controller.ids import new_id, now_rfc3339
 from shoal.controller.undo import Undo
 from shoal.drivers import NetworkDriver
-from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, ShoalError, Unavailable
+from shoal.errors import (
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    ShoalError,
+    Unavailable,
+)
 from shoal.firewall import Firewall, NoneFirewall, network_sysctls
 from shoal.ipam import GATEWAY, OPT_OWNER, REQUEST_ADDRESS_TYPE, AddressSpaces, Ipam
 from shoal.ipam.pools import OVERLAP, Spans

@@ -19,7 +19,15 @@ import logging
 from typing import TYPE_CHECKING
 
 from shoal.errors import ShoalError
-from shoal.plugins.client import Client, Dirs, Plugin, PluginError, PluginNotFound, locate, with_backoff
+from shoal.plugins.client import (
+    Client,
+    Dirs,
+    Plugin,
+    PluginError,
+    PluginNotFound,
+    locate,
+    with_backoff,
+)
 from shoal.plugins.driver import RemoteDriver
 from shoal.plugins.ipam import RemoteIpam
 
