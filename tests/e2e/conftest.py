@@ -57,8 +57,15 @@ class Shoald:
             "--data-root", str(self.root / "data"), "-H", self.host, "--log-level", "debug",
             # never the machine's resolvers: a loopback address in the throwaway host namespace,
             # where a test may run a stub upstream
-            "--dns", "127.0.0.53", "--resolv-conf", str(self.resolv_conf()), *self.extra,
+            "--dns", "127.0.0.53", "--resolv-conf", str(self.resolv_conf()),
+            # Docker plugins only from this daemon's own directories, never the machine's
+            "--plugin-sockets", str(self.plugin_sockets), "--plugin-specs", str(self.root / "plugin-specs"),
+            "--plugin-retry", "1", *self.extra,
         ]
+
+    @property
+    def plugin_sockets(self) -> Path:
+        return self.root / "plugins"
 
     def start(self, wait: bool = True) -> None:
         with open(self.log, "ab") as log:

@@ -16,7 +16,8 @@ ALLOWED = {
     "drivers": {"errors", "model", "kernel", "ipam"},
     "dns": {"errors", "model", "kernel"},
     "runtime": {"errors", "model", "kernel"},
-    "controller": {"errors", "model", "kernel", "ipam", "store", "firewall", "drivers", "dns", "runtime"},
+    "plugins": {"errors", "model", "kernel", "ipam", "drivers"},
+    "controller": {"errors", "model", "kernel", "ipam", "store", "firewall", "drivers", "dns", "runtime", "plugins"},
     "api": {"errors", "model", "controller", "runtime", "api", "humanize"},
     "daemon": None,  # composition root: anything
     "cli": {"cli", "humanize"},

@@ -14,14 +14,21 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from shoal.controller.endpoints import EndpointOps
 from shoal.controller.firewalling import network_config
 from shoal.controller.ids import new_id, now_rfc3339
 from shoal.controller.undo import Undo
 from shoal.drivers import NetworkDriver
-from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, ShoalError, Unavailable
+from shoal.errors import (
+    Conflict,
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    ShoalError,
+    Unavailable,
+)
 from shoal.firewall import Firewall, NoneFirewall, network_sysctls
 from shoal.ipam import GATEWAY, OPT_OWNER, REQUEST_ADDRESS_TYPE, AddressSpaces, Ipam
 from shoal.ipam.pools import OVERLAP, Spans
@@ -39,6 +46,21 @@ ROUTES_TTL = 5.0
 log = logging.getLogger("shoal.controller")
 
 
+class Plugins(Protocol):
+    """Where driver and IPAM names the controller does not know are looked up (Docker's
+    remote plugins: shoal.plugins.PluginRegistry, given by the daemon). The lookups
+    without `resolve_` ask nothing yet, so a stored network of a plugin that is away is
+    still listed, inspected and removed; `resolve_*` finds and activates the plugin,
+    raising the user's error (404 `plugin "x" not found`)."""
+
+    def driver(self, name: str) -> NetworkDriver: ...
+    def ipam(self, name: str) -> Ipam: ...
+    async def resolve_driver(self, name: str) -> NetworkDriver: ...
+    async def resolve_ipam(self, name: str) -> Ipam: ...
+    async def warm(self, name: str, kind: str) -> bool: ...
+    async def close(self) -> None: ...
+
+
 class Controller(EndpointOps):
     def __init__(
         self,
@@ -50,7 +72,9 @@ class Controller(EndpointOps):
         clock: Callable[[], str] = now_rfc3339,
         exec_root: str = "/run/shoal",
         firewall: Firewall | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
+        self.plugins = plugins
         self.firewall: Firewall = firewall or NoneFirewall()
         self.store = store
         self.kernel = kernel
@@ -103,16 +127,31 @@ class Controller(EndpointOps):
         return [e for e in self.endpoints.values() if e.network_id == network_id]
 
     def driver(self, name: str) -> NetworkDriver:
-        try:
-            return self.drivers[name]
-        except KeyError:
-            raise NotFound(f'plugin "{name}" not found') from None
+        found = self.drivers.get(name)
+        if found is not None:
+            return found
+        if self.plugins is None:
+            raise NotFound(f'plugin "{name}" not found')
+        return self.plugins.driver(name)
 
     def ipam_of(self, network: Network | NetworkSpec) -> Ipam:
-        try:
-            return self.ipam_drivers[network.ipam_driver or "default"]
-        except KeyError:
-            raise NotFound(f'plugin "{network.ipam_driver}" not found') from None
+        name = network.ipam_driver or "default"
+        found = self.ipam_drivers.get(name)
+        if found is not None:
+            return found
+        if self.plugins is None:
+            raise NotFound(f'plugin "{name}" not found')
+        return self.plugins.ipam(name)
+
+    async def _resolve(self, spec: NetworkSpec) -> None:
+        """A driver or IPAM driver shoal does not have is a plugin: found and activated now,
+        outside the lock (finding one may take dockerd's ~15 s of retries)."""
+        if self.plugins is None:
+            return
+        if spec.driver not in self.drivers:
+            self.drivers[spec.driver] = await self.plugins.resolve_driver(spec.driver)
+        if self.drivers[spec.driver].capabilities.uses_ipam and (spec.ipam_driver or "default") not in self.ipam_drivers:
+            await self.plugins.resolve_ipam(spec.ipam_driver)
 
     async def address_space(self, network: Network | NetworkSpec, driver: NetworkDriver) -> str:
         """libnetwork's rule: a global-scope driver's networks draw from the global space."""
@@ -129,13 +168,16 @@ class Controller(EndpointOps):
         return out
 
     # -- create ------------------------------------------------------------------------
-    def _check_new(self, spec: NetworkSpec) -> NetworkDriver:
+    def _check_name(self, spec: NetworkSpec) -> None:
         if spec.name in PREDEFINED:
             raise Forbidden(f"operation is not permitted on predefined {spec.name} network ")
         if not spec.name.strip():  # dockerd takes any other name ("test 01", "x:y"); nothing here parses it
             raise InvalidParameter(f"invalid name: {spec.name}")
         if any(n.name == spec.name for n in self.networks.values()):
             raise Conflict(f"network with name {spec.name} already exists")
+
+    def _check_new(self, spec: NetworkSpec) -> NetworkDriver:
+        self._check_name(spec)
         driver = self.driver(spec.driver)
         if driver.capabilities.singleton and any(n.driver == spec.driver for n in self.networks.values()):
             raise Forbidden(f'only one instance of "{spec.driver}" network is allowed')
@@ -145,6 +187,9 @@ class Controller(EndpointOps):
         return driver
 
     async def create_network(self, spec: NetworkSpec, *, predefined: bool = False) -> Network:
+        if not predefined:  # dockerd's order: the name, then the driver, then IPAM
+            self._check_name(spec)
+            await self._resolve(spec)
         async with self.lock:
             driver = self.drivers[spec.driver] if predefined else self._check_new(spec)
             if driver.capabilities.scope == "global":
@@ -260,7 +305,7 @@ class Controller(EndpointOps):
         undo.push("firewall", lambda: self.firewall.remove_network(cfg.bridge))
 
     def _build(self, spec: NetworkSpec, configs: list[IPAMConfig], predefined: bool, network_id: str) -> Network:
-        uses_ipam = self.drivers[spec.driver].capabilities.uses_ipam
+        uses_ipam = self.driver(spec.driver).capabilities.uses_ipam
         fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(NetworkSpec)}
         fields.update(scope=spec.scope or "local", ipam_driver=spec.ipam_driver or "default",
                       ipam_configs=tuple(configs))
@@ -302,20 +347,29 @@ class Controller(EndpointOps):
         ipam = self.ipam_of(spec)
         subnet = str(ipaddress.ip_network(cfg.subnet, strict=False)) if cfg.subnet else ""
         options = {**(spec.ipam_options or {}), OPT_OWNER: network_id}
-        pool_id, cidr, _ = await ipam.request_pool(space, subnet, cfg.ip_range, options, v6, exclude)
+        pool_id, cidr, data = await ipam.request_pool(space, subnet, cfg.ip_range, options, v6, exclude)
         undo.push(f"release pool {pool_id}", lambda: ipam.release_pool(pool_id, {OPT_OWNER: network_id}))
-        gateway, _ = await ipam.request_address(pool_id, cfg.gateway, {REQUEST_ADDRESS_TYPE: GATEWAY,
-                                                                        OPT_OWNER: network_id})
+        gateway = data.get(GATEWAY, "")  # an allocator may name the gateway with the pool (libnetwork)
+        if cfg.gateway or not gateway:
+            gateway, _ = await ipam.request_address(pool_id, cfg.gateway, {REQUEST_ADDRESS_TYPE: GATEWAY,
+                                                                            OPT_OWNER: network_id})
         for aux in cfg.aux_addresses.values():
             await ipam.request_address(pool_id, aux, {OPT_OWNER: network_id})
         return IPAMConfig(subnet=cidr, gateway=gateway.split("/")[0], ip_range=cfg.ip_range,
-                          aux_addresses=dict(cfg.aux_addresses), pool_id=pool_id)
+                          aux_addresses=dict(cfg.aux_addresses), pool_id=pool_id, address_space=space)
 
     async def _release_pools(self, network: Network) -> None:
         """After the record is gone: a pool that cannot be released now (the cluster store
         went) is freed by its creator's next resync, never reused before."""
         ipam = self.ipam_of(network)
         for cfg in network.ipam_configs:
+            if network.scope != "global":  # libnetwork's order: gateway, aux addresses, then the pool
+                for ip in (cfg.gateway, *cfg.aux_addresses.values()):
+                    try:
+                        if ip:
+                            await ipam.release_address(cfg.pool_id, ip)
+                    except ShoalError as exc:  # the pool's release frees it anyway
+                        log.warning("network %s: address %s not released: %s", network.name, ip, exc)
             try:
                 await ipam.release_pool(cfg.pool_id, {OPT_OWNER: network.id})
             except ShoalError as exc:

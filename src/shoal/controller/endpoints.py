@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from shoal.store import Store
 
 KIND_ENDPOINT = "endpoint"
+MAC_ADDRESS = "com.docker.network.endpoint.macaddress"  # libnetwork's netlabel.MacAddress
 log = logging.getLogger("shoal.endpoints")
 KIND_SANDBOX = "sandbox"
 
@@ -154,8 +155,10 @@ class EndpointOps:
         endpoint): of those with an address on a network that is not internal, the one whose
         network's name sorts first, whatever the order they joined in. Measured on dockerd
         20.10: on bridge, `connect zzz` keeps the route on bridge, `connect app` moves it to
-        app, disconnecting app moves it back."""
-        eligible = [(net.name, ep.id, ep) for ep in eps if (ep.ipv4 or ep.ipv6)
+        app, disconnecting app moves it back. An endpoint whose driver chose its gateways
+        (a plugin's Join) qualifies only when it was given one, as in libnetwork."""
+        eligible = [(net.name, ep.id, ep) for ep in eps if (ep.gateways if ep.gateways is not None
+                                                             else (ep.ipv4 or ep.ipv6))
                     and (net := self.networks.get(ep.network_id)) is not None and not net.internal]
         return min(eligible)[2] if eligible else None
 
@@ -190,11 +193,16 @@ class EndpointOps:
                 if ifname and ep.ifname:
                     ep = ep.with_changes(ifname=ifname)
                 driver = self.driver(network.driver)
+                before = self.gateway_of(present)
                 gateway = self.gateway_of([*present, ep]) is ep  # the route moves to it
                 if not sb.is_host and driver.capabilities.uses_ipam:
                     ep = await driver.join(network, ep, sb.path, self.alias("ep", ep.id), gateway)
                     undo.push("leave", lambda: driver.leave(network, ep, sb.path))
                     await self._firewall_endpoint(network, ep, undo)
+                    await self._hand_over(before, self.gateway_of([*present, ep]), undo)
+                    if driver.capabilities.external_connectivity:
+                        ext: Any = driver  # drivers.ExternalConnectivity
+                        await ext.endpoint_info(network, ep)
                 async with self.store.transaction() as tx:
                     tx.put(KIND_ENDPOINT, ep.id, ep.to_dict())
                 if network.scope == "global" and self.cluster is not None:
@@ -205,6 +213,34 @@ class EndpointOps:
                 raise
             self.endpoints[ep.id] = ep
             return ep
+
+    async def _hand_over(self, old: Endpoint | None, new: Endpoint | None, undo: Undo | None = None) -> None:
+        """The sandbox's gateway endpoint changed: a driver that programs the way out
+        itself hears it (libnetwork: Revoke on the old one, then Program on the new). With
+        `undo` (a connect) a failure is the connect's; without (a leave), it is logged."""
+        if old is new or (old is not None and new is not None and old.id == new.id):
+            return
+        for ep, verb in ((old, "revoke"), (new, "program")):
+            network = self.networks.get(ep.network_id) if ep is not None else None
+            if ep is None or network is None:
+                continue
+            driver = self.driver(network.driver)
+            if not driver.capabilities.external_connectivity:
+                continue
+            ext: Any = driver  # drivers.ExternalConnectivity
+            try:
+                if verb == "revoke":
+                    await ext.revoke_external(network, ep)
+                    if undo is not None:
+                        undo.push("program again", lambda ext=ext, n=network, e=ep: ext.program_external(n, e))
+                elif not network.internal:
+                    await ext.program_external(network, ep)
+                    if undo is not None:
+                        undo.push("revoke", lambda ext=ext, n=network, e=ep: ext.revoke_external(n, e))
+            except ShoalError as exc:
+                if undo is not None:
+                    raise
+                log.warning("endpoint %s: external connectivity not %sd: %s", ep.name, verb, exc.message)
 
     async def _firewall_endpoint(self, network: Network, ep: Endpoint, undo: Undo) -> None:
         cfg = endpoint_config(self, network, ep)
@@ -219,15 +255,22 @@ class EndpointOps:
         ipv4: str, ipv6: str, mac: str, aliases: tuple[str, ...], undo: Undo,
     ) -> Endpoint:
         ep_id = new_id()
-        v4 = await self._address(network, ipv4, False, undo, ep_id) if network.v4_configs else ""
-        v6 = (await self._address(network, ipv6, True, undo, ep_id)
+        caps = self.driver(network.driver).capabilities
+        uses_iface = not sb.is_host and caps.uses_ipam
+        extra = {}
+        if uses_iface and self.ipam_of(network).capabilities.requires_mac_address:
+            mac = mac or mac_for("")  # the allocator is told the MAC (libnetwork makes a random one)
+            extra[MAC_ADDRESS] = mac
+        v4 = await self._address(network, ipv4, False, undo, ep_id, extra) if network.v4_configs else ""
+        v6 = (await self._address(network, ipv6, True, undo, ep_id, extra)
               if network.enable_ipv6 and network.v6_configs else "")
         used = {e.ifname for e in present}
         ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
-        uses_iface = not sb.is_host and self.driver(network.driver).capabilities.uses_ipam
+        if uses_iface and caps.derives_mac:
+            mac = mac or mac_for(v4)
         return Endpoint(
             id=ep_id, network_id=network.id, name=name, sandbox_id=sb.id, ipv4=v4, ipv6=v6,
-            mac=(mac or mac_for(v4)) if uses_iface else "", ifname=ifname if uses_iface else "",
+            mac=mac if uses_iface else "", ifname=ifname if uses_iface else "",
             aliases=tuple(aliases), static_ipv4=bool(ipv4), static_ipv6=bool(ipv6),
         )
 
@@ -235,7 +278,8 @@ class EndpointOps:
         async with self.store.transaction() as tx:
             tx.delete(KIND_ENDPOINT, endpoint_id)
 
-    async def _address(self, network: Network, wanted: str, v6: bool, undo: Undo, owner: str) -> str:
+    async def _address(self, network: Network, wanted: str, v6: bool, undo: Undo, owner: str,
+                       extra: dict[str, str] | None = None) -> str:
         """A dynamic address comes from the first of the family's subnets with one free, as
         libnetwork tries its pools in order (a full first subnet is not a full network);
         an allocator that cannot be reached is not a full subnet (each try would wait out
@@ -248,7 +292,8 @@ class EndpointOps:
         ipam = self.ipam_of(network)
         for i, cfg in enumerate(configs):
             try:
-                addr, _ = await ipam.request_address(cfg.pool_id, wanted, {OPT_OWNER: owner, OPT_HOST_BOUND: "true"})
+                addr, _ = await ipam.request_address(cfg.pool_id, wanted, {**(extra or {}), OPT_OWNER: owner,
+                                                                           OPT_HOST_BOUND: "true"})
             except NoAddressAvailable:
                 if i == len(configs) - 1:
                     raise
@@ -273,9 +318,12 @@ class EndpointOps:
                 raise InvalidParameter(f"container {sandbox_id[:12]} is not connected to network {name}")
             for ep in eps:
                 was_gateway = self.gateway_of(self.endpoints_in(sandbox_id)) is ep
+                if was_gateway:  # libnetwork revokes before the driver's Leave
+                    await self._hand_over(ep, None)
                 await self._remove_endpoint(ep)
                 if was_gateway:
                     await self._move_default_route(sandbox_id)
+                    await self._hand_over(None, self.gateway_of(self.endpoints_in(sandbox_id)))
 
     async def _move_default_route(self, sandbox_id: str) -> None:
         """The endpoint with the default route left: the next one gives it (libnetwork's
@@ -285,7 +333,8 @@ class EndpointOps:
         if sb is None or sb.is_host or new is None or not new.ifname:
             return
         network = self.networks[new.network_id]
-        gws = [gw for addr in (new.ipv4, new.ipv6) if addr and (gw := network.gateway_for(addr))]
+        gws = list(new.gateways) if new.gateways is not None else [
+            gw for addr in (new.ipv4, new.ipv6) if addr and (gw := network.gateway_for(addr))]
         try:
             await self.kernel.configure_iface(sb.path, new.ifname, [], gws, default_route=True)
         except ShoalError as exc:

@@ -333,6 +333,8 @@ def expected_gateways(ctl: Controller, sb: Sandbox) -> tuple[Endpoint | None, se
     if ep is None or not ep.ifname:
         return None, set()
     net = ctl.networks[ep.network_id]
+    if ep.gateways is not None:  # its driver chose them (a plugin's Join)
+        return ep, set(ep.gateways)
     return ep, {gw for a in (ep.ipv4, ep.ipv6) if a and (gw := net.gateway_for(a))}
 
 

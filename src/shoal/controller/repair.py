@@ -178,7 +178,8 @@ async def _repair_endpoint(ctl: Controller, net: Network, ep: Endpoint) -> str:
     first = ctl.gateway_of(ctl.endpoints_in(sb.id))
     try:
         inside = await ctl.kernel.sandbox_addresses(sb.path)
-        if ep.ifname in inside and any(a and a not in inside[ep.ifname] for a in (ep.ipv4, ep.ipv6)):
+        if driver.capabilities.rebuilds_endpoints and ep.ifname in inside and any(
+                a and a not in inside[ep.ifname] for a in (ep.ipv4, ep.ipv6)):
             await driver.leave(net, ep, sb.path)  # half-configured: make it again from scratch
         fixed = await driver.repair_endpoint(net, ep, sb.path, ctl.alias("ep", ep.id),
                                              first is not None and first.id == ep.id)

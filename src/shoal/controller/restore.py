@@ -45,10 +45,15 @@ def default_bridge_spec(bridge_name: str = DEFAULT_BRIDGE, mtu: int = 1500) -> N
 
 async def restore(ctl: Controller, bridge_name: str = DEFAULT_BRIDGE, mtu: int = 1500) -> None:
     stored = [Network.from_dict(d) for d in ctl.store.list(KIND_NETWORK)]
-    replay = ctl.ipam.capabilities.requires_request_replay
+    await _warm_plugins(ctl, stored)
+    replayed: set[str] = set()
     for i, network in enumerate(stored):
-        if replay:
-            stored[i] = network = await _replay_network(ctl, network)
+        if network.scope != "global" and ctl.ipam_of(network).capabilities.requires_request_replay:
+            try:
+                stored[i] = network = await _replay_network(ctl, network)
+                replayed.add(network.id)
+            except Exception:  # noqa: BLE001 - a plugin gone meanwhile: the network stays stored
+                log.exception("could not replay the pools of network %s (%s)", network.name, network.id[:12])
         ctl.networks[network.id] = network
     if ctl.cluster is not None:  # the global networks this host knew; the store may be down
         used = {d.get("network_id") for d in ctl.store.list(KIND_ENDPOINT)}
@@ -62,7 +67,7 @@ async def restore(ctl: Controller, bridge_name: str = DEFAULT_BRIDGE, mtu: int =
             await ctl.driver(network.driver).restore_network(network, ctl.alias("net", network.id))
         except Exception:  # noqa: BLE001 - one broken network must not stop the daemon
             log.exception("could not restore network %s (%s)", network.name, network.id[:12])
-    await _restore_endpoints(ctl, replay)
+    await _restore_endpoints(ctl, replayed)
     await apply_firewall(ctl)  # the table must exist before incremental changes
     names = {n.name for n in ctl.networks.values()}
     for name, spec in (
@@ -89,6 +94,18 @@ async def apply_firewall(ctl: Controller) -> None:
                 pass
 
 
+async def _warm_plugins(ctl: Controller, stored: list[Network]) -> None:
+    """One quick try at each plugin the stored networks name, so an IPAM plugin that wants
+    its pools replayed gets them (dockerd asks at start, waiting ~15 s per missing plugin;
+    shoal does not wait: a plugin that is not there yet is looked up at the next use)."""
+    if ctl.plugins is None:
+        return
+    names = {("NetworkDriver", n.driver) for n in stored if n.driver not in ctl.drivers}
+    names |= {("IpamDriver", n.ipam_driver) for n in stored if (n.ipam_driver or "default") not in ctl.ipam_drivers}
+    for kind, name in sorted(names):
+        await ctl.plugins.warm(name, kind)
+
+
 async def _replay_network(ctl: Controller, network: Network) -> Network:
     """The network's pools, gateways and aux addresses asked for again. The answer's pool
     id replaces the stored one (a record from before pool ids were kept has none); a
@@ -103,11 +120,11 @@ async def _replay_network(ctl: Controller, network: Network) -> Network:
             await ipam.request_address(pool_id, cfg.gateway, {REQUEST_ADDRESS_TYPE: GATEWAY, **owner})
         for aux in cfg.aux_addresses.values():
             await ipam.request_address(pool_id, aux, owner)
-        configs.append(dataclasses.replace(cfg, pool_id=pool_id))
+        configs.append(dataclasses.replace(cfg, pool_id=pool_id, address_space=local))
     return network.with_changes(ipam_configs=tuple(configs))
 
 
-async def _restore_endpoints(ctl: Controller, replay: bool) -> None:
+async def _restore_endpoints(ctl: Controller, replayed: set[str]) -> None:
     """Sandboxes and endpoints come back as stored; the container layer then releases the
     ones whose container stopped while the daemon was away."""
     for data in ctl.store.list(KIND_SANDBOX):
@@ -119,8 +136,8 @@ async def _restore_endpoints(ctl: Controller, replay: bool) -> None:
         if network is None:
             continue
         ctl.endpoints[ep.id] = ep
-        if network.scope == "global" or not replay:
-            continue  # allocated in the cluster store, replayed when the host joins it
+        if network.id not in replayed:
+            continue  # global: allocated in the cluster store, replayed when the host joins it
         for cidr in (ep.ipv4, ep.ipv6):
             cfg = network.config_for(cidr)
             if cfg is not None:

@@ -81,6 +81,10 @@ class DaemonConfig:
     default_runtime: str = "runc"
     self_heal_interval: float = 10.0
     fault_dir: str = ""  # tests only: crash points (daemon.faults)
+    plugin_sockets: str = "/run/docker/plugins"
+    plugin_specs: tuple[str, ...] = ("/etc/docker/plugins", "/usr/lib/docker/plugins")
+    plugin_retry: float = 15.0
+    plugin_timeout: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -156,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--self-heal-interval", type=float, default=10.0, metavar="SECONDS",
                    help="how often shoald checks that its nftables tables, bridges and veths are as it "
                         "made them, and repairs them if they were changed from outside (default 10; 0: never)")
+    p.add_argument("--plugin-sockets", default="/run/docker/plugins", metavar="DIR",
+                   help="where Docker's network and IPAM plugins put their sockets, NAME.sock or NAME/NAME.sock "
+                   "(default /run/docker/plugins)")
+    p.add_argument("--plugin-specs", action="append", default=[], metavar="DIR",
+                   help="a directory of plugin spec files NAME.spec / NAME.json, searched in order (repeatable; "
+                   "default /etc/docker/plugins, then /usr/lib/docker/plugins)")
+    p.add_argument("--plugin-retry", type=float, default=15.0, metavar="SECONDS",
+                   help="how long a plugin that is not there, or refuses connections, is waited for (default 15, "
+                   "as dockerd)")
+    p.add_argument("--plugin-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="how long one call to a plugin may take (default 30)")
     p.add_argument("--fault-dir", default="", help=argparse.SUPPRESS)  # tests: daemon.faults
     p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
     p.add_argument("--version", action="version", version=f"shoald {__version__}")
@@ -174,6 +189,8 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
     if args.default_runtime not in runtimes:
         build_parser().error(f"specified default runtime '{args.default_runtime}' does not exist: add it with "
                              f"--add-runtime {args.default_runtime}=PATH (known: {', '.join(sorted(runtimes))})")
+    if not args.plugin_timeout > 0:
+        build_parser().error(f"--plugin-timeout {args.plugin_timeout:g}: must be more than 0 seconds")
     if args.cluster_advertise and not args.cluster_store:
         build_parser().error("--cluster-advertise needs --cluster-store etcd://HOST:PORT")
     if args.cluster_store and not args.cluster_store.startswith("etcd://"):
@@ -196,4 +213,7 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
         socket_group=args.group, dns=tuple(args.dns), resolv_conf=args.resolv_conf,
         firewall=args.firewall_backend, cleanup=args.cleanup, br_netfilter=args.br_netfilter,
         self_heal_interval=max(0.0, args.self_heal_interval), fault_dir=args.fault_dir,
+        plugin_sockets=args.plugin_sockets,
+        plugin_specs=tuple(args.plugin_specs) or ("/etc/docker/plugins", "/usr/lib/docker/plugins"),
+        plugin_retry=max(0.0, args.plugin_retry), plugin_timeout=args.plugin_timeout,
     )

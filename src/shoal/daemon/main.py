@@ -41,6 +41,7 @@ from shoal.errors import ShoalError
 from shoal.firewall import NftFirewall, NoneFirewall, br_netfilter_sysctls
 from shoal.ipam import DefaultIpam, default_pools, ula_pool
 from shoal.kernel import Kernel
+from shoal.plugins import Dirs, PluginRegistry
 from shoal.runtime import ImageStore, Runtime, remove_cgroup_parent
 from shoal.store import SqliteStore
 
@@ -106,8 +107,10 @@ def build(cfg: DaemonConfig) -> Parts:
     if plan is not None:
         firewall = Steps(firewall, "firewall", plan)
     firewall = Timed(firewall, "firewall", timings)
+    plugins = PluginRegistry(kernel, Dirs(cfg.plugin_sockets, cfg.plugin_specs), cfg.plugin_retry,
+                             cfg.plugin_timeout)
     ctl = Controller(store, kernel, ipam, drivers, eid, exec_root=str(cfg.exec_root),  # type: ignore[arg-type]
-                     firewall=firewall)
+                     firewall=firewall, plugins=plugins)
     images: Any = ImageStore(cfg.data_root / "images")
     runtime: Any = Runtime(cfg.data_root / "runtime", images, runtimes=cfg.runtimes,
                             default_runtime=cfg.default_runtime)
@@ -198,6 +201,8 @@ async def run(cfg: DaemonConfig) -> None:
         if ctl.cluster is not None:
             await ctl.cluster.stop()
         await parts.dns.close()
+        if ctl.plugins is not None:
+            await ctl.plugins.close()
         parts.kernel.close()
         parts.store.close()
 

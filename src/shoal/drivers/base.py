@@ -32,6 +32,18 @@ class Capabilities:
     scope: str = "local"
     uses_ipam: bool = True  # host and null have no addresses of their own
     singleton: bool = False  # only one network of this driver may exist
+    derives_mac: bool = True
+    """The controller gives an endpoint without a user-chosen MAC one derived from its
+    IPv4 (Docker's bridge rule); False: only the user's goes to the driver, which may
+    choose one itself (a remote plugin, in CreateEndpoint)."""
+    rebuilds_endpoints: bool = True
+    """Repair may take an endpoint's kernel objects down and make them again (the driver
+    made them); False: its `repair_endpoint` mends in place (a plugin's interface is the
+    plugin's: a leave would delete its endpoint there)."""
+    external_connectivity: bool = False
+    """The driver implements `ExternalConnectivity`: it is told when one of its endpoints
+    becomes, or stops being, its sandbox's gateway endpoint (libnetwork's
+    Program/RevokeExternalConnectivity)."""
 
 
 class NetworkDriver(Protocol):
@@ -72,6 +84,22 @@ class NetworkDriver(Protocol):
                               gateway: bool) -> Endpoint:
         """Make an endpoint whose kernel objects were changed from outside whole again (after
         `restore_network` repaired the network's own); returns it as `join` does."""
+
+
+class ExternalConnectivity(NetworkDriver, Protocol):
+    """A driver with `capabilities.external_connectivity`: it programs the sandbox's way
+    out (port mappings, NAT) itself, on the one endpoint that gives the default route, and
+    is asked about each endpoint after its connect."""
+
+    async def program_external(self, network: Network, ep: Endpoint) -> None:
+        """`ep` now gives its sandbox's default route."""
+
+    async def revoke_external(self, network: Network, ep: Endpoint) -> None:
+        """`ep` no longer does (another took over, or it leaves); idempotent."""
+
+    async def endpoint_info(self, network: Network, ep: Endpoint) -> dict[str, object]:
+        """What the driver says about a joined endpoint (libnetwork's EndpointOperInfo),
+        asked after each connect as dockerd does; never raises."""
 
 
 class GlobalDriver(NetworkDriver, Protocol):

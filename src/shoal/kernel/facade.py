@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
 
-from shoal.kernel import sandbox
+from shoal.kernel import adopt, sandbox
 from shoal.kernel.base import KernelError
 from shoal.kernel.netlink import LinkInfo, Netlink
 
@@ -157,6 +157,31 @@ class Kernel:
         await self._run(
             Netlink.add_veth, host_name, peer_name, netns_path, mac=mac, mtu=mtu, bridge=bridge, alias=alias
         )
+
+    # -- interfaces made by others (kernel.adopt) ---------------------------------------
+    def _host_ns(self) -> str:
+        if not self._netns:
+            return "/proc/self/ns/net"
+        return self._netns if self._netns.startswith("/") else f"/run/netns/{self._netns}"
+
+    async def adopt_iface(self, src: str, netns_path: str, dst: str, *, mac: str, addresses: list[str],
+                          gateways: list[str], default_route: bool, routes: list[tuple[str, str]]) -> None:
+        """The host's link `src` becomes the sandbox's `dst`, with MAC, addresses, the
+        default route (when `default_route`) and `routes`; all or nothing (the link is
+        back in the host namespace, named `src`, if any step fails)."""
+        await self._run(lambda nl: adopt.move_in(nl._ipr, nl._index(src), src, netns_path))
+        await self._plain(adopt.rename_inside, netns_path, src, dst, mac, self._host_ns())
+        try:
+            await self.configure_iface(netns_path, dst, addresses, gateways, default_route=default_route)
+            if routes:
+                await self._plain(adopt.add_routes, netns_path, dst, routes)
+        except BaseException:
+            await self.release_iface(netns_path, dst, src)
+            raise
+
+    async def release_iface(self, netns_path: str, ifname: str, src: str) -> None:
+        """The sandbox's `ifname` back to the host namespace as `src`; idempotent."""
+        await self._plain(adopt.move_out, netns_path, ifname, src, self._host_ns())
 
     # -- overlay data plane (kernel.vxlan) ---------------------------------------------
     async def ensure_vxlan(self, name: str, *, vni: int, local: str, port: int = 4789, mtu: int, bridge: str,

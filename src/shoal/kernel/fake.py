@@ -228,6 +228,23 @@ class FakeSandboxKernel(FakeKernel):
         iface.update(addresses=list(iface.get("addresses", [])) + [a for a in addresses if a not in iface.get("addresses", [])],
                      up=True, gateways=list(gateways) if default_route else iface.get("gateways", []))
 
+    async def adopt_iface(self, src, netns_path, dst, *, mac, addresses, gateways, default_route,  # noqa: ANN001
+                          routes) -> None:
+        """Any `src` is taken (the plugin made it in another process); `adopted` records it."""
+        self._maybe_fail("adopt_iface", src)
+        if netns_path not in self.namespaces:
+            raise KernelError(f"namespace {netns_path} not found")
+        self.links_by_name.pop(src, None)
+        self.ifaces[netns_path][dst] = {"mac": mac, "src": src, "addresses": list(addresses), "up": True,
+                                        "gateways": list(gateways) if default_route else [], "routes": list(routes)}
+
+    async def release_iface(self, netns_path: str, ifname: str, src: str) -> None:
+        self._maybe_fail("release_iface", ifname)
+        iface = self.ifaces.get(netns_path, {}).pop(ifname, None)
+        if iface is not None:
+            self.links_by_name[src] = LinkInfo(src, 200 + len(self.links_by_name), "veth", "", 1500, False,
+                                               iface.get("mac", ""))
+
     async def delete_link(self, name: str) -> None:
         """A veth's peer goes with it, and a parent's macvlan ports, wherever they live."""
         await super().delete_link(name)

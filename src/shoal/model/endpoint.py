@@ -23,6 +23,13 @@ class Endpoint:
     static_ipv4: bool = False
     static_ipv6: bool = False
     options: dict[str, str] = field(default_factory=dict)
+    gateways: tuple[str, ...] | None = None
+    """The sandbox's gateways through this endpoint when its driver chose them (a remote
+    plugin's Join); None: the network's gateways (built-in drivers). An empty tuple: none,
+    so the endpoint never gives the default route."""
+    src_name: str = ""
+    """The name the driver gave the interface before it was moved into the sandbox (a
+    remote plugin's SrcName); it gets it back when it leaves, as in libnetwork."""
 
     @property
     def ips(self) -> tuple[str, ...]:
@@ -35,10 +42,14 @@ class Endpoint:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["aliases"] = list(self.aliases)
+        if self.gateways is not None:
+            data["gateways"] = list(self.gateways)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Endpoint:
         data = dict(data)
         data["aliases"] = tuple(data.get("aliases", ()))
+        if data.get("gateways") is not None:
+            data["gateways"] = tuple(data["gateways"])
         return cls(**data)

@@ -34,6 +34,7 @@ class IPAMConfig:
     ip_range: str = ""
     aux_addresses: dict[str, str] = field(default_factory=dict)
     pool_id: str = ""
+    address_space: str = ""  # the IPAM address space the pool came from (a remote driver is told)
 
     @property
     def is_v6(self) -> bool:
