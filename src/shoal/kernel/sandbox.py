@@ -207,9 +207,9 @@ def configure_iface(
             raise KernelError(f"failed to configure {ifname} in {netns_path}: {exc}") from exc
 
 
-def retire_iface(netns_path: str, ifname: str, new_name: str) -> None:
-    """Down, addresses flushed (their routes go with them) and renamed: to the container
-    the interface is gone; one already gone is fine."""
+def _on_iface(netns_path: str, ifname: str, what: str, change: Callable[[IPRoute, int], None]) -> None:
+    """`change(ipr, index)` on `ifname` inside the namespace; an interface that is already
+    gone (ENODEV meanwhile included) is fine."""
     with entered(netns_path):
         index = ifindex(ifname)
         c = IPRoute()
@@ -217,30 +217,28 @@ def retire_iface(netns_path: str, ifname: str, new_name: str) -> None:
         if index is None:
             return
         try:
-            c.link("set", index=index, state="down")
-            c.flush_addr(index=index)
-            c.link("set", index=index, ifname=new_name)
+            change(c, index)
         except NetlinkError as exc:
             if exc.code != errno.ENODEV:
-                raise KernelError(f"failed to retire {ifname} in {netns_path}: {exc}") from exc
+                raise KernelError(f"failed to {what} {ifname} in {netns_path}: {exc}") from exc
+
+
+def retire_iface(netns_path: str, ifname: str, new_name: str) -> None:
+    """Down, addresses flushed (their routes go with them) and renamed: to the container
+    the interface is gone; one already gone is fine."""
+    def retire(c: IPRoute, index: int) -> None:
+        c.link("set", index=index, state="down")
+        c.flush_addr(index=index)
+        c.link("set", index=index, ifname=new_name)
+
+    _on_iface(netns_path, ifname, "retire", retire)
 
 
 def delete_iface(netns_path: str, ifname: str) -> None:
     """Delete `ifname` inside the namespace; one already gone, or gone with its namespace,
     is fine (a namespace's links go when it does)."""
-    if not netns_alive(netns_path):
-        return
-    with entered(netns_path):
-        index = ifindex(ifname)
-        c = IPRoute()
-    with c:
-        if index is None:
-            return
-        try:
-            c.link("del", index=index)
-        except NetlinkError as exc:
-            if exc.code != errno.ENODEV:
-                raise KernelError(f"failed to delete {ifname} in {netns_path}: {exc}") from exc
+    if netns_alive(netns_path):
+        _on_iface(netns_path, ifname, "delete", lambda c, index: c.link("del", index=index))
 
 
 def iface_addresses(netns_path: str) -> dict[str, tuple[str, ...]]:
