@@ -100,17 +100,19 @@ class EndpointOps:
         async def unbuild_global(self, network: Network) -> None: ...
 
     # -- sandboxes ---------------------------------------------------------------------
-    async def create_sandbox(self, sandbox_id: str, *, host: bool = False, external: str = "") -> Sandbox:
-        """`external`: the path of another runtime's namespace to use as it is."""
+    async def create_sandbox(self, sandbox_id: str, *, host: bool = False, external: str = "",
+                             handoff: bool = False) -> Sandbox:
+        """`external`: the path of another runtime's namespace to use as it is; `handoff`:
+        another engine's namespace that shoal never sees (`Sandbox.handoff`)."""
         async with self.lock:
             if sandbox_id in self.sandboxes:
                 return self.sandboxes[sandbox_id]
-            path = external or ("" if host else str(Path(self.exec_root) / "netns" / sandbox_id[:12]))
+            path = external or ("" if host or handoff else str(Path(self.exec_root) / "netns" / sandbox_id[:12]))
             made = bool(path) and not external
             if made:
                 await self.kernel.create_netns(path)  # with lo up
             try:
-                sb = Sandbox(sandbox_id, path, external=bool(external))
+                sb = Sandbox(sandbox_id, path, external=bool(external) or handoff)
                 async with self.store.transaction() as tx:
                     tx.put(KIND_SANDBOX, sb.id, sb.to_dict())
             except BaseException:
@@ -191,7 +193,7 @@ class EndpointOps:
                     ep = ep.with_changes(ifname=ifname)
                 driver = self.driver(network.driver)
                 gateway = self.gateway_of([*present, ep]) is ep  # the route moves to it
-                if not sb.is_host and driver.capabilities.uses_ipam:
+                if (not sb.is_host or sb.handoff) and driver.capabilities.uses_ipam:
                     ep = await driver.join(network, ep, sb.path, self.alias("ep", ep.id), gateway)
                     undo.push("leave", lambda: driver.leave(network, ep, sb.path))
                     await self._firewall_endpoint(network, ep, undo)
@@ -224,7 +226,7 @@ class EndpointOps:
               if network.enable_ipv6 and network.v6_configs else "")
         used = {e.ifname for e in present}
         ifname = next(f"eth{i}" for i in range(len(used) + 1) if f"eth{i}" not in used)
-        uses_iface = not sb.is_host and self.driver(network.driver).capabilities.uses_ipam
+        uses_iface = (not sb.is_host or sb.handoff) and self.driver(network.driver).capabilities.uses_ipam
         return Endpoint(
             id=ep_id, network_id=network.id, name=name, sandbox_id=sb.id, ipv4=v4, ipv6=v6,
             mac=(mac or mac_for(v4)) if uses_iface else "", ifname=ifname if uses_iface else "",

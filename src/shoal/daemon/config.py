@@ -81,6 +81,7 @@ class DaemonConfig:
     default_runtime: str = "runc"
     self_heal_interval: float = 10.0
     fault_dir: str = ""  # tests only: crash points (daemon.faults)
+    serve_plugins: str = ""  # directory of the Docker plugin sockets; empty: not served
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -157,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how often shoald checks that its nftables tables, bridges and veths are as it "
                         "made them, and repairs them if they were changed from outside (default 10; 0: never)")
     p.add_argument("--fault-dir", default="", help=argparse.SUPPRESS)  # tests: daemon.faults
+    p.add_argument("--serve-plugins", nargs="?", const="/run/docker/plugins", default="", metavar="DIR",
+                   help="serve shoal's drivers and IPAM to a dockerd as the plugins shoal-bridge, shoal-overlay "
+                        "and shoal-ipam: sockets DIR/NAME.sock (default DIR /run/docker/plugins)")
     p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
     p.add_argument("--version", action="version", version=f"shoald {__version__}")
     return p
@@ -196,4 +200,5 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
         socket_group=args.group, dns=tuple(args.dns), resolv_conf=args.resolv_conf,
         firewall=args.firewall_backend, cleanup=args.cleanup, br_netfilter=args.br_netfilter,
         self_heal_interval=max(0.0, args.self_heal_interval), fault_dir=args.fault_dir,
+        serve_plugins=os.path.abspath(args.serve_plugins) if args.serve_plugins else "",
     )
