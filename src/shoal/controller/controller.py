@@ -186,16 +186,20 @@ class Controller(EndpointOps):
         self.ipam_of(spec)
         return driver
 
-    async def create_network(self, spec: NetworkSpec, *, predefined: bool = False) -> Network:
+    async def create_network(self, spec: NetworkSpec, *, predefined: bool = False, network_id: str = "") -> Network:
+        """`network_id`: the id another engine chose (a network made through shoal's served
+        Docker plugins is known by Docker's NetworkID); a new one by default."""
         if not predefined:  # dockerd's order: the name, then the driver, then IPAM
             self._check_name(spec)
             await self._resolve(spec)
         async with self.lock:
             driver = self.drivers[spec.driver] if predefined else self._check_new(spec)
+            if network_id and network_id in self.networks:
+                raise Conflict(f"network {network_id[:12]} already exists")
             if driver.capabilities.scope == "global":
-                return await self._create_global(spec, driver)
+                return await self._create_global(spec, driver, network_id)
             undo = Undo()
-            network_id = new_id()
+            network_id = network_id or new_id()
             try:
                 routes = await self._host_routes() if driver.capabilities.uses_ipam else Spans()
                 configs = await self._allocate(spec, driver, undo, network_id, routes)
@@ -211,7 +215,7 @@ class Controller(EndpointOps):
             self.networks[network.id] = network
             return network
 
-    async def _create_global(self, spec: NetworkSpec, driver: NetworkDriver) -> Network:
+    async def _create_global(self, spec: NetworkSpec, driver: NetworkDriver, network_id: str = "") -> Network:
         """Subnets from the global address space, then the cluster claims the name and the
         VNI with the record. No host builds its side yet: each does at its first endpoint
         on the network (`build_global`), so a create costs the cluster one watch event per
@@ -225,7 +229,7 @@ class Controller(EndpointOps):
             if cfg.subnet and any(ipaddress.ip_network(cfg.subnet, strict=False).overlaps(n) for n in local):
                 raise Forbidden(OVERLAP)
         undo = Undo()
-        network_id = new_id()
+        network_id = network_id or new_id()
         try:
             configs = await self._allocate(spec, driver, undo, network_id, local)
             network = self._build(dataclasses.replace(spec, scope="global"), configs, False, network_id)

@@ -101,17 +101,19 @@ class EndpointOps:
         async def unbuild_global(self, network: Network) -> None: ...
 
     # -- sandboxes ---------------------------------------------------------------------
-    async def create_sandbox(self, sandbox_id: str, *, host: bool = False, external: str = "") -> Sandbox:
-        """`external`: the path of another runtime's namespace to use as it is."""
+    async def create_sandbox(self, sandbox_id: str, *, host: bool = False, external: str = "",
+                             handoff: bool = False) -> Sandbox:
+        """`external`: the path of another runtime's namespace to use as it is; `handoff`:
+        another engine's namespace that shoal never sees (`Sandbox.handoff`)."""
         async with self.lock:
             if sandbox_id in self.sandboxes:
                 return self.sandboxes[sandbox_id]
-            path = external or ("" if host else str(Path(self.exec_root) / "netns" / sandbox_id[:12]))
+            path = external or ("" if host or handoff else str(Path(self.exec_root) / "netns" / sandbox_id[:12]))
             made = bool(path) and not external
             if made:
                 await self.kernel.create_netns(path)  # with lo up
             try:
-                sb = Sandbox(sandbox_id, path, external=bool(external))
+                sb = Sandbox(sandbox_id, path, external=bool(external) or handoff)
                 async with self.store.transaction() as tx:
                     tx.put(KIND_SANDBOX, sb.id, sb.to_dict())
             except BaseException:
@@ -195,7 +197,7 @@ class EndpointOps:
                 driver = self.driver(network.driver)
                 before = self.gateway_of(present)
                 gateway = self.gateway_of([*present, ep]) is ep  # the route moves to it
-                if not sb.is_host and driver.capabilities.uses_ipam:
+                if (not sb.is_host or sb.handoff) and driver.capabilities.uses_ipam:
                     ep = await driver.join(network, ep, sb.path, self.alias("ep", ep.id), gateway)
                     undo.push("leave", lambda: driver.leave(network, ep, sb.path))
                     await self._firewall_endpoint(network, ep, undo)
@@ -256,7 +258,7 @@ class EndpointOps:
     ) -> Endpoint:
         ep_id = new_id()
         caps = self.driver(network.driver).capabilities
-        uses_iface = not sb.is_host and caps.uses_ipam
+        uses_iface = (not sb.is_host or sb.handoff) and caps.uses_ipam
         extra = {}
         if uses_iface and self.ipam_of(network).capabilities.requires_mac_address:
             mac = mac or mac_for("")  # the allocator is told the MAC (libnetwork makes a random one)

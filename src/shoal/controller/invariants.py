@@ -182,14 +182,14 @@ async def _ipam(ctl: Controller) -> list[Finding]:
         return []
     want: dict[str, set[str]] = {}
     for net in ctl.networks.values():
-        if net.scope == "global":
+        if net.scope == "global" or ctl.ipam_of(net) is not ctl.ipam:  # another allocator's pools
             continue
         for cfg in net.ipam_configs:
             taken = want.setdefault(cfg.pool_id, set())
             taken.update(a for a in (cfg.gateway, *cfg.aux_addresses.values()) if a)
     for ep in ctl.endpoints.values():
         net = ctl.networks.get(ep.network_id)
-        for cidr in (ep.ipv4, ep.ipv6) if net is not None and net.scope != "global" else ():
+        for cidr in (ep.ipv4, ep.ipv6) if net is not None and net.scope != "global" and ctl.ipam_of(net) is ctl.ipam else ():
             cfg = net.config_for(cidr) if cidr else None
             if cfg is not None:
                 want.setdefault(cfg.pool_id, set()).add(cidr.split("/")[0])

@@ -204,7 +204,7 @@ async def gone_attachments(ctl: Controller) -> list[str]:
     """Attachments whose runtime removed the namespace without a CNI DEL: detached."""
     done = []
     for sid, sb in sorted(ctl.sandboxes.items()):
-        if sb.external and not await ctl.kernel.netns_alive(sb.path):
+        if sb.external and sb.path and not await ctl.kernel.netns_alive(sb.path):  # (a handoff has none)
             await ctl.delete_sandbox(sid)
             done.append(f"removed the attachments of {sid[:12]}, whose namespace is gone")
     return done

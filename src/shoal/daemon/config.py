@@ -85,6 +85,7 @@ class DaemonConfig:
     plugin_specs: tuple[str, ...] = ("/etc/docker/plugins", "/usr/lib/docker/plugins")
     plugin_retry: float = 15.0
     plugin_timeout: float = 30.0
+    serve_plugins: str = ""  # directory of the Docker plugin sockets; empty: not served
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -172,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="how long one call to a plugin may take (default 30)")
     p.add_argument("--fault-dir", default="", help=argparse.SUPPRESS)  # tests: daemon.faults
+    p.add_argument("--serve-plugins", nargs="?", const="/run/docker/plugins", default="", metavar="DIR",
+                   help="serve shoal's drivers and IPAM to a dockerd as the plugins shoal-bridge, shoal-overlay "
+                        "and shoal-ipam: sockets DIR/NAME.sock (default DIR /run/docker/plugins)")
     p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
     p.add_argument("--version", action="version", version=f"shoald {__version__}")
     return p
@@ -216,4 +220,5 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
         plugin_sockets=args.plugin_sockets,
         plugin_specs=tuple(args.plugin_specs) or ("/etc/docker/plugins", "/usr/lib/docker/plugins"),
         plugin_retry=max(0.0, args.plugin_retry), plugin_timeout=args.plugin_timeout,
+        serve_plugins=os.path.abspath(args.serve_plugins) if args.serve_plugins else "",
     )

@@ -21,6 +21,7 @@ from shoal.api.http import serve_unix
 from shoal.api.images import ImageRoutes
 from shoal.api import swarm
 from shoal.api.networks import NetworkRoutes
+from shoal.api import pluginserver
 from shoal.api.selfcheck import CheckRoutes
 from shoal.api.system import SystemRoutes
 from shoal.api.timings import TimingRoutes
@@ -31,6 +32,7 @@ from shoal.controller.foreign import ForeignAttachments
 from shoal.dns import DnsRecords, DnsServer, embedded_upstreams
 from shoal.controller.repair import SelfHeal
 from shoal.controller.restore import restore
+from shoal.controller.served import ServedPlugins
 from shoal.daemon.clustering import attach_cluster, join_forever
 from shoal.daemon.config import DaemonConfig, parse_args
 from shoal.daemon.faults import FaultPlan, Steps, SteppedStore
@@ -39,6 +41,7 @@ from shoal.drivers import BridgeDriver, HostDriver, IpvlanDriver, MacvlanDriver,
 from shoal.drivers.overlay import OverlayDriver
 from shoal.errors import ShoalError
 from shoal.firewall import NftFirewall, NoneFirewall, br_netfilter_sysctls
+from shoal.firewall.dockeruser import DockerUser
 from shoal.ipam import DefaultIpam, default_pools, ula_pool
 from shoal.kernel import Kernel
 from shoal.plugins import Dirs, PluginRegistry
@@ -87,6 +90,7 @@ class Parts:
     kernel: Kernel
     dns: DnsServer
     records: DnsRecords
+    served: ServedPlugins
 
 
 def build(cfg: DaemonConfig) -> Parts:
@@ -124,7 +128,10 @@ def build(cfg: DaemonConfig) -> Parts:
                             dns, records)
     pool_json = [{"Base": p.base, "Size": p.size} for p in pools]
     app = App(api_routes(cfg, ctl, containers, images, pool_json, timings), clock=timings)
-    return Parts(ctl, containers, app, store, kernel, dns, records)
+    # always: networks made through the plugins need its IPAM at restore, served or not
+    served = ServedPlugins(ctl, pluginserver.DRIVERS, pools,
+                           DockerUser() if cfg.firewall == "nftables" else None)
+    return Parts(ctl, containers, app, store, kernel, dns, records, served)
 
 
 def api_routes(cfg: DaemonConfig, ctl: Controller, containers: Containers, images: ImageStore,
@@ -178,6 +185,9 @@ async def run(cfg: DaemonConfig) -> None:
                 await parts.kernel.set_sysctls(br_netfilter_sysctls(True), missing_ok=True)
             return
         servers = await listen(app, cfg)
+        if cfg.serve_plugins:
+            await parts.served.restore()
+            servers += await pluginserver.serve(parts.served, cfg.serve_plugins)
         healer.start()
         if cluster is not None:
             joining = asyncio.get_running_loop().create_task(join_forever(cluster))
@@ -236,6 +246,7 @@ async def cleanup(parts: Parts) -> None:
         if link.alias.startswith(ctl.alias_prefix):
             await ctl.kernel.delete_link(link.name)
     await ctl.firewall.cleanup()
+    await parts.served.cleanup()
     await ctl.kernel.settle()  # the bridges deleted in the background are gone before we say so
     remove_cgroup_parent()
     log.info("cleaned up: containers stopped, namespaces, links, firewall tables and the empty cgroup parent removed")

@@ -83,12 +83,16 @@ class BridgeDriver:
         self._bridges[network.id] = opts.bridge_name
 
     async def join(self, network: Network, ep: Endpoint, netns_path: str, alias: str, gateway: bool) -> Endpoint:
-        """Veth pair: host end `veth<7 hex>` on the bridge, container end inside the sandbox."""
+        """Veth pair: host end `veth<7 hex>` on the bridge, container end inside the sandbox.
+        No `netns_path` (a sandbox handed off to another engine): the container end stays
+        in the host's namespace as `ep.ifname`, unconfigured; that engine moves it."""
         opts = self.options(network)
         host = f"veth{ep.id[:7]}"
         await self._kernel.add_veth(
             host, ep.ifname, netns_path, mac=ep.mac, mtu=opts.mtu, bridge=opts.bridge_name, alias=alias
         )
+        if not netns_path:
+            return ep.with_changes(host_ifname=host)
         try:
             gws = [gw for addr in (ep.ipv4, ep.ipv6) if (gw := network.gateway_for(addr))]
             addrs = [a for a in (ep.ipv4, ep.ipv6) if a]

@@ -11,6 +11,8 @@
 - nftables: NftFirewall, the real backend.
 - none: NoneFirewall, a backend that touches nothing.
 - fake: FakeFirewall, in memory with failure injection, for unit tests of higher layers.
+- dockeruser: DockerUser, shoal's accept rules in a dockerd's iptables DOCKER-USER chain
+  (for the networks served to it as plugins: its FORWARD policy is DROP).
 
 Imports only shoal.errors, shoal.model and the standard library.
 """

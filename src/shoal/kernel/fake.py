@@ -205,7 +205,9 @@ class FakeSandboxKernel(FakeKernel):
             raise KernelError(f"bridge {bridge} not found")
         self.links_by_name[host_name] = LinkInfo(host_name, 100 + len(self.links_by_name), "veth", alias,
                                                  mtu, True, "", master=self.links_by_name[bridge].index)
-        self.ifaces[netns_path][peer_name] = {"mac": mac, "mtu": mtu, "host": host_name, "addresses": []}
+        # no netns_path: the peer stays in the host's namespace (kept under "")
+        place = self.ifaces.setdefault("", {}) if not netns_path else self.ifaces[netns_path]
+        place[peer_name] = {"mac": mac, "mtu": mtu, "host": host_name, "addresses": []}
 
     async def attach_port(self, ifname: str, bridge: str) -> None:
         self._maybe_fail("attach_port", ifname)

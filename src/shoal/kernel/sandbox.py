@@ -151,17 +151,20 @@ def add_veth(
     mac: str, mtu: int, master_index: int, alias: str, index_of: Callable[[str], int | None],
 ) -> None:
     """Host end on the bridge and up; peer made inside the sandbox with its final name.
-    `index_of` finds the host end in `ipr`'s namespace (which may not be this thread's)."""
-    fd = os.open(netns_path, os.O_RDONLY)
+    `index_of` finds the host end in `ipr`'s namespace (which may not be this thread's).
+    No `netns_path`: the peer stays in `ipr`'s namespace, down, for another engine to
+    move into its sandbox (a Docker remote-driver Join)."""
+    fd = os.open(netns_path, os.O_RDONLY) if netns_path else -1
     try:
-        peer = {"ifname": peer_name, "net_ns_fd": fd, "mtu": mtu}
+        peer = {"ifname": peer_name, "mtu": mtu, **({"net_ns_fd": fd} if fd >= 0 else {})}
         if mac:
             peer["address"] = mac
         ipr.link("add", ifname=host_name, kind="veth", mtu=mtu, peer=peer)
     except NetlinkError as exc:
         raise KernelError(f"failed to create veth {host_name}: {exc}") from exc
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
     try:
         index = index_of(host_name)
         if index is None:

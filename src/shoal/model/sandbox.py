@@ -20,6 +20,13 @@ class Sandbox:
     def is_host(self) -> bool:
         return not self.path
 
+    @property
+    def handoff(self) -> bool:
+        """Another engine's namespace that shoal never sees (a Docker remote-driver
+        endpoint): drivers leave the interface in the host's namespace, and that engine
+        moves it into its sandbox, renames and configures it."""
+        return self.external and not self.path
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
