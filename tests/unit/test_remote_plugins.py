@@ -530,3 +530,17 @@ def test_external_connectivity_404_is_not_implemented(workdir, plugins):
     asyncio.run(w.ctl.connect(net.id, sid, name="c1"))
     asyncio.run(w.ctl.disconnect(net.id, sid))
     assert "NetworkDriver.ProgramExternalConnectivity" in plug.methods() and not w.ctl.endpoints
+
+
+def test_a_daemon_never_asks_its_own_served_plugins():
+    """shoald --serve-plugins serves shoal-bridge to dockerd; asked for -d shoal-bridge
+    itself it would wait on its own lock: a clear 400 instead, before any lookup."""
+    import asyncio
+
+    from shoal.errors import InvalidParameter
+    from shoal.kernel.fake import FakeKernel
+    from shoal.plugins import PluginRegistry
+
+    reg = PluginRegistry(FakeKernel(), own=frozenset({"shoal-bridge"}))
+    with pytest.raises(InvalidParameter, match="served by this shoald itself"):
+        asyncio.run(reg.get("shoal-bridge", "NetworkDriver"))

@@ -111,8 +111,9 @@ def build(cfg: DaemonConfig) -> Parts:
     if plan is not None:
         firewall = Steps(firewall, "firewall", plan)
     firewall = Timed(firewall, "firewall", timings)
+    served_names = frozenset([*pluginserver.DRIVERS, pluginserver.IPAM]) if cfg.serve_plugins else frozenset()
     plugins = PluginRegistry(kernel, Dirs(cfg.plugin_sockets, cfg.plugin_specs), cfg.plugin_retry,
-                             cfg.plugin_timeout)
+                             cfg.plugin_timeout, own=served_names)
     ctl = Controller(store, kernel, ipam, drivers, eid, exec_root=str(cfg.exec_root),  # type: ignore[arg-type]
                      firewall=firewall, plugins=plugins)
     images: Any = ImageStore(cfg.data_root / "images")

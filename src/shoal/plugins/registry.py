@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from shoal.errors import ShoalError
+from shoal.errors import InvalidParameter, ShoalError
 from shoal.plugins.client import (
     Client,
     Dirs,
@@ -46,7 +46,11 @@ class _Missing(Exception):
 class PluginRegistry:
     """What the controller resolves unknown driver and IPAM names through."""
 
-    def __init__(self, kernel: Kernel, dirs: Dirs | None = None, retry: float = 15.0, timeout: float = 30.0) -> None:
+    def __init__(self, kernel: Kernel, dirs: Dirs | None = None, retry: float = 15.0, timeout: float = 30.0,
+                 own: frozenset[str] = frozenset()) -> None:
+        """`own`: the plugin names this daemon serves (`--serve-plugins`): asking itself
+        would wait on its own lock until the call timed out."""
+        self.own = own
         self.dirs = dirs or Dirs()
         self.retry = retry
         self.timeout = timeout
@@ -81,6 +85,9 @@ class PluginRegistry:
     async def get(self, name: str, kind: str, retry: float | None = None) -> Plugin:
         """The activated plugin; PluginNotFound when nothing names it within the retry
         time, PluginError when it cannot be activated or is not a `kind`."""
+        if name in self.own:
+            raise InvalidParameter(f"plugin {name} is served by this shoald itself (--serve-plugins) for dockerd: "
+                                   "ask shoald for its own driver instead (-d bridge, -d overlay)")
         plugin = self._plugins.get(name)
         if plugin is None:
             async with self._locks.setdefault(name, asyncio.Lock()):
