@@ -26,6 +26,10 @@ CRUN = "/usr/bin/crun"
 # then exec dockerd (same pid: nsenter, unshare and sh all exec in place).
 _LAUNCH = ('hostname "$0" && mount -t tmpfs shb-run /run && '
            '{ [ ! -d /etc/docker ] || mount -t tmpfs shb-etc /etc/docker; } && exec "$@"')
+# The same, with the directory `$1` bound on /run/docker/plugins (where dockerd finds plugins).
+_LAUNCH_PLUGINS = ('hostname "$0" && mount -t tmpfs shb-run /run && mkdir -p /run/docker/plugins && '
+                   'mount --bind "$1" /run/docker/plugins && '
+                   '{ [ ! -d /etc/docker ] || mount -t tmpfs shb-etc /etc/docker; } && shift && exec "$@"')
 
 
 class DockerPeer(EnginePeer):
@@ -43,15 +47,17 @@ class DockerPeer(EnginePeer):
         self.wait_up()
         self.import_image(image_tar)
 
-    def spawn(self, ns: Netns, extra: list[str] | None = None, log_level: str = "warn") -> None:
-        """Start dockerd in `ns` (private mounts, /run, /etc/docker and hostname); no wait."""
+    def spawn(self, ns: Netns, extra: list[str] | None = None, log_level: str = "warn", plugins: str = "") -> None:
+        """Start dockerd in `ns` (private mounts, /run, /etc/docker and hostname); no wait.
+        `plugins`: a directory of plugin sockets dockerd is to find."""
         dockerd = need("dockerd", "docker.io")
         need("containerd", "containerd")
         args = [dockerd, "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                 "--pidfile", str(self.root / "pid"), "-H", f"unix://{self.root / 'docker.sock'}",
                 "--log-level", log_level, *_crun(), *(extra or [])]
-        self._spawn(in_ns(ns.path, ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", _LAUNCH,
-                                    ns.name, *args]), "docker.sock")
+        launch = [_LAUNCH_PLUGINS, ns.name, plugins] if plugins else [_LAUNCH, ns.name]
+        self._spawn(in_ns(ns.path, ["unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", *launch,
+                                    *args]), "docker.sock")
 
     def wait_up(self, timeout_s: float = 60) -> None:
         self._wait_ping(self.proc, str(self.root / "log"), timeout_s)

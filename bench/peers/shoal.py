@@ -10,6 +10,7 @@ from peers.engine import EnginePeer
 
 class ShoalPeer(EnginePeer):
     name = "shoal"
+    extra: tuple[str, ...] = ()  # more shoald flags (bench/plugins_ab.py: its plugin directory)
 
     def start(self, image_tar: str) -> None:
         self.ns = Netns("shoal")
@@ -17,7 +18,7 @@ class ShoalPeer(EnginePeer):
         cmd = in_ns(self.ns.path, [str(BIN / "shoald"), "--data-root", str(self.root / "d"),
                                    "-H", f"unix://{self.root / 's.sock'}", "--log-level", "warning",
                                    # no periodic repair pass mid-sample: the breakdown's deltas are the operation's
-                                   "--self-heal-interval", "0"])
+                                   "--self-heal-interval", "0", *self.extra])
         self._launch(cmd, "s.sock", 30)
         self.import_image(image_tar)
 

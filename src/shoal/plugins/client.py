@@ -234,3 +234,37 @@ class Plugin:
     name: str
     client: Client
     implements: tuple[str, ...]
+
+
+class Adaptor:
+    """What the network-driver and IPAM adaptors share: the plugin is asked nothing until
+    first used, then handshaken once; a verb's answer with its error field set raises.
+    The two protocols spell that field differently (`Err`, `Error`)."""
+
+    KIND = ""
+    ERROR_FIELD = ""
+    name: str
+    _get: Callable[[str, str], Awaitable[Plugin]]
+    _plugin: Plugin | None
+
+    async def handshake(self, plugin: Plugin) -> None:
+        raise NotImplementedError
+
+    async def ready(self) -> None:
+        if self._plugin is None:
+            plugin = await self._get(self.name, self.KIND)
+            if self._plugin is None:
+                await self.handshake(plugin)
+
+    @classmethod
+    async def _raw(cls, plugin: Plugin, verb: str, body: Any) -> dict[str, Any]:
+        data = await plugin.client.call(f"{cls.KIND}.{verb}", body)
+        err = data.get(cls.ERROR_FIELD)
+        if err:
+            raise PluginError(f"remote: {err}")
+        return data
+
+    async def _call(self, verb: str, body: Any) -> dict[str, Any]:
+        await self.ready()
+        assert self._plugin is not None
+        return await self._raw(self._plugin, verb, body)

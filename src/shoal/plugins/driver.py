@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from shoal.drivers.base import Capabilities, Problem
 from shoal.errors import Forbidden, ShoalError
 from shoal.model import Endpoint, Network, NetworkSpec
-from shoal.plugins.client import Plugin, PluginError
+from shoal.plugins.client import Adaptor, Plugin, PluginError
 
 if TYPE_CHECKING:
     from shoal.drivers.l2 import BridgeOptions
@@ -145,8 +145,10 @@ def parse_join(data: Mapping[str, Any]) -> JoinAnswer:
                       bool(data.get("DisableGatewayService")))
 
 
-class RemoteDriver:
+class RemoteDriver(Adaptor):
     """NAME's network driver; it asks the plugin nothing until first used."""
+
+    KIND, ERROR_FIELD = NETWORK_DRIVER, "Err"
 
     def __init__(self, name: str, get: Callable[[str, str], Awaitable[Plugin]], kernel: Kernel) -> None:
         self.name = name
@@ -164,25 +166,6 @@ class RemoteDriver:
             raise PluginError(f"invalid capability: expecting 'local' or 'global', got {caps['ConnectivityScope']}")
         self.capabilities = dataclasses.replace(self.capabilities, scope=scope)
         self._plugin = plugin
-
-    async def ready(self) -> None:
-        if self._plugin is None:
-            plugin = await self._get(self.name, NETWORK_DRIVER)
-            if self._plugin is None:
-                await self.handshake(plugin)
-
-    @staticmethod
-    async def _raw(plugin: Plugin, verb: str, body: Any) -> dict[str, Any]:
-        data = await plugin.client.call(f"{NETWORK_DRIVER}.{verb}", body)
-        err = data.get("Err")
-        if err:
-            raise PluginError(f"remote: {err}")
-        return data
-
-    async def _call(self, verb: str, body: Any) -> dict[str, Any]:
-        await self.ready()
-        assert self._plugin is not None
-        return await self._raw(self._plugin, verb, body)
 
     async def _quiet(self, verb: str, body: Any) -> None:
         """A removal step whose failure must not stop the removal (dockerd warns)."""

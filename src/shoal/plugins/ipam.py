@@ -19,7 +19,7 @@ from typing import Any
 from shoal.errors import ShoalError
 from shoal.ipam import Capabilities
 from shoal.ipam.api import IPNetwork
-from shoal.plugins.client import Plugin, PluginError
+from shoal.plugins.client import Adaptor, Plugin, PluginError
 
 IPAM_DRIVER = "IpamDriver"
 PRIVATE = "com.shoal."
@@ -44,8 +44,10 @@ def _data(data: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in extra.items()} if isinstance(extra, dict) else {}
 
 
-class RemoteIpam:
+class RemoteIpam(Adaptor):
     """NAME's allocator; it asks the plugin nothing until first used."""
+
+    KIND, ERROR_FIELD = IPAM_DRIVER, "Error"
 
     def __init__(self, name: str, get: Callable[[str, str], Awaitable[Plugin]]) -> None:
         self.name = name
@@ -75,25 +77,6 @@ class RemoteIpam:
         self._spaces = (_text(spaces, "LocalDefaultAddressSpace", "GetDefaultAddressSpaces"),
                         _text(spaces, "GlobalDefaultAddressSpace", "GetDefaultAddressSpaces"))
         self._plugin = plugin
-
-    async def ready(self) -> None:
-        if self._plugin is None:
-            plugin = await self._get(self.name, IPAM_DRIVER)
-            if self._plugin is None:
-                await self.handshake(plugin)
-
-    @staticmethod
-    async def _raw(plugin: Plugin, verb: str, body: Any) -> dict[str, Any]:
-        data = await plugin.client.call(f"{IPAM_DRIVER}.{verb}", body)
-        err = data.get("Error")
-        if err:
-            raise PluginError(f"remote: {err}")
-        return data
-
-    async def _call(self, verb: str, body: Any) -> dict[str, Any]:
-        await self.ready()
-        assert self._plugin is not None
-        return await self._raw(self._plugin, verb, body)
 
     async def get_default_address_spaces(self) -> tuple[str, str]:
         await self.ready()
