@@ -274,3 +274,12 @@ def test_one_shoal_overlay_network_across_two_dockerds(docker_pair):
         _clean(s)
     assert not [k for k in shoal_keys(h1) if nid in k or "/endpoints/" in k]
     assert not [k for k in docker_network_keys(h1) if nid in k]
+
+    # removed from the host that did not make it: that dockerd sends DeleteNetwork to its shoald
+    nid2 = d1.docker("network", "create", "-d", "shoal-overlay", "--subnet", "10.130.1.0/24", "ov2").stdout.strip()
+    eventually(lambda: nid2 in _network_ids(d2), 10, "ov2 on host 2")
+    d2.docker("network", "rm", "ov2")
+    for d, s in ((d1, s1), (d2, s2)):
+        eventually(lambda d=d, s=s: nid2 not in _network_ids(d) and s.api("GET", f"/networks/{nid2}")[0] == 404,
+                   10, "ov2 gone everywhere")
+    assert not [k for k in shoal_keys(h1) if nid2 in k]

@@ -112,6 +112,21 @@ def test_a_network_no_host_made_is_not_found_and_rm_from_the_other_host_works():
     run(go())
 
 
+def test_rm_on_a_host_shoals_watch_has_not_told_yet_removes_the_network():
+    async def go():
+        async with cluster_world(2) as w:
+            a, b = (Served(h) for h in w.hosts)
+            await a.ok("NetworkDriver.CreateNetwork", {"NetworkID": NID, "IPv4Data": V4, "IPv6Data": []})
+            b.host.ctl.networks.pop(NID, None)
+            await b.ok("NetworkDriver.DeleteNetwork", {"NetworkID": NID})
+            await b.ok("NetworkDriver.DeleteNetwork", {"NetworkID": NID})  # idempotent
+            for h in (a, b):
+                await eventually(lambda h=h: NID not in h.host.ctl.networks, what=f"gone on {h.host.name}")
+            assert not [k for k, _, _ in await w.listing() if NID in k]
+
+    run(go())
+
+
 def test_the_names_of_other_hosts_endpoints_are_wanted_by_the_checker_and_the_repair():
     """A peer's DNS name stands for no endpoint or container of this host: neither a
     finding nor something the repair (or the self-heal's orphan sweep) removes."""

@@ -177,12 +177,15 @@ class ServedPlugins:
         """Idempotent. Endpoints dockerd forgot to delete (it restarted meanwhile) go first:
         dockerd deletes a network only once it holds no endpoint there."""
         ctl = self.ctl
-        network = ctl.networks.get(network_id)
+        network = await self._find(network_id)  # (a `network rm` quicker than shoal's watch)
         if network is None:
             return
         for ep in [e for e in ctl.endpoints_of(network_id) if self._ours(e.sandbox_id)]:
             await ctl.delete_sandbox(ep.sandbox_id)
-        await ctl.delete_network(network_id)
+        try:
+            await ctl.delete_network(network_id)
+        except NotFound:  # a global network removed from another host meanwhile
+            return
         bridge = self._bridge(network)
         if self.rules is not None and bridge and network.scope != "global":  # (global: side_gone)
             await self.rules.revoke(bridge, network_id[:12])
@@ -266,12 +269,17 @@ class ServedPlugins:
         sb = self.ctl.sandboxes.get(sandbox_id)
         return sb is not None and sb.handoff
 
-    async def _network(self, network_id: str) -> Any:
-        """A network made through a plugin, here or (global) on another host; one the
-        watch has not brought yet is read from the cluster store."""
+    async def _find(self, network_id: str) -> Any:
+        """A network here or (global) made on another host; one shoal's watch has not
+        brought yet is read from the cluster store (dockerd learns of it from its own)."""
         network = self.ctl.networks.get(network_id) if isinstance(network_id, str) else None
-        if network is None and isinstance(network_id, str) and self.ctl.cluster is not None and self.ctl.cluster.joined:
-            network = await self.ctl.cluster.fetch_network(network_id)
+        cluster = self.ctl.cluster
+        if network is None and isinstance(network_id, str) and cluster is not None and cluster.joined:
+            network = await cluster.fetch_network(network_id)
+        return network
+
+    async def _network(self, network_id: str) -> Any:
+        network = await self._find(network_id)
         if network is None or LABEL_PLUGIN not in network.labels:
             raise NotFound(f"network {str(network_id)[:12]} not found (not made through shoal's plugins)")
         return network
