@@ -40,15 +40,16 @@ UPSTREAM = "198.51.100.2"
 
 
 class Dockerd:
-    def __init__(self, netns: str, root: Path, plugins: Path) -> None:
+    def __init__(self, netns: str, root: Path, plugins: Path, extra: list[str] | None = None) -> None:
         self.netns, self.root, self.plugins = netns, root, plugins
+        self.extra = extra or []
         self.sock = root / "docker.sock"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         args = ["dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                 "--pidfile", str(self.root / "pid"), "-H", f"unix://{self.sock}", "--log-level", "info",
-                "--bip", "10.199.0.1/24"]  # not 172.17.0.0/16: shoald's default bridge has that here
+                "--bip", "10.199.0.1/24", *self.extra]  # not 172.17.0.0/16: shoald's default bridge has it
         with open(self.root / "dockerd.log", "ab") as log:
             self.proc = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{self.netns}", "unshare", "--mount", "--uts", "--propagation",

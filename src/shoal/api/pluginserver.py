@@ -5,7 +5,8 @@ dockerd finds a legacy plugin NAME as the socket `/run/docker/plugins/NAME.sock`
 One socket per plugin name, one App each, on shoal's HTTP server:
 
     shoal-bridge.sock   NetworkDriver  -> shoal's bridge driver
-    shoal-overlay.sock  NetworkDriver  -> shoal's overlay driver (needs shoald's cluster store)
+    shoal-overlay.sock  NetworkDriver  -> shoal's overlay driver, global scope (needs a cluster
+                                          store for shoald and one for dockerd: controller.served)
     shoal-ipam.sock     IpamDriver     -> an allocator over shoal's default pools
 
 Errors travel in the body of a 200 answer, `{"Err": ...}` for the network driver and
@@ -98,10 +99,11 @@ class DriverPlugin:
         return {"Implements": ["NetworkDriver"]}
 
     async def capabilities(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Local scope for dockerd (it keeps the network in its own store, needs no swarm);
-        an overlay's connectivity spans hosts, which shoal's cluster store provides."""
-        connectivity = "global" if DRIVERS[self.name] == "overlay" else "local"
-        return {"Scope": "local", "ConnectivityScope": connectivity}
+        """An overlay is global-scope data for dockerd: it keeps the network in its cluster
+        store (`--cluster-store`), so every host's dockerd knows it by one NetworkID, which
+        is the id of one global network in shoal's cluster store (controller.served)."""
+        scope = "global" if DRIVERS[self.name] == "overlay" else "local"
+        return {"Scope": scope, "ConnectivityScope": scope}
 
     async def create_network(self, body: dict[str, Any]) -> dict[str, Any]:
         await self.served.create_network(self.name, _s(body, "NetworkID"), body.get("Options"),

@@ -188,6 +188,17 @@ class Cluster:
         async with self.ctl.store.transaction() as tx:
             tx.put(KIND_CACHE, net.id, net.to_dict())
 
+    async def fetch_network(self, network_id: str) -> Network | None:
+        """A global network asked for by id before the watch brought it (a dockerd learns
+        of a network from its own cluster store and may send an endpoint at once): read
+        from the store and mirrored now; None when the store has no such network."""
+        found = await self.kv.get(f"{self.prefix}networks/{network_id}")
+        if found is None:
+            return None
+        net = Network.from_dict(json.loads(found.value))
+        await self.network_seen(net)
+        return self.ctl.networks.get(net.id)
+
     async def network_gone(self, network_id: str) -> None:
         for key in [k for k, p in self.peers.items() if p.network_id == network_id]:
             self.peers.pop(key, None)
@@ -229,6 +240,12 @@ class Cluster:
                 await self._driver(net).peer_removed(net, peer)
             if self.records is not None:
                 self.records.remove(net.id, peer.sandbox_id or peer.endpoint_id)
+
+    def dns_pairs(self) -> set[tuple[str, str]]:
+        """(network id, sandbox id) of the names `_peer_seen` serves for other hosts'
+        endpoints: wanted, though no endpoint or container of this host stands for them."""
+        return {(p.network_id, p.sandbox_id or p.endpoint_id) for p in self.peers.values()
+                if p.network_id in self.ctl.networks}
 
     def _driver(self, net: Network) -> Any:
         return self.ctl.driver(net.driver)

@@ -61,6 +61,15 @@ class Plugins(Protocol):
     async def close(self) -> None: ...
 
 
+class SideWatcher(Protocol):
+    """Told when this host's side of a global network is built or taken down (the served
+    Docker plugins keep dockerd's FORWARD chain open for exactly the bridges that exist)."""
+
+    async def side_built(self, network: Network) -> None: ...
+
+    async def side_gone(self, network: Network) -> None: ...
+
+
 class Controller(EndpointOps):
     def __init__(
         self,
@@ -92,6 +101,7 @@ class Controller(EndpointOps):
         self._routes_at: float | None = None
         self.cluster: Cluster | None = None  # set by the daemon when it joins a cluster store
         self.built: set[str] = set()  # global networks whose side this host has built
+        self.side_watchers: list[SideWatcher] = []
 
     # -- ownership marks ---------------------------------------------------------------
     @property
@@ -258,6 +268,12 @@ class Controller(EndpointOps):
             return False
         await self._materialize(network)
         self.built.add(network.id)
+        try:
+            for watcher in self.side_watchers:
+                await watcher.side_built(network)
+        except BaseException:
+            await self._teardown(network)
+            raise
         if self.cluster is not None:
             await self.cluster.network_built(network)
         return True
@@ -299,6 +315,11 @@ class Controller(EndpointOps):
             await self.driver(network.driver).delete_network(network)
         except Exception:  # noqa: BLE001 - the store is the truth; restore removes leftovers
             log.exception("network %s removed, but its kernel objects were not", network.name)
+        for watcher in self.side_watchers:
+            try:
+                await watcher.side_gone(network)
+            except Exception:  # noqa: BLE001 - the side is gone; a watcher's leftovers are its own
+                log.exception("network %s: taken down, but a watcher failed", network.name)
 
     async def _firewall_add(self, network: Network, undo: Undo) -> None:
         cfg = network_config(self, network)

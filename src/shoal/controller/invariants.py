@@ -358,8 +358,14 @@ async def _runtime(box: Containers) -> list[Finding]:
     return [Finding("runtime", _ctr(box, cid), problem) for cid, problem in await box.runtime.audit(set(box.records))]
 
 
+def remote_names(ctl: Controller) -> set[tuple[str, str]]:
+    """The names of other hosts' endpoints on global networks (the cluster's peers)."""
+    return ctl.cluster.dns_pairs() if ctl.cluster is not None else set()
+
+
 def _dns(ctl: Controller, box: Containers) -> list[Finding]:
-    """Names are served for running containers' endpoints on user networks, and only them."""
+    """Names are served for running containers' endpoints on user networks and for the
+    cluster's peers, and only them."""
     want = set()
     for ep in ctl.endpoints.values():
         net = ctl.networks.get(ep.network_id)
@@ -368,7 +374,7 @@ def _dns(ctl: Controller, box: Containers) -> list[Finding]:
             want.add((net.id, ep.sandbox_id))
     have = box.dns_records.pairs()
     out = []
-    for nid, sid in sorted(have - want):
+    for nid, sid in sorted(have - want - remote_names(ctl)):
         out.append(Finding("dns", _ctr(box, sid), f"has a name on {nid[:12]} without an endpoint there",
                            repairable=True))
     for nid, sid in sorted(want - have):

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 
 from shoal.controller.controller import Controller
 from shoal.controller.firewalling import endpoint_config
-from shoal.controller.invariants import expected_firewall, expected_gateways, expected_ports, here, running
+from shoal.controller.invariants import (
+    expected_firewall,
+    expected_gateways,
+    expected_ports,
+    here,
+    remote_names,
+    running,
+)
 from shoal.controller.restore import remove_stale
 from shoal.errors import ShoalError
 from shoal.kernel import KernelError
@@ -94,7 +101,7 @@ async def _dns(box: Containers) -> list[str]:
     live = {(ep.network_id, ep.sandbox_id): ep for ep in ctl.endpoints.values()
             if ep.network_id in ctl.networks and not ctl.networks[ep.network_id].predefined
             and ep.sandbox_id in box.records and running(box, ep.sandbox_id)}
-    for nid, sid in sorted(box.dns_records.pairs() - set(live)):
+    for nid, sid in sorted(box.dns_records.pairs() - set(live) - remote_names(ctl)):
         box.dns_records.remove(nid, sid)
         done.append(f"removed the DNS name of {sid[:12]} on {nid[:12]}")
     for (nid, sid), ep in sorted(live.items()):
@@ -223,7 +230,8 @@ async def orphans(box: Containers) -> list[str]:
     for owner in [o for o in box.publisher.ports.holdings() if o not in box.records]:
         box.publisher.ports.release(owner)
         done.append(f"released the host ports of removed container {owner[:12]}")
-    for nid, sid in sorted(p for p in box.dns_records.pairs() if p[1] not in box.records):
+    peers = remote_names(ctl)
+    for nid, sid in sorted(p for p in box.dns_records.pairs() if p[1] not in box.records and p not in peers):
         box.dns_records.remove(nid, sid)
         done.append(f"removed the DNS name of removed container {sid[:12]}")
     async with box.creating:  # no create under way: runtime state or a sandbox without a record is left over

@@ -136,6 +136,8 @@ class ServedPlugins:
         self.allocator = DefaultIpam(list(pools), space=SERVED_LOCAL)
         self.rules = rules
         ctl.ipam_drivers.setdefault(GIVEN, GivenIpam())
+        if rules is not None:
+            ctl.side_watchers.append(self)
 
     def _bridge(self, network: Any) -> str:
         opts = self.ctl.driver(network.driver).bridge_of(network)
@@ -163,8 +165,8 @@ class ServedPlugins:
             labels={LABEL_PLUGIN: plugin, LABEL_SPACE: str(space)},
         )
         network = await ctl.create_network(spec, network_id=network_id)
-        bridge = self._bridge(network)
-        if self.rules is not None and bridge:
+        bridge = self._bridge(network)  # a global network's bridge exists only once built here (side_built)
+        if self.rules is not None and bridge and network.scope != "global":
             try:
                 await self.rules.allow(bridge, network_id[:12])
             except BaseException:
@@ -175,15 +177,35 @@ class ServedPlugins:
         """Idempotent. Endpoints dockerd forgot to delete (it restarted meanwhile) go first:
         dockerd deletes a network only once it holds no endpoint there."""
         ctl = self.ctl
-        network = ctl.networks.get(network_id)
+        network = await self._find(network_id)  # (a `network rm` quicker than shoal's watch)
         if network is None:
             return
         for ep in [e for e in ctl.endpoints_of(network_id) if self._ours(e.sandbox_id)]:
             await ctl.delete_sandbox(ep.sandbox_id)
-        await ctl.delete_network(network_id)
+        try:
+            await ctl.delete_network(network_id)
+        except NotFound:  # a global network removed from another host meanwhile
+            return
         bridge = self._bridge(network)
-        if self.rules is not None and bridge:
+        if self.rules is not None and bridge and network.scope != "global":  # (global: side_gone)
             await self.rules.revoke(bridge, network_id[:12])
+
+    # -- a global network's side on this host (Controller.side_watchers) ---------------
+    # Only the host whose dockerd made a global network hears CreateNetwork and only the
+    # one where `network rm` runs hears DeleteNetwork (libnetwork's controller.addNetwork
+    # and network.delete); every other host's dockerd sends CreateEndpoint and Join for a
+    # network shoal's cluster store brought here. So the DOCKER-USER rules follow the
+    # bridge: added when this host's side is built (the first endpoint here), removed
+    # when it is taken down (the network removed, wherever that was done).
+    async def side_built(self, network: Any) -> None:
+        bridge = self._bridge(network)
+        if self.rules is not None and bridge and LABEL_PLUGIN in network.labels:
+            await self.rules.allow(bridge, network.id[:12])
+
+    async def side_gone(self, network: Any) -> None:
+        bridge = self._bridge(network)
+        if self.rules is not None and bridge and LABEL_PLUGIN in network.labels:
+            await self.rules.revoke(bridge, network.id[:12])
 
     # -- endpoints -------------------------------------------------------------------
     async def create_endpoint(self, network_id: str, endpoint_id: str, iface: Any) -> dict[str, str]:
@@ -191,7 +213,7 @@ class ServedPlugins:
         dockerd gave none: 02:42 + the IPv4 address, as shoal's and Docker's bridges)."""
         from shoal.controller.endpoints import mac_for
 
-        network = self._network(network_id)
+        network = await self._network(network_id)
         iface = iface if isinstance(iface, dict) else {}
         v4, v6, mac = (str(iface.get(k) or "") for k in ("Address", "AddressIPv6", "MacAddress"))
         for cidr in (v4, v6):
@@ -204,7 +226,7 @@ class ServedPlugins:
 
     async def join(self, network_id: str, endpoint_id: str) -> dict[str, Any]:
         ctl = self.ctl
-        network = self._network(network_id)
+        network = await self._network(network_id)
         record = ctl.store.get(KIND, endpoint_id)
         if record is None or record.get("network_id") != network_id:
             raise NotFound(f"endpoint {endpoint_id[:12]} was not created on network {network_id[:12]}")
@@ -247,8 +269,17 @@ class ServedPlugins:
         sb = self.ctl.sandboxes.get(sandbox_id)
         return sb is not None and sb.handoff
 
-    def _network(self, network_id: str) -> Any:
+    async def _find(self, network_id: str) -> Any:
+        """A network here or (global) made on another host; one shoal's watch has not
+        brought yet is read from the cluster store (dockerd learns of it from its own)."""
         network = self.ctl.networks.get(network_id) if isinstance(network_id, str) else None
+        cluster = self.ctl.cluster
+        if network is None and isinstance(network_id, str) and cluster is not None and cluster.joined:
+            network = await cluster.fetch_network(network_id)
+        return network
+
+    async def _network(self, network_id: str) -> Any:
+        network = await self._find(network_id)
         if network is None or LABEL_PLUGIN not in network.labels:
             raise NotFound(f"network {str(network_id)[:12]} not found (not made through shoal's plugins)")
         return network
@@ -267,6 +298,10 @@ class ServedPlugins:
     # shoal's other networks and the host's routes. Nothing is kept: at start `restore`
     # asks again for what the stored networks and endpoints hold.
     async def ipam_request_pool(self, space: str, pool: str, sub_pool: str, options: Any, v6: bool) -> tuple[str, str]:
+        if space == SERVED_GLOBAL:
+            raise InvalidParameter(
+                "shoal-ipam does not serve global networks (shoal-overlay): leave --ipam-driver out; dockerd's "
+                "default IPAM allocates them in its cluster store, the same pools and addresses on every host")
         if space != SERVED_LOCAL:
             raise InvalidParameter(f"shoal-ipam serves the address space {SERVED_LOCAL}, not {space!r}")
         others = [ipaddress.ip_network(c.subnet) for n in self.ctl.networks.values()
@@ -294,7 +329,8 @@ class ServedPlugins:
     async def restore(self) -> None:
         """After a start: the pools, gateways and aux addresses of the networks made with
         shoal-ipam, and the addresses of their endpoints (made or only created)."""
-        for network in [n for n in self.ctl.networks.values() if LABEL_PLUGIN in n.labels]:
+        here = [n for n in self.ctl.networks.values() if n.scope != "global" or n.id in self.ctl.built]
+        for network in [n for n in here if LABEL_PLUGIN in n.labels]:
             bridge = self._bridge(network)
             if self.rules is not None and bridge:  # a reboot, or rules deleted by hand
                 await self.rules.allow(bridge, network.id[:12])
