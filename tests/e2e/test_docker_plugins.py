@@ -121,7 +121,10 @@ def docker_host(busybox_tar):
     subprocess.run(["ip", "-n", up, "link", "set", "up0", "up"], check=True)
     dockerd = Dockerd(host, root / "docker", plugins)
     (root / "docker").mkdir()
-    shoald = Shoald(host, root / "shoal", ["--serve-plugins", str(plugins), "--br-netfilter", "leave"])
+    # no periodic self-heal: the test deletes shoal's DOCKER-USER rules on purpose and
+    # looks at the traffic before anything puts them back
+    shoald = Shoald(host, root / "shoal", ["--serve-plugins", str(plugins), "--br-netfilter", "leave",
+                                           "--self-heal-interval", "0"])
     (root / "shoal").mkdir()
     try:
         dockerd.start()  # first: it finds forwarding off and sets FORWARD's policy to DROP
@@ -185,10 +188,17 @@ def test_docker_runs_containers_on_a_shoal_bridge_network(docker_host):
         _ns(host, "iptables", *shlex.split(rule.replace("-A", "-D", 1)))
     assert _ns(host, "cat", "/proc/sys/net/bridge/bridge-nf-call-iptables").stdout.strip() == "1"  # dockerd's
     assert not _ping(dockerd, "c1", b) and not _ping(dockerd, "c1", UPSTREAM)
+    found = shoald.api("GET", "/shoal/check")[1]["Findings"]
+    assert [f["Area"] for f in found] == ["firewall"] and "DOCKER-USER" in found[0]["Problem"], found
     _ns(host, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")  # bridged frames skip iptables then,
     assert _ping(dockerd, "c1", b) and not _ping(dockerd, "c1", UPSTREAM)  # routed ones never do
     _ns(host, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
     shoald.restart()  # restore gives them back; the containers' veths stay
+    assert len(_docker_user(host)) == 2 and _ping(dockerd, "c1", b) and _ping(dockerd, "c1", UPSTREAM)
+    _clean(shoald)
+    for rule in _docker_user(host):  # and so does a repair, without a restart
+        _ns(host, "iptables", *shlex.split(rule.replace("-A", "-D", 1)))
+    shoald.shoal("system", "check", "--repair")
     assert len(_docker_user(host)) == 2 and _ping(dockerd, "c1", b) and _ping(dockerd, "c1", UPSTREAM)
     _clean(shoald)
 

@@ -37,6 +37,9 @@ class Rules:
     async def revoke(self, bridge, mark):
         self.allowed.discard((bridge, mark))
 
+    async def present(self, bridge, mark):
+        return (bridge, mark) in self.allowed
+
 
 class Host:
     def __init__(self, store=None, kernel=None, rules=None):
@@ -177,5 +180,21 @@ def test_restart_keeps_networks_endpoints_and_served_ipam():
         await again.ok("shoal-bridge", "NetworkDriver.DeleteNetwork", {"NetworkID": NID})
         await again.ok("shoal-ipam", "IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]})
         assert not again.ctl.endpoints and NID not in again.ctl.networks
+
+    asyncio.run(go())
+
+
+def test_missing_docker_user_rules_are_found_and_put_back():
+    """`iptables -F DOCKER-USER` (or a firewall script) drops a served network's traffic
+    again: the checker's watcher verbs report it, repair puts the rules back."""
+    async def go():
+        h = await Host().start()
+        await h.ok("shoal-bridge", "NetworkDriver.CreateNetwork", {"NetworkID": NID, "IPv4Data": V4})
+        assert await h.served.findings() == []
+        h.rules.allowed.clear()
+        (found,) = await h.served.findings()
+        assert found[0] == f"network docker-{NID[:12]} ({NID[:12]})" and "DOCKER-USER" in found[1]
+        assert await h.served.repair() == [f"put shoal's accept rules for br-{NID[:12]} back into DOCKER-USER"]
+        assert await h.served.findings() == [] and h.ctl.side_watchers == [h.served]
 
     asyncio.run(go())

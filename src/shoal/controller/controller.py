@@ -63,11 +63,20 @@ class Plugins(Protocol):
 
 class SideWatcher(Protocol):
     """Told when this host's side of a global network is built or taken down (the served
-    Docker plugins keep dockerd's FORWARD chain open for exactly the bridges that exist)."""
+    Docker plugins keep dockerd's FORWARD chain open for exactly the bridges that exist);
+    asked by the invariant checker what of that is missing, and by repair to put it back."""
 
     async def side_built(self, network: Network) -> None: ...
 
     async def side_gone(self, network: Network) -> None: ...
+
+    async def findings(self) -> list[tuple[str, str]]:
+        """(subject, problem) for each thing it keeps that is not there."""
+        ...
+
+    async def repair(self) -> list[str]:
+        """Put back what `findings` would report; what was done."""
+        ...
 
 
 class Controller(EndpointOps):

@@ -81,6 +81,8 @@ async def check(box: Containers) -> list[Finding]:
         async with ctl.lock:  # networks and endpoints do not change under the kernel check
             out += await _kernel(ctl)
         out += await _runtime(box) + _dns(ctl, box)
+        for watcher in ctl.side_watchers:  # what others' firewalls need of ours (DOCKER-USER)
+            out += [Finding("firewall", subject, problem, repairable=True) for subject, problem in await watcher.findings()]
     return out
 
 

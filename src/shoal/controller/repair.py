@@ -54,6 +54,8 @@ async def repair(box: Containers) -> list[str]:
             done += [f"removed stale {name}" for name in await remove_stale(box.ctl)]
             done += await heal_kernel(box.ctl, inside=True)
         await box.ctl.firewall.apply_state(expected_firewall(box.ctl, box))
+        for watcher in box.ctl.side_watchers:
+            done += await watcher.repair()
     done.append("rewrote the firewall tables from the store")
     return done
 
@@ -283,7 +285,7 @@ class SelfHeal:
         """Each part on its own: one that fails is logged and the others still run."""
         self.rounds += 1
         done: list[str] = []
-        for part in (self._orphans, self._firewall, self._kernel):
+        for part in (self._orphans, self._firewall, self._kernel, self._others):
             try:
                 done += await part()
             except Exception:  # noqa: BLE001 - the next round tries again
@@ -294,6 +296,13 @@ class SelfHeal:
 
     async def _orphans(self) -> list[str]:
         return await orphans(self.box)
+
+    async def _others(self) -> list[str]:
+        """What other firewalls need of ours (the served plugins' DOCKER-USER rules)."""
+        done = []
+        for watcher in self.ctl.side_watchers:
+            done += await watcher.repair()
+        return done
 
     async def _firewall(self) -> list[str]:
         drift = await self.ctl.firewall.drift()

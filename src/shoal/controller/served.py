@@ -124,6 +124,8 @@ class ForwardRules(Protocol):
 
     async def revoke(self, bridge: str, mark: str) -> None: ...
 
+    async def present(self, bridge: str, mark: str) -> bool | None: ...
+
 
 class ServedPlugins:
     """The verbs behind `api.pluginserver`; `drivers` maps a served plugin name to the
@@ -206,6 +208,32 @@ class ServedPlugins:
         bridge = self._bridge(network)
         if self.rules is not None and bridge and LABEL_PLUGIN in network.labels:
             await self.rules.revoke(bridge, network.id[:12])
+
+    def _served_here(self) -> list[tuple[Any, str]]:
+        """(network, bridge) for each network made through the plugins whose bridge is on
+        this host (a global one only once built here)."""
+        ctl = self.ctl
+        nets = [n for n in ctl.networks.values() if LABEL_PLUGIN in n.labels and (n.scope != "global" or n.id in ctl.built)]
+        return [(n, b) for n in nets if (b := self._bridge(n))]
+
+    async def findings(self) -> list[tuple[str, str]]:
+        """A rule deleted from DOCKER-USER (`iptables -F DOCKER-USER`, a firewall script)
+        drops the network's traffic again: the checker says so."""
+        out = []
+        for network, bridge in self._served_here() if self.rules is not None else ():
+            if await self.rules.present(bridge, network.id[:12]) is False:
+                out.append((f"network {network.name} ({network.id[:12]})",
+                            f"dockerd's DOCKER-USER chain lacks shoal's accept rules for {bridge}: "
+                            "dockerd's FORWARD policy drops its traffic"))
+        return out
+
+    async def repair(self) -> list[str]:
+        done = []
+        for network, bridge in self._served_here() if self.rules is not None else ():
+            if await self.rules.present(bridge, network.id[:12]) is False:
+                await self.rules.allow(bridge, network.id[:12])
+                done.append(f"put shoal's accept rules for {bridge} back into DOCKER-USER")
+        return done
 
     # -- endpoints -------------------------------------------------------------------
     async def create_endpoint(self, network_id: str, endpoint_id: str, iface: Any) -> dict[str, str]:
@@ -329,11 +357,8 @@ class ServedPlugins:
     async def restore(self) -> None:
         """After a start: the pools, gateways and aux addresses of the networks made with
         shoal-ipam, and the addresses of their endpoints (made or only created)."""
-        here = [n for n in self.ctl.networks.values() if n.scope != "global" or n.id in self.ctl.built]
-        for network in [n for n in here if LABEL_PLUGIN in n.labels]:
-            bridge = self._bridge(network)
-            if self.rules is not None and bridge:  # a reboot, or rules deleted by hand
-                await self.rules.allow(bridge, network.id[:12])
+        for network, bridge in self._served_here() if self.rules is not None else ():
+            await self.rules.allow(bridge, network.id[:12])  # a reboot, or rules deleted by hand
         mine = {n.id: n for n in self.ctl.networks.values() if n.labels.get(LABEL_SPACE) == SERVED_LOCAL}
         pools: dict[str, str] = {}
         for network in mine.values():
