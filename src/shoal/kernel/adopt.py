@@ -19,7 +19,7 @@ import os
 from pyroute2 import IPRoute, NetlinkError
 
 from shoal.kernel.base import KernelError, fail, ifindex
-from shoal.kernel.sandbox import entered, netns_alive
+from shoal.kernel.sandbox import entered, netns_alive, on_iface
 
 
 def move_in(ipr: IPRoute, index: int | None, src: str, netns_path: str) -> None:
@@ -77,21 +77,12 @@ def add_routes(netns_path: str, ifname: str, routes: list[tuple[str, str]]) -> N
 def move_out(netns_path: str, ifname: str, src: str, host_ns: str) -> None:
     """The sandbox's `ifname` down, renamed `src` and back in the host namespace; gone
     already (or the sandbox with it) is fine."""
-    if not netns_alive(netns_path):
-        return
-    with entered(netns_path):
-        index = ifindex(ifname)
-        c = IPRoute()
-    with c:
-        if index is None:
-            return
-        try:
-            c.link("set", index=index, state="down")
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                return
-            raise fail(f"failed to put {ifname} down in {netns_path}", exc) from exc
+    def home(c: IPRoute, index: int) -> None:
+        c.link("set", index=index, state="down")
         _home(c, index, src, host_ns, rename=True)
+
+    if netns_alive(netns_path):
+        on_iface(netns_path, ifname, "put down", home)
 
 
 def _home(c: IPRoute, index: int, src: str, host_ns: str, rename: bool = True) -> None:

@@ -210,7 +210,7 @@ def configure_iface(
             raise KernelError(f"failed to configure {ifname} in {netns_path}: {exc}") from exc
 
 
-def _on_iface(netns_path: str, ifname: str, what: str, change: Callable[[IPRoute, int], None]) -> None:
+def on_iface(netns_path: str, ifname: str, what: str, change: Callable[[IPRoute, int], None]) -> None:
     """`change(ipr, index)` on `ifname` inside the namespace; an interface that is already
     gone (ENODEV meanwhile included) is fine."""
     with entered(netns_path):
@@ -234,14 +234,14 @@ def retire_iface(netns_path: str, ifname: str, new_name: str) -> None:
         c.flush_addr(index=index)
         c.link("set", index=index, ifname=new_name)
 
-    _on_iface(netns_path, ifname, "retire", retire)
+    on_iface(netns_path, ifname, "retire", retire)
 
 
 def delete_iface(netns_path: str, ifname: str) -> None:
     """Delete `ifname` inside the namespace; one already gone, or gone with its namespace,
     is fine (a namespace's links go when it does)."""
     if netns_alive(netns_path):
-        _on_iface(netns_path, ifname, "delete", lambda c, index: c.link("del", index=index))
+        on_iface(netns_path, ifname, "delete", lambda c, index: c.link("del", index=index))
 
 
 def iface_addresses(netns_path: str) -> dict[str, tuple[str, ...]]:

@@ -25,7 +25,7 @@ import logging
 import os
 import ssl
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -234,6 +234,16 @@ class Plugin:
     name: str
     client: Client
     implements: tuple[str, ...]
+
+
+def string_field(data: Mapping[str, Any], key: str, where: str) -> str:
+    """A plugin's optional string field: absent is "", another type is the plugin's error."""
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PluginError(f"{where}: {key} must be a string, the plugin sent {value!r}")
+    return value
 
 
 class Adaptor:

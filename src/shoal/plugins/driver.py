@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from shoal.drivers.base import Capabilities, Problem
 from shoal.errors import Forbidden, ShoalError
 from shoal.model import Endpoint, Network, NetworkSpec
-from shoal.plugins.client import Adaptor, Plugin, PluginError
+from shoal.plugins.client import Adaptor, Plugin, PluginError, string_field
 
 if TYPE_CHECKING:
     from shoal.drivers.l2 import BridgeOptions
@@ -39,12 +39,7 @@ log = logging.getLogger("shoal.plugins")
 
 
 def _str(data: Mapping[str, Any], key: str, verb: str) -> str:
-    value = data.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise PluginError(f"NetworkDriver.{verb}: {key} must be a string, the plugin sent {value!r}")
-    return value
+    return string_field(data, key, f"NetworkDriver.{verb}")
 
 
 def _cidr(value: str, what: str) -> str:

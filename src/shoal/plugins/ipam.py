@@ -19,7 +19,7 @@ from typing import Any
 from shoal.errors import ShoalError
 from shoal.ipam import Capabilities
 from shoal.ipam.api import IPNetwork
-from shoal.plugins.client import Adaptor, Plugin, PluginError
+from shoal.plugins.client import Adaptor, Plugin, PluginError, string_field
 
 IPAM_DRIVER = "IpamDriver"
 PRIVATE = "com.shoal."
@@ -31,12 +31,7 @@ def _public(options: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _text(data: Mapping[str, Any], key: str, verb: str) -> str:
-    value = data.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise PluginError(f"{IPAM_DRIVER}.{verb}: {key} must be a string, the plugin sent {value!r}")
-    return value
+    return string_field(data, key, f"{IPAM_DRIVER}.{verb}")
 
 
 def _data(data: Mapping[str, Any]) -> dict[str, str]:
