@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,87 @@ def test_attachments_survive_a_restart(box, pods):
     assert [c["Name"] for c in net["Containers"].values()] == ["pod-s"]
     assert cni("DEL", conf, cid="pod-s", netns=f"/run/netns/{pod}") == (0, None)
     box.docker("network", "rm", "crest")
+
+
+def _serve(pod: str, root: Path) -> subprocess.Popen:
+    """A tiny web server in the pod's namespace (nsenter execs busybox: the pid is its)."""
+    (root / "hello.txt").write_text("hello from the pod\n")
+    return subprocess.Popen(["nsenter", f"--net=/run/netns/{pod}", "busybox", "httpd", "-f", "-p", "80",
+                             "-h", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _fetch(box, port: int, tries: int = 20) -> str:
+    """From shoald's host namespace, to loopback: the DNAT (route_localnet) takes it to the
+    pod (a server just started may not listen yet: a few tries; busybox wget's own -T
+    crashes here, hence timeout)."""
+    for _ in range(tries):
+        p = in_ns(box.netns, "timeout", "5", "busybox", "wget", "-qO-", f"http://127.0.0.1:{port}/hello.txt")
+        if p.returncode == 0:
+            return p.stdout
+        time.sleep(0.25)
+    return ""
+
+
+def test_port_mappings_are_published_kept_and_released(make_shoald, busybox_tar, pods, tmp_path):
+    """runtimeConfig.portMappings (the reference `portmap` plugin's capability) as `docker
+    run -p`: the host port held, a DNAT element; checked, kept over a restart (whose
+    self-heal round must not take it for an orphan), released by DEL."""
+    box = make_shoald(extra=["--self-heal-interval", "0"])
+    box.docker("network", "create", "--subnet", "10.91.0.0/24", "cport")
+    ports = [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""}]
+    conf = {"cniVersion": "1.1.0", "name": "cport", "type": "shoal-cni", "socket": box.sock,
+            "runtimeConfig": {"portMappings": ports}}
+    pod, other = pods(), pods()
+    servers = [_serve(pod, tmp_path), _serve(other, tmp_path)]
+    try:
+        bad = dict(conf, runtimeConfig={"portMappings": [{"hostPort": 0, "containerPort": 80}]})
+        rc, out = cni("ADD", bad, cid="pod-bad", netns=f"/run/netns/{other}")
+        assert rc == 1 and out["code"] == 101 and "hostPort" in out["msg"], out
+        rc, out = cni("ADD", conf, cid="pod-p", netns=f"/run/netns/{pod}")
+        assert rc == 0, out
+        assert "hello from the pod" in _fetch(box, 8080)
+        assert box.api("GET", "/shoal/check")[1]["Findings"] == []
+        # the same host port for another pod: a clear error, and nothing of it left
+        rc, out = cni("ADD", conf, cid="pod-q", netns=f"/run/netns/{other}")
+        assert rc == 1 and out["code"] == 101 and "8080" in out["msg"] and "allocated" in out["msg"], out
+        assert "eth0" not in in_ns(other, "ip", "-o", "link").stdout
+        net = box.api("GET", "/networks/cport")[1]
+        assert [c["Name"] for c in net["Containers"].values()] == ["pod-p"]
+        assert box.api("GET", "/shoal/check")[1]["Findings"] == []
+        # a DNAT element deleted from outside is a finding, and repair puts it back
+        deleted = in_ns(box.netns, "nft", "delete", "element", "inet", "shoal", "dnat4", "{ tcp . 8080 }")
+        assert deleted.returncode == 0, deleted.stderr
+        found = box.api("GET", "/shoal/check")[1]["Findings"]
+        assert any(f["Area"] == "firewall" and "dnat4" in f["Subject"] + f["Problem"] for f in found), found
+        box.api("POST", "/shoal/check/repair")
+        assert box.api("GET", "/shoal/check")[1]["Findings"] == []
+        assert "hello from the pod" in _fetch(box, 8080)
+
+        box.restart()
+        assert box.api("GET", "/shoal/check")[1]["Findings"] == []
+        assert "hello from the pod" in _fetch(box, 8080)
+        box.api("POST", "/shoal/check/repair")
+        assert "hello from the pod" in _fetch(box, 8080)
+
+        assert cni("DEL", conf, cid="pod-p", netns=f"/run/netns/{pod}") == (0, None)
+        assert _fetch(box, 8080, tries=1) == ""
+        assert "8080" not in in_ns(box.netns, "nft", "list", "table", "inet", "shoal").stdout
+        rc, out = cni("ADD", conf, cid="pod-q", netns=f"/run/netns/{other}")
+        assert rc == 0, out
+        assert "hello from the pod" in _fetch(box, 8080)
+        assert box.api("GET", "/shoal/check")[1]["Findings"] == []
+        # the runtime removed pod-q's namespace without a DEL: repair frees its port too
+        delete_netns(other)
+        box.api("POST", "/shoal/check/repair")
+        assert box.api("GET", "/shoal/check")[1]["Findings"] == []
+        assert "8080" not in in_ns(box.netns, "nft", "list", "table", "inet", "shoal").stdout
+        rc, out = cni("ADD", conf, cid="pod-p", netns=f"/run/netns/{pod}")
+        assert rc == 0, out
+        assert "hello from the pod" in _fetch(box, 8080)
+        assert cni("DEL", conf, cid="pod-p", netns=f"/run/netns/{pod}") == (0, None)
+        assert box.api("GET", "/shoal/check")[1]["Findings"] == []
+    finally:
+        for p in servers:
+            p.kill()
+            p.wait()
+    box.docker("network", "rm", "cport")

@@ -56,3 +56,48 @@ def test_errors_are_cni_codes(monkeypatch, cmd, conf, env, code):
     with pytest.raises(cni.CniError) as exc:
         cni.run(cmd, conf)
     assert exc.value.code == code and exc.value.msg
+
+
+def test_port_mappings_are_forwarded_in_the_add_body(monkeypatch):
+    sent = {}
+
+    def fake_call(sock, method, path, body=None, **_kw):
+        sent.update(body)
+        return OURS
+
+    monkeypatch.setattr(cni, "call", fake_call)
+    for k, v in {"CNI_CONTAINERID": "c", "CNI_NETNS": "/p", "CNI_IFNAME": "eth0"}.items():
+        monkeypatch.setenv(k, v)
+    pm = [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""}]
+    cni.run("ADD", {"cniVersion": "1.1.0", "name": "n", "runtimeConfig": {"portMappings": pm}})
+    assert sent["PortMappings"] == pm
+    sent.clear()
+    cni.run("ADD", {"cniVersion": "1.1.0", "name": "n"})
+    assert "PortMappings" not in sent
+
+
+def test_port_mappings_are_checked_at_the_api_edge():
+    from shoal.api.cni import port_mappings
+    from shoal.errors import InvalidParameter
+    from shoal.model.ports import PortRequest
+
+    assert port_mappings(None) == ()
+    got = port_mappings([{"hostPort": 8080, "containerPort": 80, "protocol": "TCP", "hostIP": ""},
+                         {"hostPort": 53, "containerPort": 5353, "protocol": "udp", "hostIP": "127.0.0.1"},
+                         {"hostPort": 9000, "containerPort": 90}])
+    assert got == (PortRequest(80, "tcp", "", 8080), PortRequest(5353, "udp", "127.0.0.1", 53), PortRequest(90, "tcp", "", 9000))
+    for bad, words in [
+        ({"hostPort": 0, "containerPort": 80}, "hostPort"),
+        ({"hostPort": 65536, "containerPort": 80}, "hostPort"),
+        ({"hostPort": "8080", "containerPort": 80}, "hostPort"),
+        ({"hostPort": True, "containerPort": 80}, "hostPort"),
+        ({"hostPort": 8080}, "containerPort"),
+        ({"hostPort": 8080, "containerPort": 80, "protocol": "sctp"}, "sctp"),
+        ({"hostPort": 8080, "containerPort": 80, "hostIP": "nope"}, "hostIP"),
+        ({"hostPort": 8080, "containerPort": 80, "extra": 1}, "extra"),
+        ("8080:80", "object"),
+    ]:
+        with pytest.raises(InvalidParameter, match=words):
+            port_mappings([bad])
+    with pytest.raises(InvalidParameter, match="list"):
+        port_mappings({"hostPort": 1})

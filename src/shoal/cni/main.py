@@ -12,7 +12,8 @@ The network configuration names the shoal network and, optionally, the daemon's 
 result into `prevResult` when chained after other plugins, and answers in CNI's words
 (error codes on stdout, exit status 1). It imports nothing of shoal's and only the
 standard library, so a command costs a Python start and one local HTTP request.
-`runtimeConfig` capabilities honoured: `mac`, `ips`.
+`runtimeConfig` capabilities honoured: `mac`, `ips`, `portMappings` (host ports published
+to the container's address as `docker run -p` does; DEL releases them).
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ def run(cmd: str, conf: dict[str, Any]) -> dict[str, Any] | None:
             body["Mac"] = runtime["mac"]
         if runtime.get("ips"):
             body["IPs"] = runtime["ips"]
+        if runtime.get("portMappings"):
+            body["PortMappings"] = runtime["portMappings"]
         return shape(merge(conf.get("prevResult"), call(sock, "POST", "/shoal/cni/add", body)), version)
     if cmd == "DEL":
         call(sock, "POST", "/shoal/cni/del",

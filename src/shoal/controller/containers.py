@@ -29,7 +29,7 @@ from shoal.dns.forward import parse_upstream
 from shoal.controller.names import generate_name
 from shoal.controller.publishing import Publisher
 from shoal.controller.undo import Undo
-from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified
+from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified, ShoalError
 from shoal.model import Container, EndpointRequest
 from shoal.runtime.logfile import log_policy
 from shoal.runtime.lookup import find_executable
@@ -553,6 +553,11 @@ class Containers(ContainerNetworks):
         for sid in [sid for sid, sb in self.ctl.sandboxes.items() if sid not in self.records and not sb.external]:
             log.warning("sandbox %s has no container; removing it", sid[:12])
             await self.ctl.delete_sandbox(sid)
+        for sb in [sb for sb in self.ctl.sandboxes.values() if sb.external and sb.ports]:  # CNI portMappings
+            try:
+                await self.publisher.republish_bindings(sb.id, sb.ports)
+            except ShoalError as exc:  # taken meanwhile: `shoal system check` reports it not held
+                log.warning("CNI attachment %s: its host ports are not held again: %s", sb.id[:12], exc)
 
     # -- exec --------------------------------------------------------------------------
     def exec_create(self, ref: str, spec: ExecSpec, attach: dict[str, bool]) -> str:

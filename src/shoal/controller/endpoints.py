@@ -123,6 +123,13 @@ class EndpointOps:
             self.sandboxes[sb.id] = sb
             return sb
 
+    async def update_sandbox(self, sb: Sandbox) -> None:
+        """A sandbox's record changed (a CNI attachment's published ports): store, then memory."""
+        async with self.lock:
+            async with self.store.transaction() as tx:
+                tx.put(KIND_SANDBOX, sb.id, sb.to_dict())
+            self.sandboxes[sb.id] = sb
+
     async def ensure_sandbox(self, sandbox_id: str) -> Sandbox:
         """After a reboot the netns file is a plain file again: make a fresh namespace there."""
         sb = self.sandbox(sandbox_id)

@@ -10,19 +10,27 @@ The verbs follow CNI's: `attach` (ADD) fails when the interface or network is al
 attached, `detach` (DEL) is idempotent, `check` (CHECK) lists what differs, `collect`
 (GC) detaches what the runtime no longer names. Results are CNI 1.1 result objects, the
 same shape as the reference `bridge` plugin's (bridge, host veth, container interface).
+CNI's `portMappings` are published the way `docker run -p` is (host ports held by the
+Publisher's allocator, DNAT elements in the firewall) and kept on the sandbox's record,
+the allocator's owner being the sandbox id, so restore, the checker and repair see them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from typing import TYPE_CHECKING, Any
 
+from shoal.controller.firewalling import network_config
+from shoal.controller.undo import Undo
 from shoal.errors import Conflict, InvalidParameter, NotFound
 from shoal.model import Endpoint, Network, validate
+from shoal.model.ports import PortRequest
 
 if TYPE_CHECKING:
     from shoal.controller.controller import Controller
+    from shoal.controller.publishing import Publisher
 
 CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")  # CNI's CNI_CONTAINERID rule
 
@@ -35,17 +43,19 @@ def check_container_id(cid: str) -> str:
 
 
 class ForeignAttachments:
-    def __init__(self, ctl: Controller) -> None:
-        self.ctl = ctl
+    def __init__(self, ctl: Controller, publisher: Publisher) -> None:
+        self.ctl, self.publisher = ctl, publisher
 
-    async def attach(self, network_ref: str, cid: str, netns: str, ifname: str, *,
-                     mac: str = "", ips: tuple[str, ...] = ()) -> dict[str, Any]:
+    async def attach(self, network_ref: str, cid: str, netns: str, ifname: str, *, mac: str = "",
+                     ips: tuple[str, ...] = (), ports: tuple[PortRequest, ...] = ()) -> dict[str, Any]:
         ctl = self.ctl
         check_container_id(cid)
         validate.ifname(ifname, "interface name")
         network = ctl.find_network(network_ref)
         if not ctl.driver(network.driver).capabilities.uses_ipam:
             raise InvalidParameter(f"network {network.name} (driver {network.driver}) has no interfaces to attach")
+        if ports and (network.internal or network_config(ctl, network) is None):
+            raise InvalidParameter(f"network {network.name} cannot publish ports: it is internal or has no bridge")
         if not await ctl.kernel.is_netns(netns):
             raise InvalidParameter(f"{netns} is not a network namespace")
         ipv4, ipv6 = _static(ips)
@@ -53,13 +63,40 @@ class ForeignAttachments:
         if known is not None and (not known.external or known.path != netns):
             raise Conflict(f"container {cid[:12]} is attached from another namespace ({known.path})")
         await ctl.create_sandbox(cid, external=netns)
+        ep = None
         try:
             ep = await ctl.connect(network.id, cid, name=cid, ipv4=ipv4, ipv6=ipv6, mac=mac, ifname=ifname)
+            if ports:
+                await self._publish(network, ep, ports)
         except BaseException:
+            if ep is not None:
+                await ctl.disconnect(network.id, cid, force=True)
             if known is None and not ctl.endpoints_in(cid):
                 await ctl.delete_sandbox(cid)
             raise
         return await self.result(network, ep, netns)
+
+    async def _publish(self, network: Network, ep: Endpoint, reqs: tuple[PortRequest, ...]) -> None:
+        """CNI's portMappings, all or nothing: held, DNATed, then kept on the sandbox."""
+        if not ep.ipv4:
+            raise InvalidParameter(f"network {network.name} gave no IPv4 address to publish ports to")
+        undo = Undo()
+        try:
+            bindings = await self.publisher.publish_to(ep.sandbox_id, network, ep, list(reqs), undo)
+            sb = self.ctl.sandboxes[ep.sandbox_id]
+            await self.ctl.update_sandbox(dataclasses.replace(sb, ports=sb.ports + bindings))
+        except BaseException:
+            await undo.run()
+            raise
+
+    async def _unpublish(self, ep: Endpoint) -> None:
+        """The ports published to this attachment's addresses (its sandbox may have others)."""
+        sb = self.ctl.sandboxes.get(ep.sandbox_id)
+        mine = tuple(b for b in sb.ports if b.container_ip in ep.ips) if sb is not None else ()
+        if not mine:
+            return
+        await self.ctl.update_sandbox(dataclasses.replace(sb, ports=tuple(b for b in sb.ports if b not in mine)))
+        await self.publisher.unpublish_bindings(ep.sandbox_id, mine)
 
     async def detach(self, cid: str, ifname: str, network_ref: str = "") -> bool:
         """True if something was detached; a container, interface or network that is not
@@ -71,6 +108,7 @@ class ForeignAttachments:
         network = _maybe_network(ctl, network_ref)
         gone = [e for e in ctl.endpoints_in(cid) if e.ifname == ifname and (network is None or e.network_id == network.id)]
         for ep in gone:
+            await self._unpublish(ep)
             await ctl.disconnect(ep.network_id, cid, force=True)
         if not ctl.endpoints_in(cid):
             await ctl.delete_sandbox(cid)

@@ -66,7 +66,9 @@ def _net(n: Network) -> str:
 
 
 def _ctr(box: Containers, cid: str) -> str:
-    rec = box.records.get(cid)
+    rec, sb = box.records.get(cid), box.ctl.sandboxes.get(cid)
+    if rec is None and sb is not None and sb.external:
+        return f"CNI attachment {cid[:12]}"
     return f"container {rec.name} ({cid[:12]})" if rec else f"container {cid[:12]}"
 
 
@@ -212,8 +214,11 @@ async def _ipam(ctl: Controller) -> list[Finding]:
 
 # -- published ports -------------------------------------------------------------------------
 def expected_ports(box: Containers) -> dict[str, set]:
-    """container id -> the bindings it should hold: those of its record while it runs."""
-    return {rec.id: set(rec.ports) for rec in box.records.values() if rec.ports and running(box, rec.id)}
+    """owner -> the bindings it should hold: a container's, those of its record while it
+    runs; a CNI attachment's (an external sandbox, keyed by its id), those of its record."""
+    want = {rec.id: set(rec.ports) for rec in box.records.values() if rec.ports and running(box, rec.id)}
+    want.update({sid: set(sb.ports) for sid, sb in box.ctl.sandboxes.items() if sb.external and sb.ports})
+    return want
 
 
 def _ports(ctl: Controller, box: Containers) -> list[Finding]:
@@ -246,7 +251,7 @@ def expected_firewall(ctl: Controller, box: Containers) -> State:
     base = state_of(ctl)
     ports = []
     for cid, bindings in expected_ports(box).items():
-        ports += mappings(ctl, box.records[cid], tuple(sorted(bindings, key=str)))
+        ports += mappings(ctl, cid, tuple(sorted(bindings, key=str)))
     return State(networks=base.networks, endpoints=base.endpoints, ports=tuple(ports))
 
 

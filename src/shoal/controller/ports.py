@@ -81,8 +81,10 @@ class PortAllocator:
             return binding
         raise Unavailable("no free host port left in the ephemeral range")
 
-    def release(self, owner: str) -> None:
-        for held in [h for h in self._held if h.owner == owner]:
+    def release(self, owner: str, only: list[PortBinding] | tuple[PortBinding, ...] | None = None) -> None:
+        """`only`: just these of the owner's bindings (one CNI attachment of a sandbox
+        that has several)."""
+        for held in [h for h in self._held if h.owner == owner and (only is None or h.binding in only)]:
             if held.sock is not None:
                 held.sock.close()
             self._held.remove(held)

@@ -33,11 +33,12 @@ def gateway_endpoint(ctl: Controller, eps: list[Endpoint]) -> tuple[Network, End
     return net, ep
 
 
-def mappings(ctl: Controller, rec: Container, bindings: tuple[PortBinding, ...]) -> list[PortMapping]:
-    """The firewall's view of `bindings`: each on the bridge of the endpoint holding its
-    container address (read once, not per binding: a range publishes hundreds)."""
+def mappings(ctl: Controller, sandbox_id: str, bindings: tuple[PortBinding, ...]) -> list[PortMapping]:
+    """The firewall's view of `bindings` (of a container, or of a CNI attachment's
+    sandbox): each on the bridge of the endpoint holding its container address (read
+    once, not per binding: a range publishes hundreds)."""
     bridges: dict[str, str] = {}
-    for ep in ctl.endpoints_in(rec.id):
+    for ep in ctl.endpoints_in(sandbox_id):
         net = ctl.networks.get(ep.network_id)
         cfg = network_config(ctl, net) if net else None
         if cfg is not None:
@@ -62,12 +63,21 @@ class Publisher:
         if not reqs or found is None:
             return ()
         net, ep = found
-        undo.push("release host ports", lambda: self.ports.release(rec.id))
-        bindings = []
+        return await self.publish_to(rec.id, net, ep, reqs, undo)
+
+    async def publish_to(self, owner: str, net: Network, ep: Endpoint, reqs: list[PortRequest],
+                         undo: Undo) -> tuple[PortBinding, ...]:
+        """Hold the host ports of `reqs` for `owner` and DNAT them to `ep`: a container's
+        gateway endpoint, or a CNI attachment (whose sandbox may have others: the undo
+        releases only what this call took)."""
+        before = self.ports.bindings_of(owner)
+        undo.push("release host ports", lambda: self.ports.release(
+            owner, only=[b for b in self.ports.bindings_of(owner) if b not in before]))
+        bindings: list[PortBinding] = []
         default_ip = network_config(self.ctl, net).host_binding_ipv4 or "0.0.0.0"
         for req in reqs:
-            bindings += self._bind_one(rec.id, req, ep, default_ip)
-        maps = mappings(self.ctl, rec, tuple(bindings))
+            bindings += self._bind_one(owner, req, ep, default_ip)
+        maps = mappings(self.ctl, owner, tuple(bindings))
         await self.ctl.firewall.add_ports(maps)
         undo.push("firewall ports", lambda: self.ctl.firewall.remove_ports(maps))
         return tuple(bindings)
@@ -85,17 +95,24 @@ class Publisher:
         return out
 
     async def unpublish(self, rec: Container) -> None:
-        maps = mappings(self.ctl, rec, rec.ports)
-        if maps:
-            await self.ctl.firewall.remove_ports(maps)
+        await self.unpublish_bindings(rec.id, rec.ports)
         self.ports.release(rec.id)
 
+    async def unpublish_bindings(self, owner: str, bindings: tuple[PortBinding, ...]) -> None:
+        maps = mappings(self.ctl, owner, bindings)
+        if maps:
+            await self.ctl.firewall.remove_ports(maps)
+        self.ports.release(owner, only=bindings)
+
     async def republish(self, rec: Container) -> None:
+        await self.republish_bindings(rec.id, rec.ports)
+
+    async def republish_bindings(self, owner: str, bindings: tuple[PortBinding, ...]) -> None:
         """After a daemon restart: hold the same host ports again and restore the DNAT."""
-        for b in rec.ports:
-            self.ports.allocate(rec.id, PortRequest(b.container_port, b.proto, b.host_ip, b.host_port),
+        for b in bindings:
+            self.ports.allocate(owner, PortRequest(b.container_port, b.proto, b.host_ip, b.host_port),
                                 b.container_ip)
-        maps = mappings(self.ctl, rec, rec.ports)
+        maps = mappings(self.ctl, owner, bindings)
         if maps:
             await self.ctl.firewall.add_ports(maps)
 

@@ -229,7 +229,7 @@ async def orphans(box: Containers) -> list[str]:
     for ep in [e for e in ctl.endpoints.values() if e.sandbox_id not in box.records and not external(ctl, e.sandbox_id)]:
         await ctl.disconnect(ep.network_id, ep.sandbox_id, force=True)
         done.append(f"removed endpoint {ep.name} of removed container {ep.sandbox_id[:12]}")
-    for owner in [o for o in box.publisher.ports.holdings() if o not in box.records]:
+    for owner in [o for o in box.publisher.ports.holdings() if o not in box.records and not external(ctl, o)]:
         box.publisher.ports.release(owner)
         done.append(f"released the host ports of removed container {owner[:12]}")
     peers = remote_names(ctl)

@@ -147,7 +147,7 @@ def api_routes(cfg: DaemonConfig, ctl: Controller, containers: Containers, image
         + ImageRoutes(images, containers).routes()
         + swarm.routes()
         + CheckRoutes(containers).routes()
-        + CniRoutes(ForeignAttachments(ctl)).routes()
+        + CniRoutes(ForeignAttachments(ctl, containers.publisher)).routes()
         + TimingRoutes(timings.snapshot if timings is not None else None).routes()
     )
 
