@@ -46,10 +46,14 @@ def endpoint_config(ctl: Topology, net: Network, ep: Endpoint) -> EndpointConfig
     return EndpointConfig(cfg.bridge, ep.host_ifname, ep.ips)
 
 
+def networks_here(ctl: Topology) -> list[Network]:
+    """Networks with a side on this host (a global one only once built here)."""
+    return [n for n in ctl.networks.values() if n.scope != "global" or n.id in ctl.built]
+
+
 def state_of(ctl: Topology) -> State:
     """Networks and endpoints as the controller holds them (ports come from containers)."""
-    here = [n for n in ctl.networks.values() if n.scope != "global" or n.id in ctl.built]
-    nets = [c for n in here if (c := network_config(ctl, n)) is not None]
+    nets = [c for n in networks_here(ctl) if (c := network_config(ctl, n)) is not None]
     eps = []
     for ep in ctl.endpoints.values():
         net = ctl.networks.get(ep.network_id)

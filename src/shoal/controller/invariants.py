@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from shoal.controller.containers import KIND_CONTAINER
 from shoal.controller.controller import KIND_NETWORK, Controller
 from shoal.controller.endpoints import KIND_ENDPOINT, KIND_SANDBOX
-from shoal.controller.firewalling import state_of
+from shoal.controller.firewalling import networks_here, state_of
 from shoal.controller.publishing import mappings
 from shoal.errors import NotFound
 from shoal.firewall import State
@@ -272,10 +272,6 @@ async def _firewall(ctl: Controller, box: Containers) -> list[Finding]:
 
 
 # -- kernel -------------------------------------------------------------------------------------
-def here(ctl: Controller) -> list[Network]:
-    """Networks with a side on this host (a global one only once built here)."""
-    return [n for n in ctl.networks.values() if n.scope != "global" or n.id in ctl.built]
-
 
 async def _kernel(ctl: Controller) -> list[Finding]:
     retiring = ctl.kernel.retiring()  # before the dump: one reaped meanwhile is then in neither
@@ -287,7 +283,7 @@ async def _kernel(ctl: Controller) -> list[Finding]:
                 and link.name not in retiring:
             out.append(Finding("kernel", f"link {link.name}", f"marked as shoal's ({link.alias}) but owned by nothing",
                                repairable=True))
-    for net in here(ctl):
+    for net in networks_here(ctl):
         eps = [e for e in ctl.endpoints_of(net.id) if e.ifname]  # with an interface (a macvlan port has no host side)
         for p in ctl.driver(net.driver).verify(net, ctl.alias("net", net.id), eps, links):
             out.append(Finding("kernel", _net(net), p.message, repairable=True))

@@ -21,12 +21,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from shoal.controller.controller import Controller
-from shoal.controller.firewalling import endpoint_config
+from shoal.controller.firewalling import endpoint_config, networks_here
 from shoal.controller.invariants import (
     expected_firewall,
     expected_gateways,
     expected_ports,
-    here,
     remote_names,
     running,
 )
@@ -121,7 +120,7 @@ async def heal_kernel(ctl: Controller, *, inside: bool = False) -> list[str]:
     container may change its own networking on purpose (a VPN's default route)."""
     done = []
     links = {link.name: link for link in await ctl.kernel.links()}
-    for net in here(ctl):
+    for net in networks_here(ctl):
         try:
             done += await _heal_network(ctl, net, links, inside)
         except Exception as exc:  # noqa: BLE001 - one network must not stop the others

@@ -24,6 +24,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shoal.controller.firewalling import networks_here
 from shoal.errors import Forbidden, InvalidParameter, NotFound
 from shoal.ipam import Capabilities, DefaultIpam, NoAddressAvailable
 from shoal.model import IPAMConfig, NetworkSpec
@@ -212,8 +213,7 @@ class ServedPlugins:
     def _served_here(self) -> list[tuple[Any, str]]:
         """(network, bridge) for each network made through the plugins whose bridge is on
         this host (a global one only once built here)."""
-        ctl = self.ctl
-        nets = [n for n in ctl.networks.values() if LABEL_PLUGIN in n.labels and (n.scope != "global" or n.id in ctl.built)]
+        nets = [n for n in networks_here(self.ctl) if LABEL_PLUGIN in n.labels]
         return [(n, b) for n in nets if (b := self._bridge(n))]
 
     async def findings(self) -> list[tuple[str, str]]:

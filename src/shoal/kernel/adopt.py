@@ -18,8 +18,8 @@ import os
 
 from pyroute2 import IPRoute, NetlinkError
 
-from shoal.kernel.base import KernelError, fail, ifindex
-from shoal.kernel.sandbox import entered, netns_alive, on_iface
+from shoal.kernel.base import KernelError, fail
+from shoal.kernel.sandbox import iface_socket, netns_alive, on_iface
 
 
 def move_in(ipr: IPRoute, index: int | None, src: str, netns_path: str) -> None:
@@ -39,10 +39,7 @@ def move_in(ipr: IPRoute, index: int | None, src: str, netns_path: str) -> None:
 def rename_inside(netns_path: str, src: str, dst: str, mac: str, host_ns: str) -> None:
     """In the sandbox: `src` renamed `dst`, MAC set when one is given. On failure the link
     goes back to the host namespace under its own name."""
-    with entered(netns_path):
-        index = ifindex(src)
-        c = IPRoute()
-    with c:
+    with iface_socket(netns_path, src) as (c, index):
         if index is None:
             raise KernelError(f"interface {src} vanished while moving into {netns_path}")
         try:
@@ -57,10 +54,7 @@ def rename_inside(netns_path: str, src: str, dst: str, mac: str, host_ns: str) -
 def add_routes(netns_path: str, ifname: str, routes: list[tuple[str, str]]) -> None:
     """`(destination, next hop)` pairs; an empty next hop is a connected route on
     `ifname` (the plugin's RouteType 1)."""
-    with entered(netns_path):
-        index = ifindex(ifname)
-        c = IPRoute()
-    with c:
+    with iface_socket(netns_path, ifname) as (c, index):
         if index is None:
             raise KernelError(f"interface {ifname} not found in {netns_path}")
         for dst, via in routes:

@@ -71,7 +71,7 @@ class Kernel:
         both.  A failure half-way falls back to deleting in line, which is whole."""
         retired = f"shx{secrets.token_hex(6)}"
         try:
-            if netns_path and await self._plain(sandbox.netns_alive, netns_path):
+            if netns_path:  # a sandbox already gone took its end with it
                 await self._plain(sandbox.retire_iface, netns_path, peer, retired)
             if await self._run(Netlink.retire_link, host, retired, object_id):
                 self._reap_later(retired)
@@ -84,9 +84,8 @@ class Kernel:
         RCU). A sandbox that is gone took its links with it."""
         retired = f"shx{secrets.token_hex(6)}"
         try:
-            if not await self._plain(sandbox.netns_alive, netns_path):
+            if not await self._plain(sandbox.retire_iface, netns_path, ifname, retired):
                 return
-            await self._plain(sandbox.retire_iface, netns_path, ifname, retired)
         except (KernelError, OSError):
             await self.delete_sandbox_iface(netns_path, ifname)
             return

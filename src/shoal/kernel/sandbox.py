@@ -185,15 +185,23 @@ def _quiet_del(ipr: IPRoute, name: str) -> None:
                 raise
 
 
+@contextmanager
+def iface_socket(netns_path: str, ifname: str) -> Iterator[tuple[IPRoute, int | None]]:
+    """A netlink socket made inside the sandbox (it stays there once this thread is home
+    again) and `ifname`'s index there, None if it has none."""
+    with entered(netns_path):
+        index = ifindex(ifname)
+        c = IPRoute()
+    with c:
+        yield c, index
+
+
 def configure_iface(
     netns_path: str, ifname: str, addresses: list[str], gateways: list[str], *, default_route: bool
 ) -> None:
     """Addresses, up and (when this endpoint gives the default route) the gateways.
     (`lo` came up with the namespace, in create_netns.)"""
-    with entered(netns_path):
-        index = ifindex(ifname)
-        c = IPRoute()
-    with c:
+    with iface_socket(netns_path, ifname) as (c, index):
         try:
             if index is None:
                 raise KernelError(f"interface {ifname} not found in {netns_path}")
@@ -213,10 +221,7 @@ def configure_iface(
 def on_iface(netns_path: str, ifname: str, what: str, change: Callable[[IPRoute, int], None]) -> None:
     """`change(ipr, index)` on `ifname` inside the namespace; an interface that is already
     gone (ENODEV meanwhile included) is fine."""
-    with entered(netns_path):
-        index = ifindex(ifname)
-        c = IPRoute()
-    with c:
+    with iface_socket(netns_path, ifname) as (c, index):
         if index is None:
             return
         try:
@@ -226,15 +231,19 @@ def on_iface(netns_path: str, ifname: str, what: str, change: Callable[[IPRoute,
                 raise KernelError(f"failed to {what} {ifname} in {netns_path}: {exc}") from exc
 
 
-def retire_iface(netns_path: str, ifname: str, new_name: str) -> None:
+def retire_iface(netns_path: str, ifname: str, new_name: str) -> bool:
     """Down, addresses flushed (their routes go with them) and renamed: to the container
-    the interface is gone; one already gone is fine."""
+    the interface is gone; one already gone is fine. False: the sandbox itself is gone
+    (and its links with it)."""
     def retire(c: IPRoute, index: int) -> None:
         c.link("set", index=index, state="down")
         c.flush_addr(index=index)
         c.link("set", index=index, ifname=new_name)
 
+    if not netns_alive(netns_path):
+        return False
     on_iface(netns_path, ifname, "retire", retire)
+    return True
 
 
 def delete_iface(netns_path: str, ifname: str) -> None:
