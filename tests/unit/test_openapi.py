@@ -35,8 +35,9 @@ def served() -> set[tuple[str, str]]:
     cfg = DaemonConfig(data_root=Path("/nonexistent"), exec_root=Path("/nonexistent"), hosts=[])
     routes = api_routes(cfg, None, SimpleNamespace(counts=None, publisher=None), None, [])  # type: ignore[arg-type]
     out = {(r.method, shape(r.pattern)) for r in routes}
-    # App answers HEAD on every GET route; only /_ping documents it, as dockerd's swagger does
-    return out | {("HEAD", "/_ping")}
+    # App answers HEAD on every GET route; only /_ping and the archive's stat document it, as
+    # dockerd's swagger does
+    return out | {("HEAD", "/_ping"), ("HEAD", "/containers/{}/archive")}
 
 
 def documented() -> set[tuple[str, str]]:

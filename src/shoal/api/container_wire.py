@@ -147,7 +147,8 @@ def networks_json(container: Container, eps: list[Endpoint], nets: dict[str, Net
 def state_json(st: Any) -> dict[str, Any]:
     status = st.status
     return {
-        "Status": status, "Running": st.running, "Paused": False, "Restarting": False,
+        "Status": "paused" if getattr(st, "paused", False) else status, "Running": st.running,
+        "Paused": bool(getattr(st, "paused", False)), "Restarting": False,
         "OOMKilled": False, "Dead": False, "Pid": st.pid, "ExitCode": st.exit_code, "Error": "",
         "StartedAt": rfc3339(st.started_at), "FinishedAt": rfc3339(st.finished_at),
     }
@@ -156,7 +157,8 @@ def state_json(st: Any) -> dict[str, Any]:
 def status_text(st: Any, now: float | None = None) -> str:
     now = time.time() if now is None else now
     if st.running:
-        return f"Up {human_duration(now - (st.started_at or now))}"
+        paused = " (Paused)" if getattr(st, "paused", False) else ""
+        return f"Up {human_duration(now - (st.started_at or now))}{paused}"
     if st.status == "exited":
         return f"Exited ({st.exit_code}) {human_duration(now - (st.finished_at or now))} ago"
     return "Created"

@@ -202,7 +202,8 @@ class ContainerRoutes:
             "Id": rec.id, "Names": ["/" + rec.name], "Image": rec.image, "ImageID": rec.image_id,
             "Command": " ".join(rec.args), "Created": unix_time(rec.created),
             "Ports": ports_summary(rec, st.running),
-            "Labels": dict(rec.labels), "State": st.status, "Status": status_text(st),
+            "Labels": dict(rec.labels), "State": "paused" if getattr(st, "paused", False) else st.status,
+            "Status": status_text(st),
             "HostConfig": {"NetworkMode": rec.network_mode}, "NetworkSettings": {"Networks": nets},
             "Mounts": [],
         }
@@ -241,7 +242,7 @@ class ContainerRoutes:
             return False
         if "name" in f and not match_text(f["name"], rec.name):
             return False
-        if "status" in f and st.status not in f["status"]:
+        if "status" in f and ("paused" if getattr(st, "paused", False) else st.status) not in f["status"]:
             return False
         if "exited" in f and (st.status != "exited" or str(st.exit_code) not in f["exited"]):
             return False

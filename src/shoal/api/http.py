@@ -163,6 +163,7 @@ class StreamResponse:
     chunks: AsyncIterator[bytes]
     status: int = 200
     content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)  # e.g. the archive's path stat
 
 
 HijackFn = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -306,7 +307,7 @@ class _Conn:
     async def _respond(self, req: Request, resp: Response | StreamResponse) -> None:
         base = getattr(self.app, "response_headers", lambda: [])()
         if isinstance(resp, StreamResponse):
-            headers = self._headers(resp, base)
+            headers = self._headers(resp, base + resp.headers)
             await self._send(h11.Response(status_code=resp.status, headers=headers, reason=_reason(resp.status)))
             async for chunk in resp.chunks:
                 if chunk:

@@ -133,7 +133,8 @@ class Containers(ContainerNetworks):
     def counts(self) -> dict[str, int]:
         states = [self.state(c) for c in self.records]
         running = sum(1 for s in states if s.running)
-        return {"Containers": len(states), "ContainersRunning": running, "ContainersPaused": 0,
+        paused = sum(1 for s in states if getattr(s, "paused", False))
+        return {"Containers": len(states), "ContainersRunning": running - paused, "ContainersPaused": paused,
                 "ContainersStopped": len(states) - running, "Images": len(self.images.list())}
 
     # -- create ------------------------------------------------------------------------
@@ -469,6 +470,24 @@ class Containers(ContainerNetworks):
             await live.removed.wait()
         return code
 
+    async def rename(self, ref: str, new: str) -> None:
+        """dockerd's checks and messages, in its order; a running container's DNS names follow."""
+        if not ref or not new:
+            raise InvalidParameter("Neither old nor new names may be empty")
+        rec = self.find(ref)
+        async with self._names, self.live(rec.id).lock:
+            rec = self.records[rec.id]
+            if new.lstrip("/") == rec.name:
+                raise InvalidParameter("Renaming a container with the same name as its current name")
+            try:
+                name = self._pick_name("/" + new.lstrip("/"))
+            except ShoalError as exc:
+                raise type(exc)(f"Error when allocating new name: {exc.message}") from None
+            rec = dataclasses.replace(rec, name=name)
+            await self._save(rec)
+            if self.state(rec.id).running:
+                await self._dns_join(rec, self.ctl.endpoints_in(rec.id))
+
     # -- remove ------------------------------------------------------------------------
     async def remove(self, ref: str, force: bool = False) -> None:
         rec = self.find(ref)
@@ -565,6 +584,8 @@ class Containers(ContainerNetworks):
         rec = self.find(ref)
         if not self.state(rec.id).running:
             raise Conflict(f"Container {rec.id} is not running")
+        if getattr(self.state(rec.id), "paused", False):
+            raise Conflict(f"Container {rec.id} is paused, unpause the container before exec")
         return self.execs.create(rec.id, spec, attach)
 
     def exec_get(self, exec_id: str) -> PendingExec:

@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from shoal.api.app import App, Route
+from shoal.api.archive import ArchiveRoutes
 from shoal.api.cni import CniRoutes
 from shoal.api.containers import ContainerRoutes
 from shoal.api.execs import ExecRoutes
 from shoal.api.http import serve_unix
+from shoal.api.lifecycle import LifecycleRoutes
+from shoal.api.stats import StatsRoutes
 from shoal.api.images import ImageRoutes
 from shoal.api import swarm
 from shoal.api.networks import NetworkRoutes
@@ -143,6 +146,9 @@ def api_routes(cfg: DaemonConfig, ctl: Controller, containers: Containers, image
                      runtimes=cfg.runtimes, default_runtime=cfg.default_runtime).routes()
         + NetworkRoutes(ctl, containers).routes()
         + ContainerRoutes(ctl, containers).routes()
+        + ArchiveRoutes(containers).routes()
+        + StatsRoutes(containers).routes()
+        + LifecycleRoutes(containers).routes()
         + ExecRoutes(containers).routes()
         + ImageRoutes(images, containers).routes()
         + swarm.routes()

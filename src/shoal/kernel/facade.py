@@ -234,6 +234,9 @@ class Kernel:
     async def sandbox_gateways(self, path: str) -> set[str]:
         return await self._plain(sandbox.default_gateways, path)
 
+    async def sandbox_counters(self, path: str) -> dict[str, dict[str, int]]:
+        return await self._plain(sandbox.iface_counters, path)
+
     async def configure_iface(
         self, netns_path: str, ifname: str, addresses: list[str], gateways: list[str], *, default_route: bool
     ) -> None:

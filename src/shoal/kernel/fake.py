@@ -221,6 +221,9 @@ class FakeSandboxKernel(FakeKernel):
             raise KernelError(f"namespace {path} not found")
         return {name: tuple(data.get("addresses", ())) for name, data in self.ifaces[path].items()}
 
+    async def sandbox_counters(self, path: str) -> dict[str, dict[str, int]]:
+        return {name: dict(data.get("counters", {})) for name, data in self.ifaces.get(path, {}).items()}
+
     async def sandbox_gateways(self, path: str) -> set[str]:
         return {gw for data in self.ifaces.get(path, {}).values() for gw in data.get("gateways", ())}
 

@@ -279,3 +279,21 @@ def default_gateways(netns_path: str) -> set[str]:
 def iface_names(netns_path: str) -> list[str]:
     with open_netlink(netns_path) as c:
         return [m.get_attr("IFLA_IFNAME") for m in c.link("dump")]
+
+
+STATS_KEYS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors",
+              "tx_dropped")
+
+
+def iface_counters(netns_path: str) -> dict[str, dict[str, int]]:
+    """Every interface but `lo` in the namespace with its packet counters (`docker stats`'
+    NET I/O, as dockerd reads them from the same netlink stats)."""
+    out = {}
+    with open_netlink(netns_path) as c:
+        for m in c.link("dump"):
+            name = m.get_attr("IFLA_IFNAME")
+            stats = m.get_attr("IFLA_STATS64") or m.get_attr("IFLA_STATS")
+            if name == "lo" or stats is None:
+                continue
+            out[name] = {key: int(stats.get(key) or 0) for key in STATS_KEYS}
+    return out

@@ -59,6 +59,7 @@ class ContainerState:
     finished_at: float | None
     image: str  # image id
     spec: ContainerSpec
+    paused: bool = False  # running, its processes frozen (runc pause)
 
     @property
     def running(self) -> bool:
@@ -78,9 +79,10 @@ class _Record:
     last_exit: int | None = None  # the previous run's code while a restart is under way
     log: LogPolicy = field(default_factory=LogPolicy)  # as of the last start
     runtime_path: str = ""  # the binary of spec.runtime at create (records before it: none)
+    paused: bool = False  # frozen by `pause` (runc pause) until `unpause` or the run's end
 
     def to_json(self) -> dict:
-        return {"spec": spec_to_json(self.spec), "image": self.image, "created": self.created,
+        return {"paused": self.paused, "spec": spec_to_json(self.spec), "image": self.image, "created": self.created,
                 "started_at": self.started_at, "pid": self.pid, "conmon_pid": self.conmon_pid,
                 "last_exit": self.last_exit, "log": self.log.to_json(), "runtime_path": self.runtime_path}
 
@@ -89,7 +91,7 @@ class _Record:
         return cls(spec=spec_from_json(data["spec"]), image=data["image"], created=data["created"],
                    started_at=data.get("started_at"), pid=data.get("pid"), conmon_pid=data.get("conmon_pid"),
                    last_exit=data.get("last_exit"), log=LogPolicy.from_json(data.get("log")),
-                   runtime_path=data.get("runtime_path") or "")
+                   runtime_path=data.get("runtime_path") or "", paused=bool(data.get("paused")))
 
 
 @dataclass
@@ -222,7 +224,8 @@ class Runtime:
             status, code, finished = "exited", 255, time.time()
         return ContainerState(id=cid, status=status, pid=(rec.pid or 0) if status == "running" else 0,
                               exit_code=code or 0, created=rec.created, started_at=rec.started_at,
-                              finished_at=finished, image=rec.image, spec=rec.spec)
+                              finished_at=finished, image=rec.image, spec=rec.spec,
+                              paused=rec.paused and status == "running")
 
     async def audit(self, known: set[str]) -> list[tuple[str, str]]:
         """(container id, problem) for every difference between the runtime's own truth
@@ -344,9 +347,7 @@ class Runtime:
             if self.state(cid).running:
                 raise NotModified(f"container {cid} is already running")
             paths = self._paths(cid)
-            image = self.images.get(rec.image)
-            overlay.mount_overlay(image.rootfs, paths.bundle / "upper", paths.bundle / "work",
-                                  paths.bundle / "merged")
+            self.rootfs(cid)
             if rec.started_at is not None:  # a restart: keep the code until this run is saved
                 rec.last_exit = monitor.read_exit_code(paths.exit_file(cid))
                 self._save(cid)
@@ -372,6 +373,7 @@ class Runtime:
                     live.hub.close()  # attached clients learn that the start failed
                 raise
             rec.started_at, rec.pid, rec.conmon_pid, rec.last_exit = started, pid, conmon_pid, None
+            rec.paused = False
             self._save(cid)
             self._ensure_watcher(cid)
             return pid
@@ -440,6 +442,8 @@ class Runtime:
         if not self.state(cid).running:
             raise Conflict(f"Container {cid} is not running")
         rc, _ = await self._runc(cid, "kill", cid, str(signum), check=False)
+        if rc == 0 and self._record(cid).paused:  # as dockerd: frozen, it could not act on it
+            await self.resume(cid, check=False)
         if rc == 0 or not self.state(cid).running:
             return
         # the process may be gone while its monitor has not written the exit code yet:
@@ -476,6 +480,8 @@ class Runtime:
             if rec is not None and self.state(cid).running:
                 with contextlib.suppress(ShoalError, asyncio.TimeoutError):
                     await self._runc(cid, "kill", cid, "KILL", check=False)
+                    if rec.paused:
+                        await self.resume(cid, check=False)
                     await asyncio.wait_for(self.wait(cid), STOP_KILL_GRACE)
             await self._runc(cid, "delete", "--force", cid, check=False)
             for session in [s for s in self._execs.values() if s.container_id == cid]:
@@ -497,6 +503,52 @@ class Runtime:
                 shutil.rmtree(doomed, ignore_errors=True)
             self._records.pop(cid, None)
         self._live.pop(cid, None)
+
+    # --- the rootfs, pause, processes ---------------------------------------------------
+
+    def rootfs(self, cid: str) -> Path:
+        """The container's root, mounted if it is not (a stopped container's may not be after
+        the host restarted): the overlay is the only view that has the upper layer's changes,
+        whiteouts included, so `docker cp` of a stopped container reads and writes it too."""
+        rec, bundle = self._record(cid), self._paths(cid).bundle
+        image = self.images.get(rec.image)
+        overlay.mount_overlay(image.rootfs, bundle / "upper", bundle / "work", bundle / "merged")
+        return bundle / "merged"
+
+    async def pause(self, cid: str) -> None:
+        """Freeze every process of the container (the freezer cgroup, through runc)."""
+        async with self._live_of(cid).lock:
+            st = self.state(cid)
+            if not st.running:
+                raise Conflict(f"Container {cid} is not running")
+            if st.paused:
+                raise Conflict(f"Container {cid} is already paused")
+            await self._runc(cid, "pause", cid)
+            self._record(cid).paused = True
+            self._save(cid)
+
+    async def unpause(self, cid: str) -> None:
+        async with self._live_of(cid).lock:
+            if not self.state(cid).paused:
+                raise ShoalError(f"Container {cid} is not paused")  # dockerd 20.10: a 500
+            await self.resume(cid)
+
+    async def resume(self, cid: str, *, check: bool = True) -> None:
+        await self._runc(cid, "resume", cid, check=check)
+        rec = self._records.get(cid)
+        if rec is not None and rec.paused:
+            rec.paused = False
+            self._save(cid)
+
+    async def pids(self, cid: str) -> list[int]:
+        """Every process of the running container (its cgroup's, through `runc ps`)."""
+        if not self.state(cid).running:
+            raise Conflict(f"Container {cid} is not running")
+        _, out = await self._runc(cid, "ps", "--format", "json", cid)
+        try:
+            return [int(p) for p in json.loads(out or "[]")]
+        except (ValueError, TypeError):
+            raise ShoalError(f"runc ps {cid}: unexpected output {out[:200]!r}") from None
 
     # --- stdio ---------------------------------------------------------------------------
 

@@ -1,0 +1,57 @@
+"""/containers/{id}/archive: HEAD (the path's stat), GET (a tar of it), PUT (a tar into it).
+
+`docker cp` is these three calls: the CLI stats the path (the X-Docker-Container-Path-Stat
+header), then reads or writes a tar. Statuses and messages are dockerd 20.10's (measured:
+tests/e2e/test_archive.py holds them). They work on created and stopped containers as on
+running ones: the rootfs is the overlay shoal mounts (runtime.Runtime.rootfs).
+"""
+
+from __future__ import annotations
+
+import os
+
+from shoal.api.app import Route
+from shoal.api.http import Request, Response, StreamResponse
+from shoal.controller.containers import Containers
+from shoal.runtime.archive import container_path, extraction_dir, stat_path, tar_in, tar_out
+from shoal.runtime.users import resolve_user
+
+STAT_HEADER = "X-Docker-Container-Path-Stat"
+
+
+class ArchiveRoutes:
+    def __init__(self, containers: Containers) -> None:
+        self.c = containers
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("GET", "/containers/{ref}/archive", self.get),  # HEAD too (App matches it here)
+            Route("PUT", "/containers/{ref}/archive", self.put, stream_body=True),
+        ]
+
+    def _where(self, req: Request):  # noqa: ANN202 - (record, rootfs, path, not-found message)
+        rec = self.c.find(req.params["ref"])
+        path = req.arg("path")
+        missing = f"Could not find the file {path} in container {req.params['ref']}"
+        return rec, self.c.runtime.rootfs(rec.id), path, missing
+
+    async def get(self, req: Request) -> Response | StreamResponse:
+        rec, root, path, missing = self._where(req)
+        _, resolved, st = stat_path(root, path, missing)
+        header = [(STAT_HEADER, st.header())]
+        if req.method == "HEAD":
+            return Response(200, headers=header)
+        name = os.path.basename(container_path(path).rstrip("/"))
+        if path.endswith("/.") or path == "." or resolved == "/" or not name:
+            name = "."  # `cp c:/dir/. x`: the contents, no top directory (dockerd's rebase)
+        return StreamResponse(tar_out(root, resolved, name), content_type="application/x-tar", headers=header)
+
+    async def put(self, req: Request) -> Response:
+        rec, root, path, missing = self._where(req)
+        dest = extraction_dir(root, path, missing)
+        owner = None
+        if req.flag("copyUIDGID") and rec.user:  # as dockerd: only a container with a User
+            user = resolve_user(root, rec.user)
+            owner = (user.uid, user.gid)
+        await tar_in(root, dest, req.chunks(), no_overwrite_dir=req.flag("noOverwriteDirNonDir"), owner=owner)
+        return Response(200)
