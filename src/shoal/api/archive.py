@@ -41,9 +41,9 @@ class ArchiveRoutes:
         header = [(STAT_HEADER, st.header())]
         if req.method == "HEAD":
             return Response(200, headers=header)
-        name = os.path.basename(container_path(path).rstrip("/"))
-        if path.endswith("/.") or path == "." or resolved == "/" or not name:
-            name = "."  # `cp c:/dir/. x`: the contents, no top directory (dockerd's rebase)
+        name = os.path.basename(container_path(path).rstrip("/")) or "/"  # `/`: entries `/bin`...
+        if path.endswith("/.") or path == ".":
+            name = "."  # `cp c:/dir/. x`: the contents, under `./` (dockerd's rebase)
         return StreamResponse(tar_out(root, resolved, name), content_type="application/x-tar", headers=header)
 
     async def put(self, req: Request) -> Response:

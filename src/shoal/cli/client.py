@@ -7,11 +7,12 @@ become one actionable "daemon not running" message instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -171,6 +172,21 @@ class ApiClient:
         if response.status_code >= 400:
             raise self._daemon_error(response)
         return response
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, *, params: dict[str, str] | None = None,
+               content: Any = None, headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
+        """A request whose body (bytes or an iterator of them) and answer are streamed (docker
+        cp's tars); HTTP errors raise DaemonError as in `request`."""
+        try:
+            with self._http.stream(method, self.prefix() + path, params=params, content=content,
+                                   headers=headers, timeout=httpx.Timeout(None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._daemon_error(response)
+                yield response
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from None
 
     def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         return _decode(self.request("GET", path, params=params))

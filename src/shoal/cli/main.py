@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "shoal.cli.system",
     "shoal.cli.containers",
     "shoal.cli.lifecycle",
+    "shoal.cli.copy",
     "shoal.cli.images",
     "shoal.cli.cluster",
     "shoal.cli.check",

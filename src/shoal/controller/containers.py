@@ -485,6 +485,7 @@ class Containers(ContainerNetworks):
                 raise type(exc)(f"Error when allocating new name: {exc.message}") from None
             rec = dataclasses.replace(rec, name=name)
             await self._save(rec)
+            await self.ctl.rename_endpoints(rec.id, name)
             if self.state(rec.id).running:
                 await self._dns_join(rec, self.ctl.endpoints_in(rec.id))
 

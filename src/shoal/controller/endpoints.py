@@ -7,6 +7,7 @@ both act on the one Controller and share its lock and store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import random
@@ -398,6 +399,17 @@ class EndpointOps:
             cfg = network.config_for(cidr)
             if cfg is not None:
                 await ipam.release_address(cfg.pool_id, cidr)
+
+    async def rename_endpoints(self, sandbox_id: str, name: str) -> None:
+        """A renamed container's endpoints carry its new name (network inspect's `Name`);
+        a peer host's copy of a global endpoint keeps the old one until it is published again."""
+        async with self.lock:
+            renamed = [dataclasses.replace(ep, name=name) for ep in self.endpoints_in(sandbox_id)]
+            async with self.store.transaction() as tx:
+                for ep in renamed:
+                    tx.put(KIND_ENDPOINT, ep.id, ep.to_dict())
+            for ep in renamed:
+                self.endpoints[ep.id] = ep
 
     def network_containers(self, network: Network) -> dict[str, Any]:
         """Inspect's `Containers` map: sandbox (container) id -> endpoint summary."""
