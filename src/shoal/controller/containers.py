@@ -586,7 +586,7 @@ class Containers(ContainerNetworks):
         if not self.state(rec.id).running:
             raise Conflict(f"Container {rec.id} is not running")
         if getattr(self.state(rec.id), "paused", False):
-            raise Conflict(f"Container {rec.id} is paused, unpause the container before exec")
+            raise Conflict(f"Container {ref} is paused, unpause the container before exec")  # dockerd: as given
         return self.execs.create(rec.id, spec, attach)
 
     def exec_get(self, exec_id: str) -> PendingExec:
