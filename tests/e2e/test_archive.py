@@ -187,3 +187,16 @@ def test_shoal_cp_and_the_sdk(box, tmp_path):
             ctr.get_archive("/nonexist")
     finally:
         client.close()
+
+
+def test_a_running_containers_etc_files_are_the_ones_it_sees(c1):
+    """dockerd 20.10 answers `/etc/hostname` of a running container with the mounted file
+    (measured: size 13, the id's 12 characters and a newline), not the image's."""
+    hostname = c1.docker("exec", "c1", "hostname").stdout
+    with _http(c1) as http:
+        assert _stat(http.head("/containers/c1/archive", params={"path": "/etc/hostname"}))["size"] == len(hostname)
+    hosts = subprocess.run(["tar", "-xO"], input=c1.docker("cp", "c1:/etc/hosts", "-").stdout.encode(),
+                           capture_output=True).stdout.decode()
+    assert hosts == c1.docker("exec", "c1", "cat", "/etc/hosts").stdout
+    with open("/proc/self/mountinfo") as f:
+        assert "/etc/hosts" not in f.read()  # mounted in the tar process's own namespace only

@@ -9,6 +9,7 @@ running ones: the rootfs is the overlay shoal mounts (runtime.Runtime.rootfs).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from shoal.api.app import Route
 from shoal.api.http import Request, Response, StreamResponse
@@ -35,16 +36,25 @@ class ArchiveRoutes:
         missing = f"Could not find the file {path} in container {req.params['ref']}"
         return rec, self.c.runtime.rootfs(rec.id), path, missing
 
+    def _shown(self, cid: str) -> dict[str, Path]:
+        """The /etc files a running container sees (bind mounts of shoal's, as dockerd's)."""
+        if not self.c.state(cid).running:
+            return {}
+        etc = self.c.etc_root / cid
+        return {f"/etc/{n}": etc / n for n in ("hosts", "hostname", "resolv.conf") if (etc / n).is_file()}
+
     async def get(self, req: Request) -> Response | StreamResponse:
         rec, root, path, missing = self._where(req)
-        _, resolved, st = stat_path(root, path, missing)
+        shown = self._shown(rec.id)
+        _, resolved, st = stat_path(root, path, missing, shown)
         header = [(STAT_HEADER, st.header())]
         if req.method == "HEAD":
             return Response(200, headers=header)
         name = os.path.basename(container_path(path).rstrip("/")) or "/"  # `/`: entries `/bin`...
         if path.endswith("/.") or path == ".":
             name = "."  # `cp c:/dir/. x`: the contents, under `./` (dockerd's rebase)
-        return StreamResponse(tar_out(root, resolved, name), content_type="application/x-tar", headers=header)
+        return StreamResponse(tar_out(root, resolved, name, shown), content_type="application/x-tar",
+                              headers=header)
 
     async def put(self, req: Request) -> Response:
         rec, root, path, missing = self._where(req)

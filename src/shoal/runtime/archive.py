@@ -92,11 +92,15 @@ def resolve(root: Path, path: str) -> tuple[Path, str]:
     return host, "/" if rel == "." else "/" + rel
 
 
-def stat_path(root: Path, path: str, not_found: str) -> tuple[Path, str, PathStat]:
-    """Resolve and lstat; `not_found` is the NotFound message (dockerd's names the container)."""
+def stat_path(root: Path, path: str, not_found: str,
+              shown: dict[str, Path] | None = None) -> tuple[Path, str, PathStat]:
+    """Resolve and lstat; `not_found` is the NotFound message (dockerd's names the container).
+    `shown`: container path -> the host file a running container sees there (tar_out)."""
     host, resolved = resolve(root, path)
     try:
         st = os.lstat(host)
+        if resolved in (shown or {}) and stat.S_ISREG(st.st_mode):
+            st = os.stat(shown[resolved])
     except FileNotFoundError:
         raise NotFound(not_found) from None
     except NotADirectoryError:
@@ -120,10 +124,12 @@ async def _child(*args: str, stdin: int | None = None) -> asyncio.subprocess.Pro
         stderr=asyncio.subprocess.PIPE)
 
 
-async def tar_out(root: Path, resolved: str, name: str) -> AsyncIterator[bytes]:
+async def tar_out(root: Path, resolved: str, name: str,
+                  shown: dict[str, Path] | None = None) -> AsyncIterator[bytes]:
     """The tar of `resolved` (a resolved container path), entries named from `name` (the last
-    element the client asked for, as dockerd renames them)."""
-    proc = await _child("tar", str(root), resolved, name)
+    element the client asked for, as dockerd renames them); `shown` as for stat_path."""
+    binds = [f"{source}={in_root(root, where)}" for where, source in (shown or {}).items()]
+    proc = await _child("tar", str(root), resolved, name, *binds)
     assert proc.stdout is not None and proc.stderr is not None
     try:
         while chunk := await proc.stdout.read(CHUNK):

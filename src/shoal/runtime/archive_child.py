@@ -7,8 +7,12 @@ x`, `../../..`) can lead to a host file: the kernel resolves every path inside i
 dockerd's chrootarchive does. Nothing here looks a user or group name up (the container's
 NSS modules must never be loaded into a root process: CVE-2019-14271): owners are numeric.
 
-    tar ROOT PATH NAME      write PATH (container path, already resolved) as a tar on stdout,
-                            its entries renamed to start with NAME
+    tar ROOT PATH NAME [HOSTFILE=TARGET ...]
+                            write PATH (container path, already resolved) as a tar on stdout,
+                            its entries renamed to start with NAME; each HOSTFILE is first
+                            bind-mounted on TARGET (a file under ROOT) in a mount namespace of
+                            the child's own: a running container's /etc/hosts, /etc/hostname
+                            and /etc/resolv.conf are shoal's files, mounted in its namespace only
     untar ROOT DIR FLAGS    extract the tar on stdin into DIR; FLAGS: "no-overwrite-dir",
                             "chown=UID:GID" (comma separated, or "-")
 
@@ -162,11 +166,32 @@ def _describe(exc: BaseException) -> str:
     return str(exc)
 
 
+CLONE_NEWNS, MS_BIND, MS_REC, MS_PRIVATE = 0x00020000, 0x1000, 0x4000, 0x40000
+
+
+def _bind_files(pairs: list[str]) -> None:
+    """The HOSTFILE=TARGET mounts, private to this process (its mount namespace dies with it)."""
+    if not pairs:
+        return
+    import ctypes  # noqa: PLC0415 - before the chroot
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0 or libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), "cannot make a private mount namespace")
+    for pair in pairs:
+        source, _, target = pair.partition("=")
+        if os.path.isfile(target) and not os.path.islink(target):  # an image without it: left out
+            if libc.mount(os.fsencode(source), os.fsencode(target), None, MS_BIND, None) != 0:
+                raise OSError(ctypes.get_errno(), f"cannot show {target}")
+
+
 def main(argv: list[str]) -> int:
     import shutil  # noqa: F401, PLC0415 - before the chroot: nothing may be imported from inside it
 
     verb, root = argv[0], argv[1]
     try:
+        if verb == "tar":
+            _bind_files(argv[4:])
         os.chroot(root)
         os.chdir("/")
         if verb == "tar":
