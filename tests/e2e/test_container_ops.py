@@ -174,3 +174,29 @@ def test_pause_survives_a_daemon_restart(two):
     assert box.docker("inspect", "-f", "{{.State.Status}}", "c1").stdout.strip() == "paused"
     box.docker("unpause", "c1")
     assert box.docker("exec", "c1", "true").returncode == 0
+
+
+def test_the_sdk(two):
+    import docker
+
+    box, _ = two
+    client = docker.DockerClient(base_url=box.host, version="auto")
+    try:
+        ctr = client.containers.get("c1")
+        assert ctr.top()["Processes"][0][-1] == "sleep 1000"
+        stats = ctr.stats(stream=False)
+        assert stats["pids_stats"]["current"] == 1 and stats["precpu_stats"]["system_cpu_usage"] > 0
+        stream = ctr.stats(decode=True)
+        assert next(stream)["name"] == "/c1"
+        stream.close()
+        ctr.pause()
+        ctr.reload()
+        assert ctr.status == "paused"
+        with pytest.raises(docker.errors.APIError, match="is already paused"):
+            ctr.pause()
+        ctr.unpause()
+        ctr.rename("sdk-name")
+        ctr.reload()
+        assert ctr.name == "sdk-name" and ctr.status == "running"
+    finally:
+        client.close()
