@@ -31,11 +31,11 @@ def v1(tmp_path):
     (proc / "self" / "mountinfo").write_text(_mountinfo(tmp_path))
     (proc / "42" / "cgroup").write_text(
         "".join(f"{i}:{c}:/shoal/{CID}\n" for i, c in enumerate(("cpu", "cpuacct", "memory", "pids", "blkio"), start=1))
-        + f"9:name=systemd:/\n0::/\n")
+        + "9:name=systemd:/\n0::/\n")
     cg = tmp_path / "cgroup"
     for ctl in ("cpu", "cpuacct", "memory", "pids", "blkio"):
         (cg / ctl / "shoal" / CID).mkdir(parents=True)
-    d = lambda ctl: cg / ctl / "shoal" / CID  # noqa: E731
+    d = lambda ctl: cg / ctl / "shoal" / CID
     (d("cpuacct") / "cpuacct.usage").write_text("59697929\n")
     (d("cpuacct") / "cpuacct.usage_percpu").write_text("43521071 16176858 \n")
     (d("cpuacct") / "cpuacct.stat").write_text("user 4\nsystem 1\n")

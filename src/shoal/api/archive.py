@@ -14,7 +14,13 @@ from pathlib import Path
 from shoal.api.app import Route
 from shoal.api.http import Request, Response, StreamResponse
 from shoal.controller.containers import Containers
-from shoal.runtime.archive import container_path, extraction_dir, stat_path, tar_in, tar_out
+from shoal.runtime.archive import (
+    container_path,
+    extraction_dir,
+    stat_path,
+    tar_in,
+    tar_out,
+)
 from shoal.runtime.users import resolve_user
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -30,11 +36,11 @@ class ArchiveRoutes:
             Route("PUT", "/containers/{ref}/archive", self.put, stream_body=True),
         ]
 
-    def _where(self, req: Request):  # noqa: ANN202 - (record, rootfs, path, not-found message)
+    async def _where(self, req: Request):
         rec = self.c.find(req.params["ref"])
         path = req.arg("path")
         missing = f"Could not find the file {path} in container {req.params['ref']}"
-        return rec, self.c.runtime.rootfs(rec.id), path, missing
+        return rec, await self.c.runtime.rootfs(rec.id), path, missing
 
     def _shown(self, cid: str) -> dict[str, Path]:
         """The /etc files a running container sees (bind mounts of shoal's, as dockerd's)."""
@@ -44,7 +50,7 @@ class ArchiveRoutes:
         return {f"/etc/{n}": etc / n for n in ("hosts", "hostname", "resolv.conf") if (etc / n).is_file()}
 
     async def get(self, req: Request) -> Response | StreamResponse:
-        rec, root, path, missing = self._where(req)
+        rec, root, path, missing = await self._where(req)
         shown = self._shown(rec.id)
         _, resolved, st = stat_path(root, path, missing, shown)
         header = [(STAT_HEADER, st.header())]
@@ -57,7 +63,7 @@ class ArchiveRoutes:
                               headers=header)
 
     async def put(self, req: Request) -> Response:
-        rec, root, path, missing = self._where(req)
+        rec, root, path, missing = await self._where(req)
         dest = extraction_dir(root, path, missing)
         owner = None
         if req.flag("copyUIDGID") and rec.user:  # as dockerd: only a container with a User

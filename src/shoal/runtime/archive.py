@@ -19,7 +19,7 @@ import stat
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shoal.errors import InvalidParameter, NotFound, ShoalError
@@ -46,7 +46,7 @@ def go_mode(st_mode: int) -> int:
 def go_time(ns: int) -> str:
     """Unix nanoseconds as Go's RFC3339Nano in UTC (trailing zeros of the fraction dropped)."""
     seconds, frac = divmod(ns, 1_000_000_000)
-    text = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     digits = f"{frac:09d}".rstrip("0")
     return f"{text}.{digits}Z" if digits else f"{text}Z"
 
@@ -75,7 +75,7 @@ def container_path(path: str) -> str:
         raise InvalidParameter("bad parameter: pathcannot be empty")  # sic: dockerd 20.10's wording
     clean = os.path.normpath("/" + path)
     clean = "/" + clean.lstrip("/")
-    if clean != "/" and (path.endswith("/") or path.endswith("/.")):
+    if clean != "/" and path.endswith(("/", "/.")):
         clean += "/"
     return clean
 

@@ -57,7 +57,7 @@ def _tarinfo(path: str, arcname: str, links: dict) -> tarfile.TarInfo:
     return info
 
 
-def write_tar(path: str, name: str, out) -> None:  # noqa: ANN001 - a binary stream
+def write_tar(path: str, name: str, out) -> None:
     links: dict = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         stack = [(path, name)]
@@ -98,7 +98,7 @@ def _clear_for(target: str, member: tarfile.TarInfo, dest: str, no_overwrite: bo
     if is_dir and member.isdir():
         return False
     if is_dir:
-        import shutil  # noqa: PLC0415 - imported before the chroot in main()
+        import shutil
         shutil.rmtree(target)
     else:
         os.unlink(target)
@@ -132,9 +132,9 @@ def _finish(member: tarfile.TarInfo, target: str, owner: tuple[int, int] | None)
         os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
 
 
-def extract(dest: str, inp, no_overwrite: bool, owner: tuple[int, int] | None) -> None:  # noqa: ANN001
+def extract(dest: str, inp, no_overwrite: bool, owner: tuple[int, int] | None) -> None:
     try:
-        tar = tarfile.open(fileobj=inp, mode="r|")
+        tar = tarfile.open(fileobj=inp, mode="r|")  # noqa: SIM115 - closed by the `with` below
     except tarfile.ReadError as exc:
         if "empty" in str(exc):
             return  # an empty body is an empty archive, as for Go's reader
@@ -173,20 +173,21 @@ def _bind_files(pairs: list[str]) -> None:
     """The HOSTFILE=TARGET mounts, private to this process (its mount namespace dies with it)."""
     if not pairs:
         return
-    import ctypes  # noqa: PLC0415 - before the chroot
+    import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNS) != 0 or libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
         raise OSError(ctypes.get_errno(), "cannot make a private mount namespace")
     for pair in pairs:
         source, _, target = pair.partition("=")
-        if os.path.isfile(target) and not os.path.islink(target):  # an image without it: left out
-            if libc.mount(os.fsencode(source), os.fsencode(target), None, MS_BIND, None) != 0:
-                raise OSError(ctypes.get_errno(), f"cannot show {target}")
+        if not os.path.isfile(target) or os.path.islink(target):
+            continue  # an image without it: left out
+        if libc.mount(os.fsencode(source), os.fsencode(target), None, MS_BIND, None) != 0:
+            raise OSError(ctypes.get_errno(), f"cannot show {target}")
 
 
 def main(argv: list[str]) -> int:
-    import shutil  # noqa: F401, PLC0415 - before the chroot: nothing may be imported from inside it
+    import shutil  # noqa: F401 - before the chroot: nothing may be imported from inside it
 
     verb, root = argv[0], argv[1]
     try:

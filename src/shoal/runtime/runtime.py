@@ -32,17 +32,31 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoal.errors import Conflict, InvalidParameter, NotFound, NotImplementedYet, NotModified, ShoalError
+from shoal.errors import (
+    Conflict,
+    InvalidParameter,
+    NotFound,
+    NotImplementedYet,
+    NotModified,
+    ShoalError,
+)
 from shoal.runtime import monitor, overlay
 from shoal.runtime.attach import Attachment, MonitorSocket
+from shoal.runtime.audit import audit
 from shoal.runtime.execs import ExecSession, ExecState, start_exec
+from shoal.runtime.freezer import Freezer
 from shoal.runtime.images import ImageStore
 from shoal.runtime.logfile import LogPolicy, keep_rotated
 from shoal.runtime.logfile import settle as settle_log
 from shoal.runtime.logs import LogEntry, read_log
 from shoal.runtime.monitor import Launch, MonitorPaths
-from shoal.runtime.audit import audit
-from shoal.runtime.spec import ContainerSpec, ExecSpec, oci_config, spec_from_json, spec_to_json
+from shoal.runtime.spec import (
+    ContainerSpec,
+    ExecSpec,
+    oci_config,
+    spec_from_json,
+    spec_to_json,
+)
 from shoal.runtime.streams import DEFAULT_DETACH_KEYS
 
 STOP_KILL_GRACE = 10.0
@@ -125,7 +139,7 @@ def signal_number(sig: str | int) -> int:
         raise InvalidParameter(f"Invalid signal: {sig}") from None
 
 
-class Runtime:
+class Runtime(Freezer):
     """Create, start, stop, attach to, exec in and delete containers (asyncio)."""
 
     def __init__(self, root: Path, images: ImageStore, *, runtimes: dict[str, str] | None = None,
@@ -307,7 +321,7 @@ class Runtime:
             if monitor.alive(conmon_pid, cid):
                 try:
                     await asyncio.wait_for(monitor.wait_exit(conmon_pid), STOP_KILL_GRACE)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     monitor.kill_monitor(conmon_pid, cid)
                     await monitor.wait_exit(conmon_pid)
         for stale in (paths.exit_file(cid), paths.pidfile, paths.conmon_pidfile):
@@ -347,7 +361,7 @@ class Runtime:
             if self.state(cid).running:
                 raise NotModified(f"container {cid} is already running")
             paths = self._paths(cid)
-            self.rootfs(cid)
+            self._mount_rootfs(cid)
             if rec.started_at is not None:  # a restart: keep the code until this run is saved
                 rec.last_exit = monitor.read_exit_code(paths.exit_file(cid))
                 self._save(cid)
@@ -464,7 +478,7 @@ class Runtime:
             await self.kill(cid, "TERM")
         try:
             return await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             with contextlib.suppress(Conflict):
                 await self.kill(cid, "KILL")
             return await asyncio.wait_for(waiter, STOP_KILL_GRACE)
@@ -504,51 +518,22 @@ class Runtime:
             self._records.pop(cid, None)
         self._live.pop(cid, None)
 
-    # --- the rootfs, pause, processes ---------------------------------------------------
+    # --- the rootfs (pause, unpause and the processes: runtime.freezer) -----------------
 
-    def rootfs(self, cid: str) -> Path:
+    async def rootfs(self, cid: str) -> Path:
         """The container's root, mounted if it is not (a stopped container's may not be after
         the host restarted): the overlay is the only view that has the upper layer's changes,
-        whiteouts included, so `docker cp` of a stopped container reads and writes it too."""
+        whiteouts included, so `docker cp` of a stopped container reads and writes it too.
+        Under the container's lock: a removal under way must not see its directory made again."""
+        self._record(cid)  # a removed container gets no lock made for it
+        async with self._live_of(cid).lock:
+            return self._mount_rootfs(cid)
+
+    def _mount_rootfs(self, cid: str) -> Path:
         rec, bundle = self._record(cid), self._paths(cid).bundle
         image = self.images.get(rec.image)
         overlay.mount_overlay(image.rootfs, bundle / "upper", bundle / "work", bundle / "merged")
         return bundle / "merged"
-
-    async def pause(self, cid: str) -> None:
-        """Freeze every process of the container (the freezer cgroup, through runc)."""
-        async with self._live_of(cid).lock:
-            st = self.state(cid)
-            if not st.running:
-                raise Conflict(f"Container {cid} is not running")
-            if st.paused:
-                raise Conflict(f"Container {cid} is already paused")
-            await self._runc(cid, "pause", cid)
-            self._record(cid).paused = True
-            self._save(cid)
-
-    async def unpause(self, cid: str) -> None:
-        async with self._live_of(cid).lock:
-            if not self.state(cid).paused:
-                raise ShoalError(f"Container {cid} is not paused")  # dockerd 20.10: a 500
-            await self.resume(cid)
-
-    async def resume(self, cid: str, *, check: bool = True) -> None:
-        await self._runc(cid, "resume", cid, check=check)
-        rec = self._records.get(cid)
-        if rec is not None and rec.paused:
-            rec.paused = False
-            self._save(cid)
-
-    async def pids(self, cid: str) -> list[int]:
-        """Every process of the running container (its cgroup's, through `runc ps`)."""
-        if not self.state(cid).running:
-            raise Conflict(f"Container {cid} is not running")
-        _, out = await self._runc(cid, "ps", "--format", "json", cid)
-        try:
-            return [int(p) for p in json.loads(out or "[]")]
-        except (ValueError, TypeError):
-            raise ShoalError(f"runc ps {cid}: unexpected output {out[:200]!r}") from None
 
     # --- stdio ---------------------------------------------------------------------------
 
