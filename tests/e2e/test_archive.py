@@ -200,3 +200,20 @@ def test_a_running_containers_etc_files_are_the_ones_it_sees(c1):
     assert hosts == c1.docker("exec", "c1", "cat", "/etc/hosts").stdout
     with open("/proc/self/mountinfo") as f:
         assert "/etc/hosts" not in f.read()  # mounted in the tar process's own namespace only
+
+
+def test_copy_uid_gid_and_a_read_only_rootfs(box):
+    """dockerd 20.10.24: with copyUIDGID the files belong to the container's user (nobody:
+    65534:65534); without a user, to the archive's owners; a --read-only container's rootfs
+    refuses with a 500. (For a numeric `--user 1000:1001` dockerd fails with `getent unable
+    to find entry "1000:1001" in passwd database`; shoald uses the ids, as runc does.)"""
+    box.docker("run", "-d", "--name", "u2", "--user", "nobody", "busybox", "sleep", "1000")
+    box.docker("create", "--name", "ro1", "--read-only", "busybox", "sleep", "1000")
+    with _http(box) as http:
+        body = _tar([("own.txt", "f", b"x")])
+        r = http.put("/containers/u2/archive", params={"path": "/tmp", "copyUIDGID": "1"}, content=body)
+        assert r.status_code == 200
+        r = http.put("/containers/ro1/archive", params={"path": "/tmp"}, content=body)
+        assert (r.status_code, r.json()) == (500, {"message": "container rootfs is marked read-only"})
+        assert http.head("/containers/ro1/archive", params={"path": "/tmp"}).status_code == 200
+    assert box.docker("exec", "u2", "stat", "-c", "%u:%g", "/tmp/own.txt").stdout.strip() == "65534:65534"

@@ -14,6 +14,7 @@ from pathlib import Path
 from shoal.api.app import Route
 from shoal.api.http import Request, Response, StreamResponse
 from shoal.controller.containers import Containers
+from shoal.errors import ShoalError
 from shoal.runtime.archive import (
     container_path,
     extraction_dir,
@@ -65,6 +66,8 @@ class ArchiveRoutes:
     async def put(self, req: Request) -> Response:
         rec, root, path, missing = await self._where(req)
         dest = extraction_dir(root, path, missing)
+        if rec.host_config.get("ReadonlyRootfs"):
+            raise ShoalError("container rootfs is marked read-only")  # dockerd 20.10: a 500
         owner = None
         if req.flag("copyUIDGID") and rec.user:  # as dockerd: only a container with a User
             user = resolve_user(root, rec.user)
