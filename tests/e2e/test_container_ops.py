@@ -71,7 +71,13 @@ def test_stats_shapes(two):
         with http.stream("GET", "/containers/c1/stats") as r:
             lines = r.iter_lines()
             first, second = json.loads(next(lines)), json.loads(next(lines))
-        assert first["preread"] == "0001-01-01T00:00:00Z" and second["preread"] == first["read"]
+            assert first["preread"] == "0001-01-01T00:00:00Z" and second["preread"] == first["read"]
+            box.docker("kill", "c1")
+            box.docker("wait", "c1")
+            while (sample := json.loads(next(lines)))["read"] != "0001-01-01T00:00:00Z":
+                pass  # one taken before the kill
+            assert set(sample) == set(stopped) and sample["pids_stats"] == {}  # a stopped one's zeroed sample
+            assert sample["name"] == "/c1" and sample["blkio_stats"]["io_serviced_recursive"] is None
 
 
 def test_docker_stats_no_stream_and_stream(two):

@@ -6,7 +6,8 @@ default) sends one sample a second, the first without a previous one (`preread` 
 dockerd's); `stream=0` waits one second for a second sample so that `precpu_stats` is
 filled (what `docker stats --no-stream` computes CPU % from); with `one-shot` as well it
 answers at once. A container that is not running has a zeroed sample, and a stream of it
-waits, sending nothing, until it runs (dockerd's collector does the same).
+waits, sending nothing, until it runs; once it stopped, the stream goes on with zeroed
+samples (dockerd 20.10 does both, measured).
 
 Top runs the host's `ps` with the client's arguments and keeps the rows of the container's
 processes (`runc ps`), found by the PID column, as dockerd does.
@@ -95,12 +96,14 @@ class StatsRoutes:
         return StreamResponse(self._stream(rec))
 
     async def _stream(self, rec: Container) -> AsyncIterator[bytes]:
-        previous = None
+        previous, ran = None, False
         while rec.id in self.c.records:
             now = await self.sample(rec)
             if now is not None:
                 yield json.dumps(_with_previous(now, previous)).encode() + b"\n"
-            previous = now
+            elif ran:  # stopped since: zeroed samples go on, as dockerd's (measured)
+                yield json.dumps(empty_stats(rec)).encode() + b"\n"
+            previous, ran = now, ran or now is not None
             await asyncio.sleep(INTERVAL)
 
     async def top(self, req: Request) -> Response:
