@@ -2,7 +2,7 @@
 
 `docker cp` is these three calls: the CLI stats the path (the X-Docker-Container-Path-Stat
 header), then reads or writes a tar. Statuses and messages are dockerd 20.10's (measured:
-tests/e2e/test_archive.py holds them). They work on created and stopped containers as on
+tests/e2e/test_cp_archive.py holds them). They work on created and stopped containers as on
 running ones: the rootfs is the overlay shoal mounts (runtime.Runtime.rootfs).
 """
 
@@ -15,7 +15,7 @@ from shoal.api.app import Route
 from shoal.api.http import Request, Response, StreamResponse
 from shoal.controller.containers import Containers
 from shoal.errors import ShoalError
-from shoal.runtime.archive import (
+from shoal.runtime.cparchive import (
     container_path,
     extraction_dir,
     stat_path,

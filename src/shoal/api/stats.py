@@ -27,7 +27,7 @@ from shoal.controller.containers import Containers
 from shoal.errors import ShoalError
 from shoal.model import Container
 from shoal.runtime import cgroups
-from shoal.runtime.archive import go_time
+from shoal.runtime.cparchive import go_time
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 INTERVAL = 1.0  # dockerd's collector period

@@ -11,9 +11,8 @@ import contextlib
 import errno
 import json
 import re
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, Iterator
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -122,7 +121,7 @@ class ApiClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> ApiClient:
+    def __enter__(self) -> "ApiClient":
         return self
 
     def __exit__(self, *exc: object) -> None:

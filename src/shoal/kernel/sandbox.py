@@ -32,6 +32,7 @@ from pyroute2 import IPRoute, NetlinkError
 
 from shoal.kernel.base import IFA_F_NODAD, KernelError, ifindex
 
+
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MNT_DETACH = 0x2

@@ -32,17 +32,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoal.errors import (
-    Conflict,
-    InvalidParameter,
-    NotFound,
-    NotImplementedYet,
-    NotModified,
-    ShoalError,
-)
+from shoal.errors import Conflict, InvalidParameter, NotFound, NotImplementedYet, NotModified, ShoalError
 from shoal.runtime import monitor, overlay
 from shoal.runtime.attach import Attachment, MonitorSocket
-from shoal.runtime.audit import audit
 from shoal.runtime.execs import ExecSession, ExecState, start_exec
 from shoal.runtime.freezer import Freezer
 from shoal.runtime.images import ImageStore
@@ -50,13 +42,8 @@ from shoal.runtime.logfile import LogPolicy, keep_rotated
 from shoal.runtime.logfile import settle as settle_log
 from shoal.runtime.logs import LogEntry, read_log
 from shoal.runtime.monitor import Launch, MonitorPaths
-from shoal.runtime.spec import (
-    ContainerSpec,
-    ExecSpec,
-    oci_config,
-    spec_from_json,
-    spec_to_json,
-)
+from shoal.runtime.audit import audit
+from shoal.runtime.spec import ContainerSpec, ExecSpec, oci_config, spec_from_json, spec_to_json
 from shoal.runtime.streams import DEFAULT_DETACH_KEYS
 
 STOP_KILL_GRACE = 10.0

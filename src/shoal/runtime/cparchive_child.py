@@ -1,6 +1,6 @@
 """The tar side of `docker cp`, run as its own process chrooted into the container's root.
 
-Run by file path (`python -I archive_child.py tar|untar ROOT ...`), never imported by the
+Run by file path (`python -I cparchive_child.py tar|untar ROOT ...`), never imported by the
 daemon: it needs only the standard library, which it imports before the chroot. Inside
 the chroot `/` is the container's root, so no symlink the container made (`ln -s /etc/shadow
 x`, `../../..`) can lead to a host file: the kernel resolves every path inside it, as

@@ -1,7 +1,7 @@
-"""The archive API's file side (runtime.archive, runtime.archive_child) on a directory tree.
+"""The archive API's file side (runtime.cparchive, runtime.cparchive_child) on a directory tree.
 
 The stat header values, names and messages are dockerd 20.10.24's, measured against the same
-tree (tests/e2e/test_archive.py holds the e2e comparisons).
+tree (tests/e2e/test_cp_archive.py holds the e2e comparisons).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import tarfile
 import pytest
 
 from shoal.errors import InvalidParameter, NotFound, ShoalError
-from shoal.runtime import archive_child
-from shoal.runtime.archive import (
+from shoal.runtime import cparchive_child as archive_child
+from shoal.runtime.cparchive import (
     CHILD,
     container_path,
     extraction_dir,

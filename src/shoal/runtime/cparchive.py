@@ -4,7 +4,7 @@ Paths are container paths, resolved as dockerd resolves them: relative to `/`, e
 symlink on the way followed *inside* the root (runtime.users.in_root), and the last
 element itself only when the path ends in `/` or `/.` (so `docker cp c:/link .` copies
 the link, `c:/link/` what it points to). The stat is read here with lstat; the tar
-itself is written and read by archive_child.py, a process chrooted into the root, so
+itself is written and read by cparchive_child.py, a process chrooted into the root, so
 the kernel keeps every path of a tar inside the container, whatever links it holds.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from shoal.errors import InvalidParameter, NotFound, ShoalError
 from shoal.runtime.users import in_root
 
-CHILD = Path(__file__).with_name("archive_child.py")
+CHILD = Path(__file__).with_name("cparchive_child.py")
 CHUNK = 1 << 16
 
 # Go's os.FileMode type bits, which dockerd's stat header carries
