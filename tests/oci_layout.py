@@ -224,7 +224,7 @@ def seed(registry_url: str, layout_dir: Path, repo: str, tag: str, fmt: str = "o
         policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
         argv = ["skopeo", "--policy", str(policy), "copy", "--dest-tls-verify=false", "--digestfile", str(digestfile)]
         argv += ["--all"] if all else []
-        argv += ["--format", "v2s2"] if fmt == "v2s2" else []
+        argv += ["--format", "v2s2"] if fmt == "v2s2" else ["--preserve-digests"]
         argv += ["--dest-creds", creds] if creds else []
         argv += [f"oci:{layout_dir}:{tag}", f"docker://{host}/{repo}:{tag}"]
         if netns:
