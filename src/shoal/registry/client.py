@@ -261,6 +261,9 @@ class Registry(BlobsMixin, PushMixin):
             head = await self.send(ep, "HEAD", path, scopes, creds, headers=headers)
             await head.aclose()
             stated = head.headers.get("docker-content-digest", "")
+            if head.status_code in (401, 403, 429):  # a GET would only spend another token on it
+                err, after = await self.error_of(head)
+                raise pull_error(err, ref.familiar_name, ref.familiar, after)
             if head.status_code == 200 and stated.startswith("sha256:"):
                 expected = stated
                 path = f"/v2/{ref.remote}/manifests/{stated}"
