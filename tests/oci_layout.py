@@ -229,7 +229,8 @@ def seed(registry_url: str, layout_dir: Path, repo: str, tag: str, fmt: str = "o
         argv += [f"oci:{layout_dir}:{tag}", f"docker://{host}/{repo}:{tag}"]
         if netns:
             argv = ["nsenter", f"--net=/run/netns/{netns}", *argv]
-        p = subprocess.run(argv, capture_output=True, text=True, env={"HOME": tmp, "PATH": "/usr/bin:/bin"})
+        p = subprocess.run(argv, capture_output=True, text=True, check=False,
+                           env={"HOME": tmp, "PATH": "/usr/bin:/bin"})
         if p.returncode != 0:
             raise RuntimeError(f"skopeo copy failed: {p.stderr.strip()}")
         return digestfile.read_text().strip()

@@ -35,7 +35,7 @@ def _b64(data: bytes) -> str:
 def _signing_pair() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shoal test token signer")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=2))
@@ -135,7 +135,7 @@ def _handler(server: TokenServer):
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
             return user if server.users.get(user) == password and user else None
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
             user = self._basic_user()
             server.record({"method": "GET", "path": self.path, "user": user, "scope": query.get("scope", []),
@@ -145,7 +145,7 @@ def _handler(server: TokenServer):
                 return self._reply(401, {"details": "incorrect username or password"})
             self._issue(user, query.get("scope", []))
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             form = urllib.parse.parse_qs(self.rfile.read(int(self.headers.get("Content-Length", 0))).decode())
             refresh = form.get("refresh_token", [""])[0]
             user = server.refresh_tokens.get(refresh)
@@ -157,6 +157,6 @@ def _handler(server: TokenServer):
         def _issue(self, user: str, scopes: list[str]) -> None:
             token = server.token(user, server.grant(user, scopes))
             self._reply(200, {"token": token, "access_token": token, "expires_in": server.expires_in,
-                              "issued_at": datetime.datetime.now(datetime.timezone.utc).isoformat()})
+                              "issued_at": datetime.datetime.now(datetime.UTC).isoformat()})
 
     return Handler

@@ -50,7 +50,7 @@ def test_anonymous_pull(token_registry, tmp):
 
 
 def test_login(token_registry):
-    reg, tokens = token_registry
+    reg, _ = token_registry
     assert run(using(lambda r: r.login(reg.domain, ALICE))) == "Login Succeeded"
 
     async def wrong(r):
@@ -136,14 +136,14 @@ def test_dead_tokens_get_one_retry(token_registry, tmp):
 class _Recorder(BaseHTTPRequestHandler):
     """A fake registry that redirects blobs to a "CDN" on another port; both log headers."""
 
-    seen: list = []
+    seen: list = []  # noqa: RUF012 - reset by the one test that uses it
     cdn_port = 0
     payload = b""
 
     def log_message(self, *args):
         pass
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         self.seen.append((self.server.server_address[1], self.path, self.headers.get("Authorization")))
         if self.path == "/v2/":
             self.send_response(401)

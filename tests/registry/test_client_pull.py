@@ -8,8 +8,15 @@ import json
 
 import pytest
 
-from shoal.errors import NotFound
-from shoal.registry import Credentials, DigestMismatch, Registry, RegistryUnreachable, parse, parse_platform
+from shoal.errors import NotFound, ShoalError
+from shoal.registry import (
+    Credentials,
+    DigestMismatch,
+    Registry,
+    RegistryUnreachable,
+    parse,
+    parse_platform,
+)
 from shoal.registry import manifest as mf
 from shoal.registry.blobs import partial_path
 from tests import oci_layout as ol
@@ -150,7 +157,7 @@ def test_partial_kept_across_calls_and_oversized_partial_restarts(registry, tmp)
     proxy = TcpProxy(registry.port, cut_after=1 << 20)
     try:
         ref = parse(f"127.0.0.1:{proxy.port}/x/keep:v1")
-        with pytest.raises(Exception):
+        with pytest.raises(ShoalError):
             run(using(lambda reg: reg.fetch_blob(ref, ANON, layer.digest, len(layer.data), dest), attempts=1))
     finally:
         proxy.close()
@@ -180,3 +187,19 @@ def test_digest_mismatch_removes_partial(registry, tmp):
         proxy.close()
     assert exc.value.message == f"filesystem layer verification failed for digest {layer.digest}"
     assert not dest.exists() and not partial_path(dest).exists()
+
+
+def test_mirror_serves_docker_hub_names(registry, tmp, monkeypatch):
+    """--registry-mirror: docker.io names go to the mirror first; a dead mirror hands over to
+    "Docker Hub", here another local registry, so nothing leaves the machine."""
+    import shoal.registry.client as client_module
+
+    img = two_layer_image()
+    digest = seeded(registry, "library/mirrored", "v1", img, tmp)
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setattr(client_module, "HUB_ENDPOINT", dead)
+    got = run(using(lambda reg: reg.resolve(parse("mirrored:v1"), ANON), mirrors=[registry.url]))
+    assert got.digest == digest
+    monkeypatch.setattr(client_module, "HUB_ENDPOINT", registry.url)
+    got = run(using(lambda reg: reg.resolve(parse("docker.io/library/mirrored:v1"), ANON), mirrors=[dead]))
+    assert got.digest == digest

@@ -7,7 +7,12 @@ import pytest
 
 from shoal.errors import InvalidParameter, ShoalError
 from shoal.registry import manifest as mf
-from shoal.registry.auth import Credentials, TokenCache, decode_registry_auth, parse_challenges
+from shoal.registry.auth import (
+    Credentials,
+    TokenCache,
+    decode_registry_auth,
+    parse_challenges,
+)
 from shoal.registry.errors import parse_error, pull_error
 
 
@@ -42,8 +47,9 @@ def test_registry_auth_garbage(header):
 
 
 def test_challenges():
-    (bearer,) = parse_challenges(['Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
-                                  'scope="repository:library/alpine:pull repository:x:pull,push"'])
+    header = ('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+              'scope="repository:library/alpine:pull repository:x:pull,push"')
+    (bearer,) = parse_challenges([header])
     assert bearer.scheme == "bearer" and bearer.realm == "https://auth.docker.io/token"
     assert bearer.service == "registry.docker.io"
     assert bearer.scopes == ("repository:library/alpine:pull", "repository:x:pull,push")

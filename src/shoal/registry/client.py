@@ -16,9 +16,25 @@ import httpx
 from shoal.errors import InvalidParameter, ShoalError, Unauthorized
 
 from . import manifest as mf
-from .auth import Challenge, Credentials, TokenCache, TokenError, cache_key, fetch_token, parse_challenges, pull_scope
+from .auth import (
+    Challenge,
+    Credentials,
+    TokenCache,
+    TokenError,
+    cache_key,
+    fetch_token,
+    parse_challenges,
+    pull_scope,
+)
 from .blobs import BlobsMixin
-from .errors import RegistryUnreachable, go_op, parse_error, pull_error, retry_after, unreachable
+from .errors import (
+    RegistryUnreachable,
+    go_op,
+    parse_error,
+    pull_error,
+    retry_after,
+    unreachable,
+)
 from .push import PushMixin
 from .reference import DEFAULT_DOMAIN, Reference
 from .transport import HostTransport, InsecureRule
@@ -75,7 +91,7 @@ class Registry(BlobsMixin, PushMixin):
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def __aenter__(self) -> Registry:
+    async def __aenter__(self) -> Registry:  # noqa: PYI034 - not meant for subclassing
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -108,7 +124,7 @@ class Registry(BlobsMixin, PushMixin):
         if challenge is not None and challenge.realm:
             realm = httpx.URL(challenge.realm)
             if realm.scheme == "https" and not self.transport.knows(realm.netloc.decode()):
-                self.transport.set_verify(realm.netloc.decode(), self.transport._verify.get(ep.domain, True))
+                self.transport.set_verify(realm.netloc.decode(), self.transport.verifies(ep.domain))
         return ep
 
     async def endpoint(self, domain: str, *, mirrors: bool = False) -> Endpoint:
@@ -225,7 +241,7 @@ class Registry(BlobsMixin, PushMixin):
         for base, mirror in await self.candidates(ref.domain, mirrors=True):
             try:
                 ep = await self.ping(base, mirror)
-                resolved = await self._resolve_at(ep, ref, creds if not mirror else Credentials(), platform)
+                resolved = await self._resolve_at(ep, ref, creds, platform)  # moby sends them to mirrors too
             except ShoalError as exc:
                 error = exc
                 if mirror:

@@ -16,7 +16,7 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 MANIFEST_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
-ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, DOCKER_MANIFEST, OCI_MANIFEST))
+ACCEPT = f"{OCI_INDEX}, {DOCKER_LIST}, {DOCKER_MANIFEST}, {OCI_MANIFEST}"
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"

@@ -116,6 +116,9 @@ class HostTransport(httpx.AsyncBaseTransport):
             self._verify[domain] = verify
             self._inner.pop(("https", domain), None)
 
+    def verifies(self, domain: str) -> bool:
+        return self._verify.get(domain, True)
+
     def knows(self, domain: str) -> bool:
         return domain in self._verify
 
