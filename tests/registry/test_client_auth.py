@@ -111,11 +111,12 @@ def test_token_expiring_mid_pull_is_renewed_once(token_registry, tmp):
     async def go(r):
         await r.resolve(ref, ALICE)
         await asyncio.sleep(3)  # not an assertion on time: it just outlives the token
-        await r.fetch_blob(ref, ALICE, layer.digest, len(layer.data), tmp / "blob")
+        await asyncio.gather(*(r.fetch_blob(ref, ALICE, layer.digest, len(layer.data), tmp / f"blob{i}")
+                               for i in range(3)))  # three layers in parallel meet the same 401
 
     run(using(go))
-    assert (tmp / "blob").read_bytes() == layer.data
-    assert len(token_gets(tokens)) == 2
+    assert all((tmp / f"blob{i}").read_bytes() == layer.data for i in range(3))
+    assert len(token_gets(tokens)) == 2  # one fresh token serves all three
 
 
 def test_dead_tokens_get_one_retry(token_registry, tmp):

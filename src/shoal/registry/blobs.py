@@ -74,11 +74,7 @@ class BlobsMixin:
         if have > size:
             partial.unlink()
             have = 0
-        hasher = hashlib.sha256()
-        if have:
-            with partial.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    hasher.update(chunk)
+        hasher = await asyncio.to_thread(_hash_file, partial) if have else hashlib.sha256()
         if have == size and size > 0:
             return _finish(hasher, digest, partial)
         ep = await self.pull_endpoint(ref)
@@ -118,13 +114,22 @@ class BlobsMixin:
                     hasher.update(chunk)
                     if progress is not None:
                         progress(have)
-            except httpx.TransportError as exc:
-                raise _Retry(f"{type(exc).__name__}: {exc}") from None
+            except httpx.TransportError:
+                raise _Retry("unexpected EOF") from None  # what Go's reader says, and dockerd with it
         if have > size:
             partial.unlink(missing_ok=True)
             raise DigestMismatch(f"filesystem layer verification failed for digest {digest}")
         if have < size:
-            raise _Retry(f"short read: {have} of {size} bytes")
+            raise _Retry("unexpected EOF")
+
+
+def _hash_file(path: Path):
+    """The running hash of a kept partial (off the event loop: it may be large)."""
+    hasher = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            hasher.update(chunk)
+    return hasher
 
 
 def _finish(hasher, digest: str, partial: Path) -> None:

@@ -6,6 +6,7 @@ One `Registry` per daemon, over one httpx.AsyncClient. Blob download is in `blob
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,7 @@ class Registry(BlobsMixin, PushMixin):
         self.tokens = TokenCache()
         self.attempts, self.retry_delay, self.chunk_size = attempts, retry_delay, chunk_size
         self._endpoints: dict[tuple[str, bool], Endpoint] = {}
+        self._token_locks: dict[tuple, asyncio.Lock] = {}
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -145,15 +147,12 @@ class Registry(BlobsMixin, PushMixin):
         assert last is not None
         raise last
 
-    def forget(self, domain: str) -> None:
-        """Ask /v2/ again next time (after a transport error: the registry may have moved)."""
-        for key in [k for k in self._endpoints if k[0] == domain]:
-            del self._endpoints[key]
-
     # requests with auth ----------------------------------------------------------------
 
     async def _authorization(self, ep: Endpoint, scopes: tuple[str, ...], creds: Credentials,
-                             fresh: bool, method: str, url: str) -> dict[str, str]:
+                             stale: str | None, method: str, url: str) -> dict[str, str]:
+        """The Authorization header; `stale` is a header the registry just refused, so its
+        token is replaced (once for all the requests that saw it refused together)."""
         ch = ep.challenge
         if ch is None:
             return {}
@@ -165,8 +164,13 @@ class Registry(BlobsMixin, PushMixin):
         if creds.registrytoken:
             return {"Authorization": f"Bearer {creds.registrytoken}"}
         key = cache_key(ch, scopes, creds)
-        token = None if fresh else self.tokens.get(key)
-        if token is None:
+        async with self._token_locks.setdefault(key, asyncio.Lock()):  # parallel layers share one token
+            return await self._bearer(ch, key, scopes, creds, stale, method, url)
+
+    async def _bearer(self, ch: Challenge, key: tuple, scopes: tuple[str, ...], creds: Credentials,
+                      stale: str | None, method: str, url: str) -> dict[str, str]:
+        token = self.tokens.get(key)
+        if token is None or f"Bearer {token}" == stale:
             try:
                 token, expires_in = await fetch_token(self.client, ch, scopes, creds)
             except TokenError as exc:
@@ -185,8 +189,9 @@ class Registry(BlobsMixin, PushMixin):
         401 stands. `url` is a path under the endpoint or an absolute Location; `body` is bytes
         or a callable giving a fresh async iterator (so the retry can send it again)."""
         full = url if url.startswith(("http://", "https://")) else ep.base + url
+        stale = None
         for attempt in (0, 1):
-            auth = await self._authorization(ep, scopes, creds, attempt == 1, method, full)
+            auth = await self._authorization(ep, scopes, creds, stale, method, full)
             content = body() if callable(body) else body
             req = self.client.build_request(method, full, headers={**(headers or {}), **auth},
                                             content=content, params=params)
@@ -198,7 +203,7 @@ class Registry(BlobsMixin, PushMixin):
                      and ep.challenge.scheme == "bearer" and not creds.registrytoken)
             if not retry:
                 return resp
-            scopes = _merge_scopes(scopes, resp)
+            scopes, stale = _merge_scopes(scopes, resp), auth.get("Authorization")
             await resp.aclose()
         raise AssertionError("unreachable")
 
