@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -44,10 +45,12 @@ class TokenAuth:
     rootcertbundle: Path
 
 
-def _config(addr: str, root: Path, auth: TokenAuth | None) -> str:
+def _config(addr: str, root: Path, auth: TokenAuth | None, tls: tuple[Path, Path] | None) -> str:
     lines = ["version: 0.1", "log:", "  level: warn", "  accesslog:", "    disabled: true",
              "storage:", "  filesystem:", f"    rootdirectory: {root}", "  delete:", "    enabled: true",
              "  cache:", "    blobdescriptor: inmemory", "http:", f"  addr: {addr}", "  secret: shoal-test"]
+    if tls:
+        lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
     if auth:
         lines += ["auth:", "  token:", f"    realm: {auth.realm}", f"    service: {auth.service}",
                   f"    issuer: {auth.issuer}", f"    rootcertbundle: {auth.rootcertbundle}"]
@@ -60,6 +63,7 @@ class RegistryServer:
     port: int = 0
     netns: str | None = None
     auth: TokenAuth | None = None
+    tls: tuple[Path, Path] | None = None  # (certificate, key): serve https
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="shr-registry-")))
     proc: subprocess.Popen | None = None
 
@@ -69,13 +73,13 @@ class RegistryServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.domain}"
+        return f"{'https' if self.tls else 'http'}://{self.domain}"
 
     def start(self, timeout: float = 20.0) -> RegistryServer:
         if not self.port:
             self.port = free_port() if not self.netns else 5000
         cfg = self.tmp / "config.yml"
-        cfg.write_text(_config(self.domain, self.tmp / "data", self.auth))
+        cfg.write_text(_config(self.domain, self.tmp / "data", self.auth, self.tls))
         log = (self.tmp / "registry.log").open("wb")
         self.proc = subprocess.Popen(in_netns(self.netns, [BINARY, "serve", str(cfg)]), stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -95,11 +99,11 @@ class RegistryServer:
 
     def _answers(self) -> bool:
         if self.netns:
-            probe = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"{self.url}/v2/"]
+            probe = ["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", f"{self.url}/v2/"]
             out = subprocess.run(in_netns(self.netns, probe), capture_output=True, text=True, check=False)
             return out.stdout.strip() in ("200", "401")
         try:
-            with urllib.request.urlopen(f"{self.url}/v2/", timeout=1):
+            with urllib.request.urlopen(f"{self.url}/v2/", timeout=1, context=ssl._create_unverified_context()):
                 return True
         except urllib.error.HTTPError as exc:
             return exc.code == 401
@@ -122,3 +126,28 @@ class RegistryServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def self_signed(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A throwaway server certificate for `host` (an IP SAN), written as cert.pem/key.pem."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path

@@ -58,3 +58,4 @@ def seeded(reg: RegistryServer, repo: str, tag: str, image: ol.Image, layout: Pa
 
 def random_file(path: str, size: int) -> ol.Entry:
     return ol.file(path, os.urandom(size))
+

@@ -203,3 +203,22 @@ def test_mirror_serves_docker_hub_names(registry, tmp, monkeypatch):
     monkeypatch.setattr(client_module, "HUB_ENDPOINT", registry.url)
     got = run(using(lambda reg: reg.resolve(parse("docker.io/library/mirrored:v1"), ANON), mirrors=[dead]))
     assert got.digest == digest
+
+
+def test_loopback_https_without_verification(tmp):
+    """127.0.0.0/8 is insecure: https is tried first, with a certificate nobody signed."""
+    from tests.registry_server import RegistryServer, self_signed
+
+    img = two_layer_image()
+    tls_dir = tmp / "tls"
+    tls_dir.mkdir()
+    with RegistryServer(tls=self_signed(tls_dir)) as reg:
+        ol.write_image(tmp / "layout", "v1", img)
+        ol.seed(reg.url, tmp / "layout", "x/tls", "v1")
+
+        async def go(r):
+            got = await r.resolve(parse(f"{reg.domain}/x/tls:v1"), ANON)
+            return got, (await r.pull_endpoint(parse(f"{reg.domain}/x/tls:v1"))).base
+
+        got, base = run(using(go))
+    assert got.digest == img.manifest.digest and base == f"https://{reg.domain}"
