@@ -262,6 +262,7 @@ class Registry(BlobsMixin, PushMixin):
         index_digest = None
         for _ in range(4):  # nested indexes, bounded
             if mtype not in mf.INDEX_TYPES:
+                mf.parse(body, mtype)  # refuses plugins, models and malformed manifests before any download
                 return Resolved(body, mtype, digest, index_digest)
             index_digest = index_digest or digest
             chosen = mf.select_platform(mf.parse(body, mtype), platform)
