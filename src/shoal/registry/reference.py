@@ -150,11 +150,3 @@ def from_api(from_image: str, tag: str | None) -> Reference:
         ref = Reference(ref.domain, ref.path, DEFAULT_TAG, None)
     return ref
 
-
-def repository(text: str) -> tuple[str, str]:
-    """(domain, path) of a name that must carry neither tag nor digest (`from=` of a mount,
-    `docker login` server names are not repositories and do not come here)."""
-    ref = parse(text, default_tag=False)
-    if ref.tag or ref.digest:
-        raise invalid()
-    return ref.domain, ref.path
