@@ -19,7 +19,7 @@ ALLOWED = {
     "registry": {"errors"},  # the registry protocol client (issue 11); the image store pulls through it
     "plugins": {"errors", "model", "kernel", "ipam", "drivers"},
     "controller": {"errors", "model", "kernel", "ipam", "store", "firewall", "drivers", "dns", "runtime", "plugins"},
-    "api": {"errors", "model", "controller", "runtime", "api", "humanize"},
+    "api": {"errors", "model", "controller", "runtime", "registry", "api", "humanize"},
     "daemon": None,  # composition root: anything
     "cli": {"cli", "humanize"},
     "cni": set(),  # the CNI plugin: standard library only, so it starts quickly

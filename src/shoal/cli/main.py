@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "shoal.cli.containers",
     "shoal.cli.lifecycle",
     "shoal.cli.images",
+    "shoal.cli.registry",
     "shoal.cli.cluster",
     "shoal.cli.check",
 )
