@@ -349,6 +349,8 @@ class ImageStore:
             refs = len(image.repo_tags) + len(image.repo_digests)
             if name and (len(image.repo_tags) > 1 or name not in image.repo_tags and refs > 1):
                 self._save(_without(image, name))
+                if name in image.manifests:  # its manifest blob goes unless another image has it
+                    self._release_locked([image.manifests[name][0]], [])
                 return [{"Untagged": name}]
             if not name and len(image.repo_tags) > 1 and not force:
                 raise Conflict(f"conflict: unable to delete {image.short_id} (must be forced) - "

@@ -196,6 +196,7 @@ class Extractor:
             os.symlink(member.linkname, path)
         elif member.islnk():
             self._hardlink(member, path)
+            return  # the inode has its target's metadata already
         elif member.ischr() or member.isblk() or member.isfifo():
             if not self._node(member, path):
                 return
