@@ -18,7 +18,12 @@ import zstandard
 
 from shoal.errors import InvalidParameter
 from shoal.runtime import overlay
-from shoal.runtime.imageconfig import MT_LAYER_GZIP, MT_LAYER_TAR, MT_LAYER_ZSTD, chain_id
+from shoal.runtime.imageconfig import (
+    MT_LAYER_GZIP,
+    MT_LAYER_TAR,
+    MT_LAYER_ZSTD,
+    chain_id,
+)
 from shoal.runtime.images import ImageStore
 from shoal.runtime.lookup import find_executable
 
@@ -250,7 +255,7 @@ def test_old_single_rootfs_images_are_migrated(tmp_path):
     assert not (tmp_path / "images" / made.id[7:]).exists()
     (layer,) = store.layers_of(image)
     assert store.has_blob(layer.blob) and layer.blob == layer.diff_id
-    with open(store.blob_path(layer.blob), "rb") as f:
-        assert "bin/sh" in tarfile.open(fileobj=f).getnames()
+    with tarfile.open(store.blob_path(layer.blob)) as blob:
+        assert "bin/sh" in blob.getnames()
     assert ImageStore(tmp_path).get(made.id) == image  # and it stays migrated
     assert MT_LAYER_TAR == image.layers[0][1] and MT_LAYER_ZSTD

@@ -66,23 +66,25 @@ class ArchiveStore(Protocol):
 
 def _selection(store: ArchiveStore, refs: Sequence[str]) -> list[tuple[Image, list[str]]]:
     """Images to save with the names each is saved under: a name without a tag means every
-    tag of that repository, an id means the image without names (as docker save)."""
+    tag of that repository, an id (or digest) the image without names (as docker save)."""
     picked: dict[str, tuple[Image, list[str]]] = {}
-    for ref in refs:
-        image = store.get(ref)
-        names: list[str] = []
-        if "@" not in ref and not image.id.removeprefix("sha256:").startswith(ref.removeprefix("sha256:")):
-            if ":" in ref.rsplit("/", 1)[-1]:
-                names = [normalize_name(ref)]
-            else:
-                repo = familiar(ref)
-                names = [t for t in image.repo_tags if t.rpartition(":")[0] == repo] or [normalize_name(ref)]
-                for other in store.list():
-                    if other.id != image.id and any(t.rpartition(":")[0] == repo for t in other.repo_tags):
-                        picked.setdefault(other.id, (other, []))[1].extend(
-                            t for t in other.repo_tags if t.rpartition(":")[0] == repo)
+
+    def pick(image: Image, names: list[str]) -> None:
         entry = picked.setdefault(image.id, (image, []))
         entry[1].extend(n for n in names if n not in entry[1])
+
+    for ref in refs:
+        if "@" not in ref and not ref.startswith("sha256:") and ":" not in ref.rsplit("/", 1)[-1]:
+            repo = familiar(ref)
+            found = [(i, [t for t in i.repo_tags if t.rpartition(":")[0] == repo]) for i in store.list()]
+            found = [(i, names) for i, names in found if names]
+            if found:
+                for image, names in found:
+                    pick(image, names)
+                continue
+        image = store.get(ref)
+        by_name = "@" not in ref and not image.id.removeprefix("sha256:").startswith(ref.removeprefix("sha256:"))
+        pick(image, [normalize_name(ref)] if by_name else [])
     return list(picked.values())
 
 
