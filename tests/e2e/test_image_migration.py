@@ -14,7 +14,7 @@ BEFORE_LAYERS = "626566d"  # the last commit with images/<id>/rootfs
 def old_src(tmp_path):
     out = tmp_path / "old"
     out.mkdir()
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE_LAYERS, "src"], capture_output=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE_LAYERS, "src"], capture_output=True, check=False)
     if archive.returncode != 0:
         pytest.skip(f"commit {BEFORE_LAYERS} is not in this clone")
     subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)

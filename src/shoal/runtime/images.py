@@ -223,12 +223,6 @@ class ImageStore:
             raise InvalidParameter(f"layers from manifest don't match image configuration: {len(layers)} "
                                    f"layers for {len(parsed.diff_ids)} diff_ids")
         chains = chain_ids(parsed.diff_ids)
-        for chain, (blob, _mt) in zip(chains, layers):
-            if self.content.layer(chain) is None:
-                raise InvalidParameter(f"layers from manifest don't match image configuration: layer {chain}"
-                                       " is not applied")
-            if not self.has_blob(blob):
-                raise InvalidParameter(f"blob {blob} is not in the store")
         image_id = self.content.put_blob(config)
         full_tag = normalize_name(tag) if tag else None
         manifests: dict[str, tuple[str, str]] = {}
@@ -237,7 +231,13 @@ class ImageStore:
             if manifest is not None:
                 manifests[repo_digest] = (self.content.put_blob(manifest), manifest_media_type or "")
         size = sum(layer.size for layer in self.content.chain(chains[-1])) if chains else 0
-        with self._lock:
+        with self._lock:  # checked under the lock: a removal's clean-up cannot take them meanwhile
+            for chain, (blob, _mt) in zip(chains, layers):
+                if self.content.layer(chain) is None:
+                    raise InvalidParameter(f"layers from manifest don't match image configuration: layer {chain}"
+                                           " is not applied")
+                if not self.has_blob(blob):
+                    raise InvalidParameter(f"blob {blob} is not in the store")
             image = self._images.get(image_id) or Image(
                 id=image_id, repo_tags=(), created=parsed.created, size=size, architecture=parsed.architecture,
                 os=parsed.os, config=parsed.config, config_digest=image_id, diff_ids=parsed.diff_ids,

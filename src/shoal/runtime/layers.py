@@ -94,6 +94,8 @@ class LayerStore:
         for entry in self.layers.iterdir():
             if entry.name.startswith(".") or not (entry / "layer.json").is_file():
                 shutil.rmtree(entry, ignore_errors=True)
+            elif (link := self.links / (entry / "link").read_text().strip()) and not os.path.lexists(link):
+                os.symlink(f"../layers/{entry.name}/diff", link)  # installed, its link not yet made
         for entry in self.blobs.iterdir():
             if entry.name.startswith("."):
                 entry.unlink(missing_ok=True)

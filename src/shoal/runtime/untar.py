@@ -145,7 +145,7 @@ class Extractor:
 
     def run(self, stream: Hashing) -> None:
         try:
-            with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=stream, mode="r|", errorlevel=2, bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
                 for member in tar:
                     self._member(tar, member)
             stream.drain()
