@@ -77,7 +77,7 @@ def image_inspect(img: Image) -> dict[str, Any]:
     cfg = img.config.to_json()
     out = {
         "Id": img.id, "RepoTags": list(img.repo_tags), "RepoDigests": list(img.repo_digests), "Parent": "",
-        "Comment": "", "Created": rfc3339(img.created), "DockerVersion": "", "Author": "",
+        "Comment": img.comment, "Created": rfc3339(img.created), "DockerVersion": "", "Author": "",
         "Config": {"Hostname": "", "Domainname": "", "User": cfg["User"], "AttachStdin": False,
                    "AttachStdout": False, "AttachStderr": False, "ExposedPorts": cfg["ExposedPorts"],
                    "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": cfg["Env"], "Cmd": cfg["Cmd"],

@@ -210,7 +210,7 @@ def synthesise_config(diff_ids: Sequence[str], config: ImageConfig | None, *, cr
     one history entry, and the --change settings. Its digest is the image id, so two imports
     of one tar are two images (as in Docker) sharing one layer on disk."""
     stamp = rfc3339_nano(time.time() if created is None else created)
-    doc = {"architecture": host_arch(), "os": "linux", "created": stamp,
+    doc = {"architecture": host_arch(), "os": "linux", "created": stamp, "comment": comment,
            "config": (config or ImageConfig()).to_spec(),
            "history": [{"created": stamp, "comment": comment}],
            "rootfs": {"type": "layers", "diff_ids": list(diff_ids)}}

@@ -28,6 +28,7 @@ class Image:
     layers: tuple[tuple[str, str], ...] = ()  # (blob digest, media type), bottom first
     repo_digests: tuple[str, ...] = ()
     manifests: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # repo digest -> (digest, type)
+    comment: str = ""  # the config's `comment` (inspect's Comment)
 
     @property
     def short_id(self) -> str:

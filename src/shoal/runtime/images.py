@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import re
 import secrets
 import threading
@@ -48,6 +49,7 @@ from shoal.runtime.untar import Progress, open_uncompressed
 
 __all__ = ["DEFAULT_PATH_ENV", "Image", "ImageConfig", "ImageImport", "ImageStore", "normalize_name"]
 
+log = logging.getLogger("shoal.images")
 _HEX_RE = re.compile(r"^[0-9a-f]{1,64}$")
 _CHUNK = 1 << 20
 InUse = bool | Callable[["Image"], bool]
@@ -99,7 +101,11 @@ class ImageStore:
             if entry.name.startswith("."):
                 entry.unlink(missing_ok=True)
             elif entry.suffix == ".json":
-                image = self._load(json.loads(entry.read_text()))
+                try:
+                    image = self._load(json.loads(entry.read_text()))
+                except (ValueError, KeyError, NotFound, InvalidParameter) as err:
+                    log.warning("image record %s is unreadable, skipped: %s", entry.name, err)
+                    continue
                 self._images[image.id] = image
         migrate_old_images(self)
 
@@ -110,7 +116,8 @@ class ImageStore:
                      config=parsed.config, config_digest=data["config_digest"], diff_ids=parsed.diff_ids,
                      layers=tuple((b, m) for b, m in data.get("layers", ())),
                      repo_digests=tuple(data.get("repo_digests", ())),
-                     manifests={k: (v[0], v[1]) for k, v in (data.get("manifests") or {}).items()})
+                     manifests={k: (v[0], v[1]) for k, v in (data.get("manifests") or {}).items()},
+                     comment=str(parsed.raw.get("comment") or ""))
 
     def _save(self, image: Image) -> Image:
         path = self.records / f"{image.id.removeprefix('sha256:')}.json"
@@ -241,7 +248,7 @@ class ImageStore:
             image = self._images.get(image_id) or Image(
                 id=image_id, repo_tags=(), created=parsed.created, size=size, architecture=parsed.architecture,
                 os=parsed.os, config=parsed.config, config_digest=image_id, diff_ids=parsed.diff_ids,
-                layers=tuple((b, m) for b, m in layers))
+                layers=tuple((b, m) for b, m in layers), comment=str(parsed.raw.get("comment") or ""))
             if repo_digest:
                 image = dataclasses.replace(
                     image, repo_digests=tuple(d for d in image.repo_digests if d != repo_digest) + (repo_digest,),

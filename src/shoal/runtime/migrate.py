@@ -109,5 +109,5 @@ def _migrate_one(store: MigratingStore, old: Path) -> None:
         id=data["id"], repo_tags=tuple(data.get("repo_tags", ())), created=int(data.get("created", 0)),
         size=layer.size, architecture=data.get("architecture") or parsed.architecture,
         os=data.get("os") or "linux", config=parsed.config, config_digest=config_digest,
-        diff_ids=(diff_id,), layers=((diff_id, MT_LAYER_TAR),)))
+        diff_ids=(diff_id,), layers=((diff_id, MT_LAYER_TAR),), comment=str(parsed.raw.get("comment") or "")))
     shutil.rmtree(old, ignore_errors=True)
