@@ -156,7 +156,7 @@ def _archive(members):
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             if isinstance(data, tuple):
-                info.type, info.linkname = tarfile.SYMTYPE, data[0]
+                info.type, info.linkname = data[1] if len(data) > 1 else tarfile.SYMTYPE, data[0]
                 tar.addfile(info)
             else:
                 info.size = len(data)
@@ -171,7 +171,10 @@ def _archive(members):
     {"../evil": b"x"},
     {"link": ("/tmp",), "link/evil": b"x"},
     {"nothing": b"here"},
-], ids=["config-outside", "config-symlink-out", "dotdot-member", "through-symlink", "no-manifest"])
+    {"hard": ("/etc/hostname", tarfile.LNKTYPE)},
+    {"link": ("/etc",), "hard": ("link/hostname", tarfile.LNKTYPE)},
+], ids=["config-outside", "config-symlink-out", "dotdot-member", "through-symlink", "no-manifest", "hardlink-out",
+        "hardlink-via-symlink"])
 def test_load_guards_every_path(tmp_path, members):
     store = ImageStore(tmp_path)
     with pytest.raises(InvalidParameter):
@@ -188,3 +191,19 @@ def test_config_helpers():
     assert container_args(cfg, ("",), ("ls",)) == ("ls",)
     a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
     assert chain_ids([a, b]) == [a, digest(f"{a} {b}".encode())]
+
+
+def test_load_follows_a_legacy_symlinked_layer(tmp_path):
+    """Docker before 25 writes a layer it already saved as a symlink to the first copy."""
+    layer = layer_tar({"bin/sh": b"#!\n"})
+    configs = [json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": [c]},
+                           "rootfs": {"type": "layers", "diff_ids": [digest(layer)]}}).encode() for c in ("a", "b")]
+    members = {"one/layer.tar": layer, "two/layer.tar": ("../one/layer.tar",),
+               "a.json": configs[0], "b.json": configs[1],
+               "manifest.json": json.dumps([{"Config": "a.json", "RepoTags": ["x:a"], "Layers": ["one/layer.tar"]},
+                                            {"Config": "b.json", "RepoTags": ["x:b"], "Layers": ["two/layer.tar"]}]
+                                           ).encode()}
+    store = ImageStore(tmp_path)
+    assert store.load(_archive(members)) == ["Loaded image: x:a", "Loaded image: x:b"]
+    assert store.get("x:a").diff_ids == store.get("x:b").diff_ids
+    assert len(list(store.content.layers.iterdir())) == 1

@@ -186,6 +186,12 @@ def _unpack(src: BinaryIO, scratch: Path) -> None:
                     path.mkdir(exist_ok=True)
                 elif member.issym():
                     os.symlink(member.linkname, path)
+                elif member.islnk():  # only to a file already taken, never through a symlink
+                    target = scratch / clean_name(member.linkname)
+                    if target.is_symlink() or not target.is_file() or \
+                            not os.path.realpath(target).startswith(os.path.realpath(scratch) + os.sep):
+                        raise InvalidParameter(f"invalid tar: hardlink {member.name!r} to {member.linkname!r}")
+                    os.link(target, path)
                 elif member.isreg():
                     fobj = tar.extractfile(member)
                     assert fobj is not None
