@@ -259,3 +259,14 @@ def test_old_single_rootfs_images_are_migrated(tmp_path):
         assert "bin/sh" in blob.getnames()
     assert ImageStore(tmp_path).get(made.id) == image  # and it stays migrated
     assert MT_LAYER_TAR == image.layers[0][1] and MT_LAYER_ZSTD
+
+
+def test_rmi_of_a_repositorys_last_tag_takes_its_digests(store):
+    image, _ = _image(store, [make_tar(member("f", b"1"))], "app:1")
+    store.tag("app:1", "other", "2")
+    (digest_ref,) = image.repo_digests
+    assert store.remove("app:1") == [{"Untagged": "app:1"}, {"Untagged": digest_ref}]
+    left = store.get("other:2")
+    assert left.repo_digests == () and store.manifest_for(left, "app") is None
+    assert not store.has_blob(image.manifests[digest_ref][0])
+    assert store.remove("other:2")[:2] == [{"Untagged": "other:2"}, {"Deleted": image.id}]

@@ -353,12 +353,13 @@ class ImageStore:
         with self._lock:
             image = self._resolve(ref)
             name = self._name_in(ref, image)
-            refs = len(image.repo_tags) + len(image.repo_digests)
-            if name and (len(image.repo_tags) > 1 or name not in image.repo_tags and refs > 1):
-                self._save(_without(image, name))
-                if name in image.manifests:  # its manifest blob goes unless another image has it
-                    self._release_locked([image.manifests[name][0]], [])
-                return [{"Untagged": name}]
+            gone = _untagged_with(image, name) if name else []
+            if gone and any(r not in gone for r in image.repo_tags + image.repo_digests):
+                manifests = [digest for r, (digest, _type) in image.manifests.items() if r in gone]
+                for each in gone:
+                    image = self._save(_without(image, each))
+                self._release_locked(manifests, [])  # their manifests go unless another image has them
+                return [{"Untagged": each} for each in gone]
             if not name and len(image.repo_tags) > 1 and not force:
                 raise Conflict(f"conflict: unable to delete {image.short_id} (must be forced) - "
                                "image is referenced in multiple repositories")
@@ -439,6 +440,15 @@ class ImageStore:
     def _install_migrated(self, image: Image) -> None:
         with self._lock:
             self._save(image)
+
+
+def _untagged_with(image: Image, name: str) -> list[str]:
+    """The references `docker rmi name` drops: the name, and with the last tag of a
+    repository that repository's digest references too (as moby does)."""
+    repo = name.partition("@")[0] if "@" in name else name.rpartition(":")[0]
+    if "@" in name or any(t != name and t.rpartition(":")[0] == repo for t in image.repo_tags):
+        return [name]
+    return [name, *(d for d in image.repo_digests if d.partition("@")[0] == repo)]
 
 
 def _without(image: Image, name: str) -> Image:
