@@ -130,3 +130,15 @@ def test_bad_tarball_is_a_400(store):
         store.import_tar(b"not a tar" * 100, "junk")
     assert store.list() == []
     assert list(store.content.layers.iterdir()) == [] and list(store.content.blobs.iterdir()) == []
+
+
+def test_store_open_clears_scratch_but_keeps_downloads(store, tmp_path):
+    ingest = store.content.ingest
+    download = store.ingest_path("sha256:" + "a" * 64).with_suffix(".partial")
+    download.write_bytes(b"half")
+    (ingest / "import-0123.partial").write_bytes(b"x")
+    (ingest / "load-0123").mkdir()
+    (store.content.layers / ".tmp-0123").mkdir()
+    ImageStore(tmp_path)
+    assert sorted(p.name for p in ingest.iterdir()) == [download.name]
+    assert list(store.content.layers.iterdir()) == []

@@ -9,6 +9,12 @@ Layout under `root/images/` (blobs, layers and the l/ links: see layers.py):
   (migrate.py): their rootfs becomes a base layer and they keep their old id, which running
   and stopped containers name.
 
+A pull builds an image in this order: `ingest_path` (download to `<it>.partial`),
+`commit_blob`, `layer_by_diff` ("Already exists") or `apply_layer` per layer bottom first,
+then `add_image` with the raw config and manifest; on failure `release` gives back what it
+committed and no image names. Push reads `layers_of`, `blob_path`, `config_bytes` and
+`manifest_for`; nothing here counts references, removal computes them from the records.
+
 Names are kept in Docker's familiar form (`busybox:latest`, `busybox@sha256:...`).
 The store is synchronous (file I/O); call it through `asyncio.to_thread` from the daemon.
 """

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import string
@@ -39,6 +40,7 @@ from shoal.runtime.untar import Progress, extract_layer
 
 MAX_LAYERS = 128  # moby's overlay2 limit; the kernel's own is 500
 _LINK_CHARS = string.ascii_uppercase + string.digits
+_DOWNLOAD = re.compile(r"^[0-9a-f]{64}(\.partial)?$")  # ingest_path(digest) and its .partial
 _CHUNK = 1 << 20
 
 
@@ -102,6 +104,8 @@ class LayerStore:
         for entry in self.ingest.iterdir():
             if entry.is_dir():  # a load's scratch directory
                 shutil.rmtree(entry, ignore_errors=True)
+            elif not _DOWNLOAD.match(entry.name):  # an import's or a copy's scratch file; downloads stay
+                entry.unlink(missing_ok=True)
         for entry in self.links.iterdir():
             if not entry.exists():
                 entry.unlink(missing_ok=True)
