@@ -324,7 +324,7 @@ class Runtime:
         cdir = self._dir(spec.id)
         cdir.mkdir()
         try:
-            overlay.mount_overlay(image.rootfs, cdir / "upper", cdir / "work", cdir / "merged")
+            overlay.mount_overlay(self.images.lower_dirs(image), cdir / "upper", cdir / "work", cdir / "merged")
             (cdir / "config.json").write_text(json.dumps(oci_config(spec, cdir / "merged"), indent=1))
             self._records[spec.id] = _Record(spec=spec, image=image.id, created=time.time(),
                                              runtime_path=self.runtimes[spec.runtime])
@@ -345,7 +345,7 @@ class Runtime:
                 raise NotModified(f"container {cid} is already running")
             paths = self._paths(cid)
             image = self.images.get(rec.image)
-            overlay.mount_overlay(image.rootfs, paths.bundle / "upper", paths.bundle / "work",
+            overlay.mount_overlay(self.images.lower_dirs(image), paths.bundle / "upper", paths.bundle / "work",
                                   paths.bundle / "merged")
             if rec.started_at is not None:  # a restart: keep the code until this run is saved
                 rec.last_exit = monitor.read_exit_code(paths.exit_file(cid))
