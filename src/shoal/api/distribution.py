@@ -14,9 +14,17 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from shoal.api.app import Route
 from shoal.api.http import Request, Response, StreamResponse, json_response
+from shoal.api.schemas import AUTH_CONFIG
 from shoal.errors import InvalidParameter, NotFound, ShoalError
-from shoal.registry import Credentials, decode_registry_auth, from_api, parse, parse_platform
+from shoal.registry import (
+    Credentials,
+    decode_registry_auth,
+    from_api,
+    parse,
+    parse_platform,
+)
 from shoal.runtime.progress import encode, error_message
 
 Work = Callable[[Callable[[dict], None]], Awaitable[Any]]
@@ -63,6 +71,12 @@ class DistributionRoutes:
         self.registry = registry
         self.images = images
 
+    def routes(self) -> list[Route]:
+        return [
+            Route("POST", "/images/{name:path}/push", self.push),
+            Route("POST", "/auth", self.auth),
+        ]
+
     async def pull(self, req: Request) -> StreamResponse:
         ref = from_api(req.arg("fromImage"), req.arg("tag") or None)
         creds = decode_registry_auth(req.headers.get("x-registry-auth", ""))
@@ -103,7 +117,9 @@ class DistributionRoutes:
         return sorted(out)
 
     async def auth(self, req: Request) -> Response:
-        body = req.json() or {}
+        body = req.json()
+        if body is not None:
+            AUTH_CONFIG.check(body)
         if not isinstance(body, dict):
             raise InvalidParameter("invalid auth configuration: expected a JSON object")
         status = await self.registry.login(body.get("serveraddress") or "", Credentials.from_json(body))

@@ -1,4 +1,4 @@
-"""/images: import (no registry), list, inspect, tag, remove; pulls fail with a clear hint."""
+"""/images: import, list, inspect, tag, remove; a pull goes to api.distribution."""
 
 from __future__ import annotations
 
@@ -120,9 +120,10 @@ async def import_body(images: ImageStore, req: Request, repo: str | None, tag: s
 
 
 class ImageRoutes:
-    def __init__(self, images: ImageStore, containers: Containers) -> None:
+    def __init__(self, images: ImageStore, containers: Containers, pull: Any = None) -> None:
         self.images = images
         self.c = containers
+        self.pull = pull  # the handler of POST /images/create?fromImage= (api.distribution)
 
     def routes(self) -> list[Route]:
         return [
@@ -139,7 +140,9 @@ class ImageRoutes:
     async def create(self, req: Request) -> Response | StreamResponse:
         src = req.arg("fromSrc")
         if not src:
-            return self._pull(req)
+            if self.pull is None:
+                raise NotFound("this daemon pulls no images: it was built without a registry client")
+            return await self.pull(req)
         if src != "-":
             raise InvalidParameter("only fromSrc=- (the request body) is supported: shoal fetches nothing")
         repo, tag = req.arg("repo"), req.arg("tag")
@@ -150,26 +153,6 @@ class ImageRoutes:
 
         async def body() -> AsyncIterator[bytes]:
             yield json.dumps({"status": img.id}).encode() + b"\r\n"
-
-        return StreamResponse(body())
-
-    def _pull(self, req: Request) -> StreamResponse:
-        """No registry: an image we have is "up to date" (the docker CLI pulls after any 404
-        on create and then retries, so this keeps its real error visible); others fail."""
-        ref = req.arg("fromImage")
-        for prefix in ("docker.io/library/", "docker.io/"):
-            ref = ref.removeprefix(prefix)
-        tag = req.arg("tag") or "latest"
-        try:
-            self.images.get(f"{ref}:{tag}")
-        except NotFound:
-            raise NotFound(
-                f"pull access denied for {ref}:{tag}: shoal has no registry access; import a root "
-                f"filesystem instead: docker import ROOTFS.tar {ref}:{tag} (or shoal image import)"
-            ) from None
-
-        async def body() -> AsyncIterator[bytes]:
-            yield json.dumps({"status": f"Status: Image is up to date for {ref}:{tag}"}).encode() + b"\r\n"
 
         return StreamResponse(body())
 
