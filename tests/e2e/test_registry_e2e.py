@@ -187,3 +187,58 @@ def test_shoal_cli_pulls_and_pushes(reg):
     assert "Pull complete" in out and out.rstrip().endswith(name)
     d.shoal("image", "tag", name, f"{server.domain}/cli/app:1")
     assert "1: digest: sha256:" in d.shoal("push", f"{server.domain}/cli/app:1").stdout
+
+
+def _blob_file(server: RegistryServer, digest: str) -> Path:
+    hexd = digest.removeprefix("sha256:")
+    return server.tmp / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexd[:2] / hexd / "data"
+
+
+def _store_files(d) -> dict[str, list[str]]:
+    base = d.root / "data" / "images" / "images"
+    return {part: sorted(p.name for p in (base / part).iterdir()) if (base / part).is_dir() else []
+            for part in ("layers", "blobs/sha256", "blobs/ingest")}
+
+
+def test_a_corrupt_layer_fails_the_pull_leaves_no_image_and_the_next_pull_reuses_the_rest(reg):
+    d, server, image, _ = reg
+    name = f"{server.domain}/{REPO}:v1"
+    top = _blob_file(server, image.layers[-1].digest)
+    good = top.read_bytes()
+    top.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
+    failed = d.docker("pull", name, check=False)
+    assert failed.returncode == 1
+    assert f"filesystem layer verification failed for digest {image.layers[-1].digest}" in failed.stderr
+    assert d.docker("images", "-q").stdout == ""
+    left = _store_files(d)
+    assert left["layers"] == [] and left["blobs/sha256"] == []  # nothing no image owns
+    assert all(name.endswith(".partial") for name in left["blobs/ingest"])
+    top.write_bytes(good)
+    again = d.docker("pull", name).stdout
+    assert again.count("Pull complete") == 3
+    assert again.count("Downloading") <= 2  # the two good layers came back from ingest, not the wire
+    assert d.docker("run", "--rm", name).stdout == "hello from layer two v1\n"
+
+
+def test_rmi_keeps_a_shared_base_and_prune_removes_dangling(reg, busybox_tar):
+    d, server, image, _ = reg
+    layout = Path(tempfile.mkdtemp(prefix="sht-layout-"))
+    try:
+        v2 = app_image(busybox_tar, extra="v2")
+        ol.write_image(layout, "v2", v2)
+        ol.seed(server.url, layout, REPO, "v2", netns=d.netns)
+    finally:
+        shutil.rmtree(layout, ignore_errors=True)
+    d.docker("pull", "-q", f"{server.domain}/{REPO}:v1")
+    out = d.docker("pull", f"{server.domain}/{REPO}:v2").stdout
+    assert "Already exists" in out  # the busybox base is shared
+    layers_before = _store_files(d)["layers"]
+    d.docker("rmi", f"{server.domain}/{REPO}:v1")
+    assert d.docker("run", "--rm", f"{server.domain}/{REPO}:v2").stdout == "hello from layer two v2\n"
+    assert len(_store_files(d)["layers"]) < len(layers_before)
+    d.docker("tag", f"{server.domain}/{REPO}:v2", "keep:1")
+    d.docker("rmi", f"{server.domain}/{REPO}:v2")
+    pruned = json.loads(json.dumps(d.api("POST", "/images/prune")[1]))
+    assert pruned["ImagesDeleted"] is None  # keep:1 still names it
+    d.docker("rmi", "keep:1")
+    assert _store_files(d)["layers"] == []

@@ -25,6 +25,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import re
 import secrets
 import threading
@@ -399,6 +400,25 @@ class ImageStore:
         half-way gives back what it committed); returns the bytes freed."""
         with self._lock:
             return self._release_locked(blobs, chains)[1]
+
+    def set_aside(self, *, blobs: Sequence[str] = (), chains: Sequence[str] = ()) -> None:
+        """A pull that failed: its layers no image uses are deleted, and its downloaded
+        blobs no image uses go back to the ingest area as complete partial downloads, so
+        nothing is left that no image owns, and the next pull of the same image finds them
+        there and "resumes" without a byte fetched."""
+        with self._lock:
+            used = self._used_blobs()
+            keep = [b for b in set(blobs) if b not in used and self.content.has_blob(b)]
+            for digest in keep:
+                dest = self.content.ingest_path(digest)
+                os.replace(self.content.blob_path(digest), dest.with_name(dest.name + ".partial"))
+            self._release_locked((), chains)
+
+    def _used_blobs(self) -> set[str]:
+        used: set[str] = set()
+        for other in self._images.values():
+            used.update([other.config_digest, *(b for b, _ in other.layers), *(d for d, _ in other.manifests.values())])
+        return used
 
     def _release_locked(self, blobs: Sequence[str], chains: Sequence[str]) -> tuple[set[str], int]:
         used_chains: set[str] = set()

@@ -84,13 +84,13 @@ def threadsafe(emit: Emit, loop: asyncio.AbstractEventLoop) -> Emit:
 
 
 class Puller:
-    """One per daemon: shares a blob's download and a layer's extraction between pulls."""
+    """One per daemon: a blob is fetched and a layer extracted by one pull at a time."""
 
     def __init__(self, registry: Any, store: Any, *, concurrency: int = CONCURRENCY) -> None:
         self.registry = registry
         self.store = store
         self._slots = asyncio.Semaphore(concurrency)
-        self._downloads: dict[str, asyncio.Future] = {}
+        self._fetching: dict[str, asyncio.Lock] = {}
         self._applying: dict[str, asyncio.Lock] = {}
 
     async def resolve(self, ref: Any, creds: Any, platform: Any = None) -> Resolved:
@@ -100,7 +100,7 @@ class Puller:
 
     async def pull(self, got: Resolved, emit: Emit) -> Any:
         ref = got.ref
-        emit(message(f"Pulling from {ref.familiar_name}", ref.digest or ref.tag or "latest"))
+        emit(message(f"Pulling from {ref.remote}", ref.digest or ref.tag or "latest"))  # reference.Path, as moby
         config = await self.registry.fetch_config(ref, got.creds, got.config.digest)
         diff_ids = diff_ids_of(config, len(got.layers))
         chains = chain_ids(diff_ids)
@@ -127,15 +127,26 @@ class Puller:
                 path = await downloads[blob.digest]
                 await self._apply(blob, path, diff_ids[i], chains[i - 1] if i else None, emit)
                 emit(message("Pull complete", blob.short))
-        finally:
-            for task in downloads.values():
-                task.cancel()
-            await asyncio.gather(*downloads.values(), return_exceptions=True)
-        image = await asyncio.to_thread(self._record, got, config)
+            image = await asyncio.to_thread(self._record, got, config)
+        except BaseException:
+            # nothing stays that no image owns: layers go, blobs wait in ingest for the next
+            # pull; the downloads stop first, so none commits a blob after the clean-up
+            await self._stop(downloads)
+            fresh_chains = [c for c, present in zip(chains, have) if not present]
+            await asyncio.shield(asyncio.to_thread(
+                self.store.set_aside, blobs=list(downloads), chains=fresh_chains))
+            raise
+        await self._stop(downloads)
         emit(message(f"Digest: {got.digest}"))
         status = "Downloaded newer image for" if fresh else "Image is up to date for"
         emit(message(f"Status: {status} {ref.familiar}"))
         return image
+
+    @staticmethod
+    async def _stop(downloads: dict[str, asyncio.Future]) -> None:
+        for task in downloads.values():
+            task.cancel()
+        await asyncio.gather(*downloads.values(), return_exceptions=True)
 
     def _tagged(self, config: bytes, ref: Any) -> bool:
         image_id = "sha256:" + hashlib.sha256(config).hexdigest()
@@ -154,14 +165,11 @@ class Puller:
         )
 
     async def _download(self, got: Resolved, blob: Blob, emit: Emit) -> Any:
-        """One download per digest, whoever asks: a second pull of the same base waits for
-        the first one's bytes instead of fetching them again."""
-        shared = self._downloads.get(blob.digest)
-        if shared is None:
-            shared = asyncio.ensure_future(self._fetch(got, blob, emit))
-            self._downloads[blob.digest] = shared
-            shared.add_done_callback(lambda _f: self._downloads.pop(blob.digest, None))
-        return await asyncio.shield(shared)
+        """One download per digest at a time: a second pull of the same base waits, then
+        finds the blob there (or, if the first was cancelled, resumes its partial file)."""
+        lock = self._fetching.setdefault(blob.digest, asyncio.Lock())
+        async with lock:
+            return await self._fetch(got, blob, emit)
 
     async def _fetch(self, got: Resolved, blob: Blob, emit: Emit) -> Any:
         if await asyncio.to_thread(self.store.has_blob, blob.digest):

@@ -66,7 +66,7 @@ class Pusher:
         sources = self._mount_sources(image, ref)
         jobs: list[Awaitable[None]] = []
         for layer in reversed(layers):
-            emit(message("Preparing", layer.blob_digest.removeprefix("sha256:")[:12]))
+            emit(message("Preparing", layer.blob.removeprefix("sha256:")[:12]))
         for layer in reversed(layers):
             jobs.append(self._layer(ref, creds, layer, sources, emit))
         await asyncio.gather(*jobs)
@@ -87,12 +87,12 @@ class Pusher:
         return digest
 
     async def _manifest(self, image: Any, ref: Any, config: bytes, layers: list[Any]) -> tuple[bytes, str]:
-        digests = [layer.blob_digest for layer in layers]
+        digests = [layer.blob for layer in layers]
         for repo in [ref.familiar_name, *self._repos(image)]:
             kept = await asyncio.to_thread(self.store.manifest_for, image, repo)
             if kept and _lists_blobs(kept[0], image.id, digests):
                 return kept
-        return build_manifest(config, image.id, [(l.blob_digest, l.blob_size, l.media_type) for l in layers])
+        return build_manifest(config, image.id, [(l.blob, l.blob_size, l.media_type) for l in layers])
 
     @staticmethod
     def _repos(image: Any) -> list[str]:
@@ -112,16 +112,16 @@ class Pusher:
         return out
 
     async def _layer(self, ref: Any, creds: Any, layer: Any, sources: list[str], emit: Emit) -> None:
-        short = layer.blob_digest.removeprefix("sha256:")[:12]
+        short = layer.blob.removeprefix("sha256:")[:12]
         async with self._slots:
-            if await self.registry.blob_exists(ref, creds, layer.blob_digest):
+            if await self.registry.blob_exists(ref, creds, layer.blob):
                 emit(message("Layer already exists", short))
                 return
             for source in sources:
-                if await self.registry.mount_blob(ref, creds, layer.blob_digest, source):
+                if await self.registry.mount_blob(ref, creds, layer.blob, source):
                     emit(message(f"Mounted from {source}", short))
                     return
             progress = Transfer(emit, short, "Pushing", layer.blob_size)
-            await self.registry.upload_blob(ref, creds, layer.blob_digest, layer.blob_size,
-                                            self.store.blob_path(layer.blob_digest), progress=progress.set)
+            await self.registry.upload_blob(ref, creds, layer.blob, layer.blob_size,
+                                            self.store.blob_path(layer.blob), progress=progress.set)
             emit(message("Pushed", short))
