@@ -242,3 +242,65 @@ def test_rmi_keeps_a_shared_base_and_prune_removes_dangling(reg, busybox_tar):
     assert pruned["ImagesDeleted"] is None  # keep:1 still names it
     d.docker("rmi", "keep:1")
     assert _store_files(d)["layers"] == []
+
+
+@pytest.fixture
+def token_reg(make_shoald):
+    """shoald and, in its namespace, a registry behind a token server (alice/secret may
+    push; anonymous users may pull). The token server runs in this process, its socket
+    made inside shoald's namespace."""
+    from shoal.kernel.sandbox import entered
+    from tests.registry_server import TokenAuth
+    from tests.token_server import TokenServer
+
+    d = make_shoald()
+    tokens = TokenServer(users={"alice": "secret"})
+    with entered(f"/run/netns/{d.netns}"):
+        tokens.start()
+    server = RegistryServer(netns=d.netns)
+    server.auth = TokenAuth(tokens.realm, tokens.service, tokens.issuer, tokens.write_bundle(server.tmp / "signer.pem"))
+    server.start()
+    try:
+        yield d, server, tokens
+    finally:
+        server.stop()
+        tokens.stop()
+
+
+def test_login_push_and_pull_through_bearer_tokens(token_reg, busybox_tar):
+    d, server, tokens = token_reg
+    name = f"{server.domain}/alice/box:1"
+    d.docker("import", str(busybox_tar), name)
+    denied = d.docker("push", name, check=False)
+    assert denied.returncode == 1 and "denied" in denied.stderr
+    wrong = d.docker("login", "-u", "alice", "--password-stdin", server.domain, input="nope\n", check=False)
+    assert wrong.returncode == 1 and "unauthorized" in wrong.stderr.lower()
+    ok = d.docker("login", "-u", "alice", "--password-stdin", server.domain, input="secret\n")
+    assert "Login Succeeded" in ok.stdout
+    assert "1: digest: sha256:" in d.docker("push", name).stdout
+    d.docker("rmi", name)
+    d.docker("logout", server.domain)
+    d.docker("pull", "-q", name)  # anonymous pull is allowed
+    scopes = [r.get("scope") for r in tokens.requests]
+    assert any("repository:alice/box:pull,push" in str(s) for s in scopes)
+
+
+def test_an_index_gives_this_hosts_platform_or_the_one_asked_for(reg, busybox_tar):
+    d, server, _, _ = reg
+    amd = app_image(busybox_tar, extra="amd64")
+    arm = ol.build_image([[ol.file("arm", "arm\n")]], arch="arm64", variant="v8", Cmd=["true"])
+    index, held = ol.build_index([amd, arm])
+    layout = Path(tempfile.mkdtemp(prefix="sht-layout-"))
+    try:
+        ol.write_layout(layout, "multi", index, held)
+        pushed = ol.seed(server.url, layout, "test/multi", "multi", all=True, netns=d.netns)
+    finally:
+        shutil.rmtree(layout, ignore_errors=True)
+    name = f"{server.domain}/test/multi:multi"
+    out = d.docker("pull", name).stdout
+    assert f"Digest: {pushed}" in out  # the index's digest, as dockerd reports it
+    assert d.docker("run", "--rm", name).stdout == "hello from layer two amd64\n"
+    d.docker("rmi", name)
+    d.docker("pull", "--platform", "linux/arm64", name)
+    info = json.loads(d.docker("image", "inspect", name).stdout)[0]
+    assert info["Architecture"] == "arm64" and info["Id"] == arm.config.digest
