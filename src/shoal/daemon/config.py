@@ -180,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve-plugins", nargs="?", const="/run/docker/plugins", default="", metavar="DIR",
                    help="serve shoal's drivers and IPAM to a dockerd as the plugins shoal-bridge, shoal-overlay "
                         "and shoal-ipam: sockets DIR/NAME.sock (default DIR /run/docker/plugins)")
+    _registry_flags(p)
+    p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
+    p.add_argument("--version", action="version", version=f"shoald {__version__}")
+    return p
+
+
+def _registry_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]|CIDR",
                    help="a registry reached over plain HTTP or unverified TLS (repeatable); 127.0.0.0/8 and ::1 "
                    "always are, as in dockerd")
@@ -189,9 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layers downloaded at once per pull (default 3, as dockerd)")
     p.add_argument("--max-concurrent-uploads", type=int, default=5, metavar="N",
                    help="layers uploaded at once per push (default 5, as dockerd)")
-    p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
-    p.add_argument("--version", action="version", version=f"shoald {__version__}")
-    return p
 
 
 def parse_args(argv: list[str] | None = None) -> DaemonConfig:
