@@ -132,13 +132,28 @@ def test_whiteouts_and_opaque_dirs_through_a_real_overlay(store, tmp_path):
     [member("hard", type=tarfile.LNKTYPE, linkname="/etc/passwd")],
     [member("hard", type=tarfile.LNKTYPE, linkname="../../../../etc/passwd")],
     [member("dir/", type=tarfile.DIRTYPE), member("dir/.wh.")],
-], ids=["dotdot", "nested-dotdot", "abs-symlink", "rel-symlink", "hardlink-abs", "hardlink-out", "bare-wh"])
+    [member("dir/", type=tarfile.DIRTYPE), member("dir/.wh..")],
+    [member("dir/", type=tarfile.DIRTYPE), member("dir/.wh...")],
+], ids=["dotdot", "nested-dotdot", "abs-symlink", "rel-symlink", "hardlink-abs", "hardlink-out", "bare-wh",
+        "wh-dot", "wh-dotdot"])
 def test_escapes_are_refused_and_leave_nothing(store, members):
     data = make_tar(*members)
     with pytest.raises(InvalidParameter):
         apply(store, data)
     assert list(store.content.layers.iterdir()) == []
     assert not Path("/tmp/shl-escape").exists()
+
+
+def test_a_directory_replaced_by_a_symlink_gets_no_time_outside(store, tmp_path):
+    """`a/victim/` then `a -> tmp_path`: the directory times set at the end must not follow
+    the symlink to the host's directory of the same name."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    before = victim.stat().st_mtime
+    data = make_tar(member("a/", type=tarfile.DIRTYPE, mode=0o755), member("a/victim/", type=tarfile.DIRTYPE, mtime=12345),
+                    member("a", type=tarfile.SYMTYPE, linkname=str(tmp_path)))
+    apply(store, data)
+    assert victim.stat().st_mtime == before
 
 
 def test_absolute_names_are_rerooted(store):

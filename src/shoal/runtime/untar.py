@@ -154,7 +154,22 @@ class Extractor:
                 raise ShoalError(f"failed to register layer: {err}") from err
             raise InvalidParameter(f"invalid layer tar: {err}") from err
         for rel, member in reversed(self._dirs):  # after their children changed them
-            self._times(self._path(rel), member)
+            if self._still_dir(rel):
+                self._times(self._path(rel), member)
+
+    def _still_dir(self, rel: str) -> bool:
+        """A directory met earlier may since have been replaced by a symlink (`a/etc`, then
+        `a -> /`): its time is set only if every component is still a real directory, or
+        the times would land outside the layer."""
+        current = str(self.root)
+        for part in [p for p in rel.split("/") if p]:
+            current = os.path.join(current, part)
+            try:
+                if not stat.S_ISDIR(os.lstat(current).st_mode):
+                    return False
+            except OSError:
+                return False
+        return True
 
     def _path(self, rel: str) -> str:
         return os.path.join(self.root, rel) if rel else str(self.root)
@@ -259,8 +274,8 @@ class Extractor:
         if base.startswith(WHITEOUT + WHITEOUT):
             return  # AUFS metadata (.wh..wh.plnk and the like)
         name = base[len(WHITEOUT):]
-        if not name:
-            raise InvalidParameter(f"invalid layer: bare whiteout {member.name!r}")
+        if name in ("", ".", ".."):  # `.wh..` would whiteout the directory holding it
+            raise InvalidParameter(f"invalid layer: whiteout {member.name!r} names no entry")
         path = os.path.join(parent, name)
         self._replace(path, False)
         os.mknod(path, stat.S_IFCHR | 0o600, 0)
