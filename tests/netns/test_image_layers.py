@@ -285,3 +285,41 @@ def test_rmi_of_a_repositorys_last_tag_takes_its_digests(store):
     assert left.repo_digests == () and store.manifest_for(left, "app") is None
     assert not store.has_blob(image.manifests[digest_ref][0])
     assert store.remove("other:2")[:2] == [{"Untagged": "other:2"}, {"Deleted": image.id}]
+
+
+def test_store_open_sets_aside_what_no_image_owns(tmp_path):
+    """A crash between a pull's layer and its image record: the next open deletes the layer
+    and moves its blob back to ingest (where the next pull resumes from it)."""
+    store = ImageStore(tmp_path)
+    data = make_tar(member("x", b"orphan"))
+    path, digest = add_blob(store, gzip.compress(data))
+    chain = store.apply_layer(path, diff_of(data), None)
+    kept = make_tar(member("k", b"kept"))
+    kept_path, kept_digest = add_blob(store, kept)
+    kept_chain = store.apply_layer(kept_path, diff_of(kept), None)
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [diff_of(kept)]}}).encode()
+    store.add_image(config, layers=[(kept_digest, MT_LAYER_TAR)], tag="kept:1")
+    reopened = ImageStore(tmp_path)
+    assert reopened.content.layer(chain) is None and not reopened.has_blob(digest)
+    partial = reopened.ingest_path(digest)
+    assert partial.with_name(partial.name + ".partial").exists()
+    assert reopened.content.layer(kept_chain) is not None and reopened.has_blob(kept_digest)
+    assert reopened.get("kept:1").layers == ((kept_digest, MT_LAYER_TAR),)
+
+
+def test_pinned_layers_and_blobs_survive_release_and_set_aside(store):
+    """What an in-flight pull counts on ("Already exists") is not freed by another pull's
+    failure, an rmi or a prune until it unpins."""
+    data = make_tar(member("p", b"pinned"))
+    path, digest = add_blob(store, data)
+    chain = store.apply_layer(path, diff_of(data), None)
+    store.pin([chain, digest])
+    store.pin([chain, digest])  # two pulls
+    store.set_aside(blobs=[digest], chains=[chain])
+    store.unpin([chain, digest])
+    store.release(blobs=[digest], chains=[chain])
+    assert store.content.layer(chain) is not None and store.has_blob(digest)
+    store.unpin([chain, digest])
+    store.release(blobs=[digest], chains=[chain])
+    assert store.content.layer(chain) is None and not store.has_blob(digest)

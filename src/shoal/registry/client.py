@@ -189,9 +189,13 @@ class Registry(BlobsMixin, PushMixin):
         401 stands. `url` is a path under the endpoint or an absolute Location; `body` is bytes
         or a callable giving a fresh async iterator (so the retry can send it again)."""
         full = url if url.startswith(("http://", "https://")) else ep.base + url
+        # credentials only for the registry itself: a Location may name an upload host of its
+        # storage (S3 and the like), which must never see the user's password or token
+        target, base = httpx.URL(full), httpx.URL(ep.base)
+        ours = (target.scheme, target.netloc) == (base.scheme, base.netloc)
         stale = None
         for attempt in (0, 1):
-            auth = await self._authorization(ep, scopes, creds, stale, method, full)
+            auth = await self._authorization(ep, scopes, creds, stale, method, full) if ours else {}
             content = body() if callable(body) else body
             req = self.client.build_request(method, full, headers={**(headers or {}), **auth},
                                             content=content, params=params)
@@ -199,7 +203,7 @@ class Registry(BlobsMixin, PushMixin):
                 resp = await self.client.send(req, stream=stream)
             except httpx.TransportError as exc:
                 raise unreachable(method, full, httpx.URL(full).netloc.decode(), exc) from None
-            retry = (resp.status_code == 401 and attempt == 0 and ep.challenge is not None
+            retry = (ours and resp.status_code == 401 and attempt == 0 and ep.challenge is not None
                      and ep.challenge.scheme == "bearer" and not creds.registrytoken)
             if not retry:
                 return resp

@@ -23,7 +23,7 @@ import os
 import secrets
 import shutil
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -42,6 +42,9 @@ from shoal.runtime.imageconfig import (
     parse_config,
     sha256_digest,
 )
+from shoal.runtime.imageconfig import (
+    chain_id as chain_of,
+)
 from shoal.runtime.imagerecord import Image, familiar, normalize_name
 from shoal.runtime.layers import Layer, LayerStore, file_digest
 from shoal.runtime.untar import clean_name, compression_of, open_uncompressed
@@ -59,6 +62,9 @@ class ArchiveStore(Protocol):
     def add_image(self, config: bytes, *, layers: Sequence[tuple[str, str]], manifest: bytes | None = None,
                   manifest_media_type: str | None = None, repo_digest: str | None = None,
                   tag: str | None = None) -> Image: ...
+    def pin(self, names: Iterable[str]) -> None: ...
+    def unpin(self, names: Iterable[str]) -> None: ...
+    def release(self, *, blobs: Sequence[str] = (), chains: Sequence[str] = ()) -> int: ...
 
 
 # --- save ----------------------------------------------------------------------------------
@@ -274,25 +280,47 @@ def _load_entry(store: ArchiveStore, entry: _Entry) -> list[str]:
     if len(entry.layers) != len(parsed.diff_ids):
         raise InvalidParameter(f"invalid manifest, layers length mismatch: expected {len(entry.layers)}, "
                                f"got {len(parsed.diff_ids)}")
+    made: list[str] = []  # blobs and chains this entry added: given back if it fails
+    try:
+        layers = _load_layers(store, entry, parsed.diff_ids, made)
+        image = store.add_image(entry.config, layers=layers)
+    except BaseException:
+        store.unpin(made)
+        store.release(blobs=made, chains=made)
+        raise
+    store.unpin(made)
+    return _tag_loaded(store, entry, image)
+
+
+def _load_layers(store: ArchiveStore, entry: _Entry, diff_ids: Sequence[str], made: list[str]) -> list[tuple[str, str]]:
+    """Each layer's blob committed and applied, pinned until the image is recorded."""
     content, parent, layers = store.content, None, []
-    for (path, media_type, stated), diff_id in zip(entry.layers, parsed.diff_ids):
+    for (path, media_type, stated), diff_id in zip(entry.layers, diff_ids):
         digest = file_digest(path)
         if stated is not None and stated != digest:
             raise InvalidParameter(f"invalid archive: blob {stated} has digest {digest}")
+        store.pin([digest])
+        made.append(digest)
         if not content.has_blob(digest):  # a link, not a move: other entries may name this file too
             spare = content.ingest / f"load-{secrets.token_hex(8)}.partial"
             os.link(path, spare)
             content.commit_blob(spare, digest)
         blob = content.blob_path(digest)
         if content.layer_by_diff(diff_id, parent) is None:
+            store.pin([chain_of(parent, diff_id)])
+            made.append(chain_of(parent, diff_id))
             try:
                 content.apply_layer(blob, diff_id, parent, media_type=media_type)
             except InvalidParameter as err:
                 raise InvalidParameter(f"invalid diffID for layer {len(layers)}: {err}") from None
         parent = content.layer_by_diff(diff_id, parent).chain_id  # type: ignore[union-attr]
         layers.append((digest, media_type))
+    return layers
+
+
+def _tag_loaded(store: ArchiveStore, entry: _Entry, image: Image) -> list[str]:
     lines = []
-    image = store.add_image(entry.config, layers=layers)
+    layers = list(image.layers)
     for tag in entry.tags:
         name = normalize_name(tag)
         try:

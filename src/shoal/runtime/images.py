@@ -29,7 +29,8 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -103,7 +104,9 @@ class ImageStore:
         self.records = self.root / "imagedb"
         self.records.mkdir(exist_ok=True)
         self._lock = threading.Lock()
+        self._pins: Counter[str] = Counter()  # chains and blobs in-flight pulls and loads count on
         self._images: dict[str, Image] = {}
+        unreadable = False
         for entry in self.records.iterdir():
             if entry.name.startswith("."):
                 entry.unlink(missing_ok=True)
@@ -112,9 +115,24 @@ class ImageStore:
                     image = self._load(json.loads(entry.read_text()))
                 except (ValueError, KeyError, NotFound, InvalidParameter) as err:
                     log.warning("image record %s is unreadable, skipped: %s", entry.name, err)
+                    unreadable = True
                     continue
                 self._images[image.id] = image
         migrate_old_images(self)
+        if not unreadable:  # an unreadable record may own layers: then nothing is swept
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """What a crash between a pull's steps left that no image owns: layers are deleted,
+        blobs go back to ingest, where the next pull of their image resumes from them."""
+        chains = [f"sha256:{p.name}" for p in self.content.layers.iterdir() if not p.name.startswith(".")]
+        blobs = [f"sha256:{p.name}" for p in self.content.blobs.iterdir() if not p.name.startswith(".")]
+        used = self._used_blobs() | {c for image in self._images.values() for c in chain_ids(image.diff_ids)}
+        orphans = [n for n in chains + blobs if n not in used]
+        if orphans:
+            log.info("image store: %d layers and blobs no image owns, left by an interrupted pull or load: "
+                     "set aside", len(orphans))
+            self.set_aside(blobs=blobs, chains=chains)
 
     def _load(self, data: Mapping[str, Any]) -> Image:
         parsed = parse_config(self.content.read_blob(data["config_digest"]))
@@ -414,19 +432,29 @@ class ImageStore:
                 os.replace(self.content.blob_path(digest), dest.with_name(dest.name + ".partial"))
             self._release_locked((), chains)
 
+    def pin(self, names: Iterable[str]) -> None:
+        """Chains and blobs a pull (or load) counts on before its image is recorded: no rmi,
+        prune or other pull's failure frees them meanwhile (containerd calls this a lease)."""
+        with self._lock:
+            self._pins.update(names)
+
+    def unpin(self, names: Iterable[str]) -> None:
+        with self._lock:
+            self._pins.subtract(names)
+            for name in [n for n, count in self._pins.items() if count <= 0]:
+                del self._pins[name]
+
     def _used_blobs(self) -> set[str]:
-        used: set[str] = set()
+        used: set[str] = set(self._pins)
         for other in self._images.values():
             used.update([other.config_digest, *(b for b, _ in other.layers), *(d for d, _ in other.manifests.values())])
         return used
 
     def _release_locked(self, blobs: Sequence[str], chains: Sequence[str]) -> tuple[set[str], int]:
-        used_chains: set[str] = set()
-        used_blobs: set[str] = set()
+        used_chains: set[str] = set(self._pins)
+        used_blobs = self._used_blobs()
         for other in self._images.values():
             used_chains.update(chain_ids(other.diff_ids))
-            used_blobs.update([other.config_digest, *(b for b, _ in other.layers),
-                               *(d for d, _ in other.manifests.values())])
         doomed = {c for c in chains if c not in used_chains and self.content.layer(c) is not None}
         freed = self.content.delete_layers(sorted(doomed))
         freed += sum(self.content.delete_blob(b) for b in set(blobs) - used_blobs)

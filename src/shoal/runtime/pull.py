@@ -78,6 +78,23 @@ def diff_ids_of(config: bytes, layers: int) -> list[str]:
     return diff_ids
 
 
+async def finish(work: Any) -> Any:
+    """Await thread work to its end even when cancelled: a thread cannot be stopped, and a
+    clean-up that ran while it still extracts would miss the layer it then installs."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                continue
+            except BaseException:  # noqa: BLE001 - the cancellation is what the caller sees
+                break
+        raise
+
+
 def threadsafe(emit: Emit, loop: asyncio.AbstractEventLoop) -> Emit:
     """Extraction runs in a worker thread; its progress must reach the loop's queue."""
     return lambda msg: loop.call_soon_threadsafe(emit, msg)
@@ -104,6 +121,16 @@ class Puller:
         config = await self.registry.fetch_config(ref, got.creds, got.config.digest)
         diff_ids = diff_ids_of(config, len(got.layers))
         chains = chain_ids(diff_ids)
+        pins = [*chains, *(b.digest for b in got.layers)]
+        await asyncio.to_thread(self.store.pin, pins)
+        try:
+            return await self._pull_layers(got, config, diff_ids, chains, pins, emit)
+        finally:
+            await asyncio.shield(asyncio.to_thread(self.store.unpin, pins))
+
+    async def _pull_layers(self, got: Resolved, config: bytes, diff_ids: list[str], chains: list[str],
+                           pins: list[str], emit: Emit) -> Any:
+        ref = got.ref
         have = [await asyncio.to_thread(self.store.layer_by_diff, d, chains[i - 1] if i else None) is not None
                 for i, d in enumerate(diff_ids)]
         fresh = not all(have) or not await asyncio.to_thread(self._tagged, config, ref)
@@ -133,14 +160,21 @@ class Puller:
             # pull; the downloads stop first, so none commits a blob after the clean-up
             await self._stop(downloads)
             fresh_chains = [c for c, present in zip(chains, have) if not present]
-            await asyncio.shield(asyncio.to_thread(
-                self.store.set_aside, blobs=list(downloads), chains=fresh_chains))
+            await asyncio.shield(asyncio.to_thread(self._set_aside, pins, list(downloads), fresh_chains))
             raise
         await self._stop(downloads)
         emit(message(f"Digest: {got.digest}"))
         status = "Downloaded newer image for" if fresh else "Image is up to date for"
         emit(message(f"Status: {status} {ref.familiar}"))
         return image
+
+    def _set_aside(self, pins: list[str], blobs: list[str], chains: list[str]) -> None:
+        """Our own pins go first (under them nothing would be freed); another pull's stay."""
+        self.store.unpin(pins)
+        try:
+            self.store.set_aside(blobs=blobs, chains=chains)
+        finally:
+            self.store.pin(pins)  # the caller's finally takes them off again
 
     @staticmethod
     async def _stop(downloads: dict[str, asyncio.Future]) -> None:
@@ -184,7 +218,7 @@ class Puller:
                 retry_notice=lambda seconds: emit(message(f"Retrying in {seconds} seconds", blob.short)),
             )
         emit(message("Verifying Checksum", blob.short))
-        path = await asyncio.to_thread(self.store.commit_blob, dest, blob.digest)
+        path = await finish(asyncio.to_thread(self.store.commit_blob, dest, blob.digest))
         emit(message("Download complete", blob.short))
         return path
 
@@ -195,4 +229,4 @@ class Puller:
                 return
             progress = Transfer(threadsafe(emit, asyncio.get_running_loop()), blob.short, "Extracting", blob.size)
             progress_cb: Callable[[int, int], None] = lambda current, _total: progress.set(current)
-            await asyncio.to_thread(self.store.apply_layer, path, diff_id, parent, progress_cb)
+            await finish(asyncio.to_thread(self.store.apply_layer, path, diff_id, parent, progress_cb))

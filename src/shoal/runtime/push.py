@@ -71,7 +71,7 @@ class Pusher:
             jobs.append(self._layer(ref, creds, layer, sources, emit))
         await asyncio.gather(*jobs)
         config = await asyncio.to_thread(self.store.config_bytes, image)
-        config_digest = image.id
+        config_digest = image.config_digest  # a migrated image keeps its old id
         if not await self.registry.blob_exists(ref, creds, config_digest):
             staged = self.store.ingest_path(config_digest).with_suffix(".config")
             await asyncio.to_thread(staged.write_bytes, config)
@@ -90,9 +90,9 @@ class Pusher:
         digests = [layer.blob for layer in layers]
         for repo in [ref.familiar_name, *self._repos(image)]:
             kept = await asyncio.to_thread(self.store.manifest_for, image, repo)
-            if kept and _lists_blobs(kept[0], image.id, digests):
+            if kept and _lists_blobs(kept[0], image.config_digest, digests):
                 return kept
-        return build_manifest(config, image.id, [(l.blob, l.blob_size, l.media_type) for l in layers])
+        return build_manifest(config, image.config_digest, [(l.blob, l.blob_size, l.media_type) for l in layers])
 
     @staticmethod
     def _repos(image: Any) -> list[str]:
