@@ -3,6 +3,7 @@
 - ShoalError            anything unexpected (500)
   - NotFound            no such network, container, image (404)
   - InvalidParameter    bad input caught at the edge (400)
+  - Unauthorized        a registry refused the credentials (401)
   - Forbidden           allowed input, refused operation (403)
   - Conflict            name or state clash (409)
   - PayloadTooLarge     a request body over its limit (413)
@@ -33,6 +34,10 @@ class NotFound(ShoalError):
 
 class InvalidParameter(ShoalError):
     status = 400
+
+
+class Unauthorized(ShoalError):
+    status = 401
 
 
 class Forbidden(ShoalError):

@@ -186,12 +186,12 @@ def test_an_import_cut_short_leaves_nothing_behind(shoald):
     s.sendall(b"POST /images/create?fromSrc=-&repo=shf-cut HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n")
     s.sendall(bytes(1 << 20))
     s.close()
-    images = shoald.root / "data" / "images"
+    ingest = shoald.root / "data" / "images" / "images" / "blobs" / "ingest"
     for _ in range(200):  # the daemon notices the close on its next read
-        if not list(images.glob(".import-*")):
+        if not list(ingest.glob("import-*")):
             break
         time.sleep(0.05)
-    assert list(images.glob(".import-*")) == []
+    assert ingest.is_dir() and list(ingest.glob("import-*")) == []
     assert shoald.api("GET", "/images/shf-cut/json")[0] == 404
     alive(shoald)
 

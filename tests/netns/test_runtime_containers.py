@@ -115,7 +115,7 @@ def test_container_in_a_netns_with_etc_files(root, netns, tmp_path):
     assert (Stream.STDERR, b"oops\n") in logs and b"".join(d for s, d in logs if s == Stream.STDOUT) == out[Stream.STDOUT]
     assert (tmp_path / "hosts").read_text() == "hi\n"  # bind-mounted read-write
     assert (root / "containers" / spec.id / "upper" / "new").exists()  # writes land in upper
-    assert not list((root / "images").glob("*/rootfs/new"))  # the image stays untouched
+    assert not list((root / "images").glob("layers/*/diff/new"))  # the image stays untouched
     run(rt.delete(spec.id))
     assert not (root / "containers" / spec.id).exists()
 

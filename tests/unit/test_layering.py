@@ -15,10 +15,11 @@ ALLOWED = {
     "firewall": {"errors", "model", "kernel"},
     "drivers": {"errors", "model", "kernel", "ipam"},
     "dns": {"errors", "model", "kernel"},
-    "runtime": {"errors", "model", "kernel"},
+    "runtime": {"errors", "model", "kernel", "registry"},
+    "registry": {"errors"},  # the registry protocol client (issue 11); the image store pulls through it
     "plugins": {"errors", "model", "kernel", "ipam", "drivers"},
     "controller": {"errors", "model", "kernel", "ipam", "store", "firewall", "drivers", "dns", "runtime", "plugins"},
-    "api": {"errors", "model", "controller", "runtime", "api", "humanize"},
+    "api": {"errors", "model", "controller", "runtime", "registry", "api", "humanize"},
     "daemon": None,  # composition root: anything
     "cli": {"cli", "humanize"},
     "cni": set(),  # the CNI plugin: standard library only, so it starts quickly

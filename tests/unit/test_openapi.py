@@ -53,6 +53,7 @@ def test_every_documented_operation_is_served():
 
 
 BODIES = {
+    "AuthConfig": schemas.AUTH_CONFIG,
     "ContainerCreateRequest": schemas.CONTAINER_CREATE,
     "ExecConfig": schemas.EXEC_CONFIG,
     "ExecStartConfig": schemas.EXEC_START,

@@ -1,5 +1,7 @@
 """ImageStore: import, Docker-style lookup, tags and removal (no root needed)."""
 
+import gzip
+import hashlib
 import io
 import json
 import tarfile
@@ -34,24 +36,36 @@ def test_import_unpacks_and_records_metadata(store, tmp_path):
     image = store.import_tar(data, "busybox", "latest")
     assert image.id.startswith("sha256:") and len(image.id) == 71
     assert image.repo_tags == ("busybox:latest",)
-    assert (image.rootfs / "bin/busybox").read_bytes() == b"x" * 100
-    assert (image.rootfs / "bin/sh").is_symlink()
+    (top,) = store.lower_dirs(image)
+    assert (top / "bin/busybox").read_bytes() == b"x" * 100
+    assert (top / "bin/sh").is_symlink()
     assert image.size == 100 + 22 + len("busybox")
-    meta = json.loads((tmp_path / "images" / image.id[7:] / "image.json").read_text())
-    assert meta["repo_tags"] == ["busybox:latest"] and meta["os"] == "linux"
-    assert set(meta["config"]) == {"Cmd", "Env", "WorkingDir"}
+    meta = json.loads((tmp_path / "images" / "imagedb" / f"{image.id[7:]}.json").read_text())
+    assert meta["repo_tags"] == ["busybox:latest"]
+    config = json.loads(store.config_bytes(image))  # dockerd's synthesised import config
+    assert image.id == "sha256:" + hashlib.sha256(store.config_bytes(image)).hexdigest()
+    assert config["os"] == "linux" and config["rootfs"]["type"] == "layers"
+    assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(data).hexdigest()]
+    (layer,) = store.layers_of(image)
+    assert layer.blob == layer.diff_id and store.blob_path(layer.blob).read_bytes() == data  # kept uncompressed
 
 
-def test_import_from_path_and_fileobj_give_the_same_id(store, tmp_path):
+def test_import_twice_shares_the_layer(store, tmp_path):
+    """As in dockerd, every import is a new image (its config records the time), but the
+    tar is one layer on disk; gzip input is stored as the uncompressed tar."""
     data = make_tar({"a": b"1"})
-    (tmp_path / "x.tar").write_bytes(data)
-    one = store.import_tar(tmp_path / "x.tar", "one")
-    two = store.import_tar(io.BytesIO(data), "two", "v1")
-    assert one.id == two.id
-    assert store.get("one").repo_tags == ("one:latest", "two:v1")
-    assert len(store.list()) == 1
-    other = store.import_tar(io.BytesIO(data), "three", "v1", config=ImageConfig(cmd=("sh",)))
-    assert other.id != one.id and other.config.cmd == ("sh",)  # another --change: another image
+    (tmp_path / "x.tar.gz").write_bytes(gzip.compress(data))
+    one = store.import_tar(tmp_path / "x.tar.gz", "one")
+    two = store.import_tar(io.BytesIO(data), "two", "v1", config=ImageConfig(cmd=("sh",)))
+    assert one.id != two.id and two.config.cmd == ("sh",)
+    assert one.diff_ids == two.diff_ids and store.lower_dirs(one) == store.lower_dirs(two)
+    assert len(list((tmp_path / "images" / "layers").iterdir())) == 1
+    store.remove("one")
+    assert store.lower_dirs(two)[0].exists()  # the other image still uses the layer
+    report = store.remove("two:v1")
+    assert report[-1] == {"Deleted": two.diff_ids[0]}  # the layer goes with the last image
+    assert list((tmp_path / "images" / "layers").iterdir()) == []
+    assert list((tmp_path / "images" / "blobs" / "sha256").iterdir()) == []
 
 
 def test_lookup_like_docker(store):
@@ -66,13 +80,13 @@ def test_lookup_like_docker(store):
 
 
 def test_ambiguous_prefix(store):
-    ids = {store.import_tar(make_tar({"f": bytes([i])})).id[7:] for i in range(40)}
+    ids = {store.import_tar(make_tar({"f": bytes([i % 2])})).id[7:] for i in range(40)}
     common = next(h[0] for h in ids if sum(x.startswith(h[0]) for x in ids) > 1)
     with pytest.raises(InvalidParameter, match="multiple IDs"):
         store.get(common)
 
 
-def test_tag_moves_and_remove_untags_first(store):
+def test_tag_moves_and_remove_untags_first(store, tmp_path):
     a = store.import_tar(make_tar({"a": b"1"}), "app", "v1")
     b = store.import_tar(make_tar({"b": b"2"}), "app", "v2")
     store.tag("app:v2", "app", "v1")  # the name moves to b
@@ -81,8 +95,8 @@ def test_tag_moves_and_remove_untags_first(store):
     assert store.remove("app:v1") == [{"Untagged": "app:v1"}]
     assert store.get(b.id).repo_tags == ("app:v2",)
     report = store.remove("app:v2")
-    assert report == [{"Untagged": "app:v2"}, {"Deleted": b.id}]
-    assert not (b.path).exists()
+    assert report == [{"Untagged": "app:v2"}, {"Deleted": b.id}, {"Deleted": b.diff_ids[0]}]
+    assert not (tmp_path / "images" / "imagedb" / f"{b.id[7:]}.json").exists()
     with pytest.raises(NotFound):
         store.get(b.id)
 
@@ -95,7 +109,7 @@ def test_remove_refuses_in_use_and_multi_tag_by_id(store):
     store.untag("y")
     with pytest.raises(Conflict, match="being used"):
         store.remove("x", in_use=lambda img: img.id == image.id)
-    assert store.remove("x", in_use=False)[-1] == {"Deleted": image.id}
+    assert {"Deleted": image.id} in store.remove("x", in_use=False)
 
 
 def test_store_reloads_from_disk(store, tmp_path):
@@ -115,3 +129,16 @@ def test_bad_tarball_is_a_400(store):
     with pytest.raises(InvalidParameter, match="invalid image tarball"):
         store.import_tar(b"not a tar" * 100, "junk")
     assert store.list() == []
+    assert list(store.content.layers.iterdir()) == [] and list(store.content.blobs.iterdir()) == []
+
+
+def test_store_open_clears_scratch_but_keeps_downloads(store, tmp_path):
+    ingest = store.content.ingest
+    download = store.ingest_path("sha256:" + "a" * 64).with_suffix(".partial")
+    download.write_bytes(b"half")
+    (ingest / "import-0123.partial").write_bytes(b"x")
+    (ingest / "load-0123").mkdir()
+    (store.content.layers / ".tmp-0123").mkdir()
+    ImageStore(tmp_path)
+    assert sorted(p.name for p in ingest.iterdir()) == [download.name]
+    assert list(store.content.layers.iterdir()) == []

@@ -1,4 +1,4 @@
-"""/images: import (no registry), list, inspect, tag, remove; pulls fail with a clear hint."""
+"""/images: import, list, inspect, tag, remove; a pull goes to api.distribution."""
 
 from __future__ import annotations
 
@@ -19,24 +19,46 @@ from shoal.runtime import Image, ImageConfig, ImageStore
 IMAGE_FILTERS = {"reference", "dangling", "label", "before", "since"}
 
 
+def _exec_form(rest: str) -> tuple[str, ...]:
+    return tuple(json.loads(rest)) if rest.startswith("[") else ("/bin/sh", "-c", rest)
+
+
 def parse_changes(changes: list[str]) -> ImageConfig:
-    """`docker import --change`: CMD, ENV and WORKDIR are honoured; others are refused."""
-    cmd, env, workdir = None, [], ""
+    """`docker import --change`: the Dockerfile instructions dockerd takes there (CMD,
+    ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL); others are refused."""
+    base = ImageConfig()
+    fields: dict[str, Any] = {"env": list(base.env), "labels": {}, "exposed_ports": [], "volumes": []}
     for change in changes:
         keyword, _, rest = change.strip().partition(" ")
         rest = rest.strip()
         key = keyword.upper()
-        if key in ("CMD", "ENTRYPOINT"):
-            cmd = tuple(json.loads(rest)) if rest.startswith("[") else ("/bin/sh", "-c", rest)
+        if key == "CMD":
+            fields["cmd"] = _exec_form(rest)
+        elif key == "ENTRYPOINT":
+            fields["entrypoint"] = _exec_form(rest)
         elif key == "ENV":
             name, sep, value = rest.partition("=")
-            env.append(f"{name}={value}" if sep else " ".join(shlex.split(rest)[:1] + [""]))
+            fields["env"].append(f"{name}={value}" if sep else " ".join(shlex.split(rest)[:1] + [""]))
         elif key == "WORKDIR":
-            workdir = rest
+            fields["working_dir"] = rest
+        elif key == "USER":
+            fields["user"] = rest
+        elif key == "STOPSIGNAL":
+            fields["stop_signal"] = rest
+        elif key == "EXPOSE":
+            fields["exposed_ports"] += [p if "/" in p else f"{p}/tcp" for p in rest.split()]
+        elif key == "VOLUME":
+            fields["volumes"] += list(json.loads(rest)) if rest.startswith("[") else rest.split()
+        elif key == "LABEL":
+            for item in shlex.split(rest):
+                name, _, value = item.partition("=")
+                fields["labels"][name] = value
         else:
-            raise InvalidParameter(f"{keyword} is not supported by shoal's import (CMD, ENV, WORKDIR are)")
-    base = ImageConfig()
-    return ImageConfig(cmd=cmd, env=tuple(base.env) + tuple(env), working_dir=workdir)
+            raise InvalidParameter(f"{keyword} is not a valid change command")
+    fields["env"] = tuple(fields["env"])
+    fields["exposed_ports"] = tuple(sorted(set(fields["exposed_ports"])))
+    fields["volumes"] = tuple(sorted(set(fields["volumes"])))
+    return ImageConfig(**fields)
 
 
 def _full(name: str) -> str:
@@ -45,25 +67,31 @@ def _full(name: str) -> str:
 
 def image_summary(img: Image, containers: int, tags: list[str] | None = None) -> dict[str, Any]:
     return {
-        "Id": img.id, "ParentId": "", "RepoTags": list(img.repo_tags) if tags is None else tags, "RepoDigests": [],
-        "Created": img.created, "Size": img.size, "SharedSize": -1, "VirtualSize": img.size,
-        "Labels": {}, "Containers": containers,
+        "Id": img.id, "ParentId": "", "RepoTags": list(img.repo_tags) if tags is None else tags,
+        "RepoDigests": list(img.repo_digests), "Created": img.created, "Size": img.size, "SharedSize": -1,
+        "VirtualSize": img.size, "Labels": dict(img.config.labels) or None, "Containers": containers,
     }
 
 
 def image_inspect(img: Image) -> dict[str, Any]:
     cfg = img.config.to_json()
-    return {
-        "Id": img.id, "RepoTags": list(img.repo_tags), "RepoDigests": [], "Parent": "", "Comment": "Imported",
-        "Created": rfc3339(img.created), "DockerVersion": "", "Author": "",
-        "Config": {"Hostname": "", "Domainname": "", "User": "", "AttachStdin": False,
-                   "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
-                   "StdinOnce": False, "Env": cfg["Env"], "Cmd": cfg["Cmd"], "Image": "", "Volumes": None,
-                   "WorkingDir": cfg["WorkingDir"], "Entrypoint": None, "OnBuild": None, "Labels": None},
+    out = {
+        "Id": img.id, "RepoTags": list(img.repo_tags), "RepoDigests": list(img.repo_digests), "Parent": "",
+        "Comment": img.comment, "Created": rfc3339(img.created), "DockerVersion": "", "Author": "",
+        "Config": {"Hostname": "", "Domainname": "", "User": cfg["User"], "AttachStdin": False,
+                   "AttachStdout": False, "AttachStderr": False, "ExposedPorts": cfg["ExposedPorts"],
+                   "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": cfg["Env"], "Cmd": cfg["Cmd"],
+                   "Healthcheck": cfg["Healthcheck"], "Image": "", "Volumes": cfg["Volumes"],
+                   "WorkingDir": cfg["WorkingDir"], "Entrypoint": cfg["Entrypoint"], "OnBuild": None,
+                   "Labels": cfg["Labels"], "StopSignal": cfg["StopSignal"]},
         "Architecture": img.architecture, "Os": img.os, "Size": img.size,
-        "GraphDriver": {"Name": "overlay", "Data": None},
-        "RootFS": {"Type": "layers", "Layers": [img.id]}, "Metadata": {"LastTagTime": ZERO_TIME},
+        "GraphDriver": {"Name": "overlay2", "Data": None},
+        "RootFS": {"Type": "layers", "Layers": list(img.diff_ids)}, "Metadata": {"LastTagTime": ZERO_TIME},
     }
+    for key in ("Healthcheck", "StopSignal"):  # omitted when unset, as in Docker
+        if out["Config"][key] is None:
+            del out["Config"][key]
+    return out
 
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -92,9 +120,10 @@ async def import_body(images: ImageStore, req: Request, repo: str | None, tag: s
 
 
 class ImageRoutes:
-    def __init__(self, images: ImageStore, containers: Containers) -> None:
+    def __init__(self, images: ImageStore, containers: Containers, pull: Any = None) -> None:
         self.images = images
         self.c = containers
+        self.pull = pull  # the handler of POST /images/create?fromImage= (api.distribution)
 
     def routes(self) -> list[Route]:
         return [
@@ -111,7 +140,9 @@ class ImageRoutes:
     async def create(self, req: Request) -> Response | StreamResponse:
         src = req.arg("fromSrc")
         if not src:
-            return self._pull(req)
+            if self.pull is None:
+                raise NotFound("this daemon pulls no images: it was built without a registry client")
+            return await self.pull(req)
         if src != "-":
             raise InvalidParameter("only fromSrc=- (the request body) is supported: shoal fetches nothing")
         repo, tag = req.arg("repo"), req.arg("tag")
@@ -122,26 +153,6 @@ class ImageRoutes:
 
         async def body() -> AsyncIterator[bytes]:
             yield json.dumps({"status": img.id}).encode() + b"\r\n"
-
-        return StreamResponse(body())
-
-    def _pull(self, req: Request) -> StreamResponse:
-        """No registry: an image we have is "up to date" (the docker CLI pulls after any 404
-        on create and then retries, so this keeps its real error visible); others fail."""
-        ref = req.arg("fromImage")
-        for prefix in ("docker.io/library/", "docker.io/"):
-            ref = ref.removeprefix(prefix)
-        tag = req.arg("tag") or "latest"
-        try:
-            self.images.get(f"{ref}:{tag}")
-        except NotFound:
-            raise NotFound(
-                f"pull access denied for {ref}:{tag}: shoal has no registry access; import a root "
-                f"filesystem instead: docker import ROOTFS.tar {ref}:{tag} (or shoal image import)"
-            ) from None
-
-        async def body() -> AsyncIterator[bytes]:
-            yield json.dumps({"status": f"Status: Image is up to date for {ref}:{tag}"}).encode() + b"\r\n"
 
         return StreamResponse(body())
 
@@ -156,7 +167,7 @@ class ImageRoutes:
                     continue
             if "dangling" in f and (f["dangling"][0] in ("true", "1")) != (not img.repo_tags):
                 continue
-            if "label" in f and not match_labels(f["label"], {}):
+            if "label" in f and not match_labels(f["label"], dict(img.config.labels)):
                 continue
             out.append(image_summary(img, len(self._users(img)), tags))
         return json_response(out)

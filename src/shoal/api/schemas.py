@@ -115,6 +115,9 @@ EXEC_CONFIG = Struct("types.ExecConfig", {
 EXEC_START = Struct("types.ExecStartCheck", {"Detach": BOOL, "Tty": BOOL, "ConsoleSize": CONSOLE_SIZE})
 
 # "AuxAddress" is the Go field's own name, which some old clients send; shoal reads it too.
+AUTH_CONFIG = Struct("types.AuthConfig", {
+    "username": STRING, "password": STRING, "auth": STRING, "email": STRING, "serveraddress": STRING,
+    "identitytoken": STRING, "registrytoken": STRING})
 IPAM_CONFIG = Struct("network.IPAMConfig", {
     "Subnet": STRING, "IPRange": STRING, "Gateway": STRING, "AuxiliaryAddresses": STRING_MAP,
     "AuxAddress": STRING_MAP})

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "shoal.cli.lifecycle",
     "shoal.cli.copy",
     "shoal.cli.images",
+    "shoal.cli.registry",
     "shoal.cli.cluster",
     "shoal.cli.check",
 )

@@ -32,6 +32,7 @@ from shoal.controller.undo import Undo
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified, ShoalError
 from shoal.model import Container, EndpointRequest
 from shoal.runtime.logfile import log_policy
+from shoal.runtime.imageconfig import container_args, inherited_config, merge_env
 from shoal.runtime.lookup import find_executable
 from shoal.runtime import ContainerSpec, ContainerState, ExecSession, ExecSpec, ImageStore, Runtime
 
@@ -143,8 +144,8 @@ class Containers(ContainerNetworks):
             name = self._pick_name(req.name)
             image = self.images.get(req.image)
             args = self._args(req, image)
-            env = tuple(image.config.env) + req.env
-            if find_executable(image.rootfs, args[0], env) is None:
+            env = merge_env(image.config.env, req.env)
+            if find_executable(self.images.lower_dirs(image), args[0], env) is None:
                 where = "" if "/" in args[0] else " in $PATH"
                 raise InvalidParameter(
                     f'failed to create container: exec: "{args[0]}": executable file not found{where}'
@@ -157,9 +158,10 @@ class Containers(ContainerNetworks):
             rec = Container(
                 id=cid, name=name, created=now_rfc3339(), image=req.image, image_id=image.id, args=args,
                 env=env, working_dir=req.working_dir or image.config.working_dir or "/",
-                hostname=req.hostname or cid[:12], user=req.user, tty=req.tty, open_stdin=req.open_stdin,
-                stdin_once=req.stdin_once, network_mode=mode, auto_remove=req.auto_remove,
-                networks=requests, labels=dict(req.labels), config=req.config, host_config=host_config,
+                hostname=req.hostname or cid[:12], user=req.user or image.config.user, tty=req.tty,
+                open_stdin=req.open_stdin, stdin_once=req.stdin_once, network_mode=mode,
+                auto_remove=req.auto_remove, networks=requests, labels={**image.config.labels, **req.labels},
+                config=inherited_config(req.config, image.config), host_config=host_config,
             )
             undo = Undo()
             try:
@@ -187,9 +189,7 @@ class Containers(ContainerNetworks):
 
     @staticmethod
     def _args(req: CreateRequest, image) -> tuple[str, ...]:  # noqa: ANN001 - runtime Image
-        entry = req.entrypoint if req.entrypoint is not None else ()
-        cmd = req.cmd if req.cmd is not None else (() if req.entrypoint else tuple(image.config.cmd or ()))
-        args = tuple(entry) + tuple(cmd)
+        args = container_args(image.config, req.entrypoint, req.cmd)
         if not args:
             raise InvalidParameter("No command specified")
         return args

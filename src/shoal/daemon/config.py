@@ -86,6 +86,10 @@ class DaemonConfig:
     plugin_retry: float = 15.0
     plugin_timeout: float = 30.0
     serve_plugins: str = ""  # directory of the Docker plugin sockets; empty: not served
+    insecure_registries: tuple[str, ...] = ()
+    registry_mirrors: tuple[str, ...] = ()
+    max_concurrent_downloads: int = 3
+    max_concurrent_uploads: int = 5
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -176,9 +180,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve-plugins", nargs="?", const="/run/docker/plugins", default="", metavar="DIR",
                    help="serve shoal's drivers and IPAM to a dockerd as the plugins shoal-bridge, shoal-overlay "
                         "and shoal-ipam: sockets DIR/NAME.sock (default DIR /run/docker/plugins)")
+    _registry_flags(p)
     p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
     p.add_argument("--version", action="version", version=f"shoald {__version__}")
     return p
+
+
+def _registry_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]|CIDR",
+                   help="a registry reached over plain HTTP or unverified TLS (repeatable); 127.0.0.0/8 and ::1 "
+                   "always are, as in dockerd")
+    p.add_argument("--registry-mirror", action="append", default=[], metavar="URL",
+                   help="a mirror tried before Docker Hub for docker.io pulls (repeatable)")
+    p.add_argument("--max-concurrent-downloads", type=int, default=3, metavar="N",
+                   help="layers downloaded at once per pull (default 3, as dockerd)")
+    p.add_argument("--max-concurrent-uploads", type=int, default=5, metavar="N",
+                   help="layers uploaded at once per push (default 5, as dockerd)")
 
 
 def parse_args(argv: list[str] | None = None) -> DaemonConfig:
@@ -201,6 +218,13 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
         build_parser().error(f"unsupported cluster store {args.cluster_store!r}: only etcd://HOST:PORT[,...] is")
     if args.cluster_store and not args.cluster_advertise:
         build_parser().error("--cluster-store needs --cluster-advertise IP|IFACE[:PORT]: the address other hosts reach")
+    for flag, value in (("--max-concurrent-downloads", args.max_concurrent_downloads),
+                        ("--max-concurrent-uploads", args.max_concurrent_uploads)):
+        if value < 1:
+            build_parser().error(f"{flag} {value}: must be at least 1")
+    for mirror in args.registry_mirror:
+        if not mirror.startswith(("http://", "https://")):
+            build_parser().error(f"invalid mirror: unsupported scheme in {mirror!r}: use http:// or https://")
     for server in args.dns:
         if not validate.ip_address(server):
             build_parser().error(f"--dns {server}: not an IP address")
@@ -221,4 +245,6 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
         plugin_specs=tuple(args.plugin_specs) or ("/etc/docker/plugins", "/usr/lib/docker/plugins"),
         plugin_retry=max(0.0, args.plugin_retry), plugin_timeout=args.plugin_timeout,
         serve_plugins=os.path.abspath(args.serve_plugins) if args.serve_plugins else "",
+        insecure_registries=tuple(args.insecure_registry), registry_mirrors=tuple(args.registry_mirror),
+        max_concurrent_downloads=args.max_concurrent_downloads, max_concurrent_uploads=args.max_concurrent_uploads,
     )

@@ -19,6 +19,8 @@ from shoal.api.cni import CniRoutes
 from shoal.api.containers import ContainerRoutes
 from shoal.api.execs import ExecRoutes
 from shoal.api.http import serve_unix
+from shoal.api.distribution import DistributionRoutes
+from shoal.api.imagefiles import ImageFileRoutes
 from shoal.api.lifecycle import LifecycleRoutes
 from shoal.api.stats import StatsRoutes
 from shoal.api.images import ImageRoutes
@@ -48,7 +50,10 @@ from shoal.firewall.dockeruser import DockerUser
 from shoal.ipam import DefaultIpam, default_pools, ula_pool
 from shoal.kernel import Kernel
 from shoal.plugins import Dirs, PluginRegistry
+from shoal.registry import Registry
 from shoal.runtime import ImageStore, Runtime, remove_cgroup_parent
+from shoal.runtime.pull import Puller
+from shoal.runtime.push import Pusher
 from shoal.store import SqliteStore
 
 log = logging.getLogger("shoald")
@@ -94,6 +99,7 @@ class Parts:
     dns: DnsServer
     records: DnsRecords
     served: ServedPlugins
+    registry: Registry
 
 
 def build(cfg: DaemonConfig) -> Parts:
@@ -131,16 +137,22 @@ def build(cfg: DaemonConfig) -> Parts:
     containers = Containers(ctl, runtime, images, cfg.data_root / "etc", EtcFiles(host_resolv, cfg.dns),
                             dns, records)
     pool_json = [{"Base": p.base, "Size": p.size} for p in pools]
-    app = App(api_routes(cfg, ctl, containers, images, pool_json, timings), clock=timings)
+    registry = Registry(insecure_registries=cfg.insecure_registries, mirrors=cfg.registry_mirrors)
+    distribution = DistributionRoutes(Puller(registry, images, concurrency=cfg.max_concurrent_downloads),
+                                      Pusher(registry, images, concurrency=cfg.max_concurrent_uploads),
+                                      registry, images)
+    app = App(api_routes(cfg, ctl, containers, images, pool_json, timings, distribution), clock=timings)
     # always: networks made through the plugins need its IPAM at restore, served or not
     served = ServedPlugins(ctl, pluginserver.DRIVERS, pools,
                            DockerUser() if cfg.firewall == "nftables" else None)
-    return Parts(ctl, containers, app, store, kernel, dns, records, served)
+    return Parts(ctl, containers, app, store, kernel, dns, records, served, registry)
 
 
 def api_routes(cfg: DaemonConfig, ctl: Controller, containers: Containers, images: ImageStore,
-               pool_json: list[dict], timings: Timings | None = None) -> list[Route]:
+               pool_json: list[dict], timings: Timings | None = None,
+               distribution: DistributionRoutes | None = None) -> list[Route]:
     """Every route shoald serves; tests/unit/test_openapi.py holds the OpenAPI document to it."""
+    distribution = distribution or DistributionRoutes(None, None, None, images)
     return (
         SystemRoutes(ctl, str(cfg.data_root), pool_json, containers.counts,
                      runtimes=cfg.runtimes, default_runtime=cfg.default_runtime).routes()
@@ -150,7 +162,9 @@ def api_routes(cfg: DaemonConfig, ctl: Controller, containers: Containers, image
         + StatsRoutes(containers).routes()
         + LifecycleRoutes(containers).routes()
         + ExecRoutes(containers).routes()
-        + ImageRoutes(images, containers).routes()
+        + ImageRoutes(images, containers, distribution.pull).routes()
+        + ImageFileRoutes(images, lambda: {c.image_id for c in containers.records.values()}).routes()
+        + distribution.routes()
         + swarm.routes()
         + CheckRoutes(containers).routes()
         + CniRoutes(ForeignAttachments(ctl, containers.publisher)).routes()
@@ -218,6 +232,7 @@ async def run(cfg: DaemonConfig) -> None:
         if ctl.cluster is not None:
             await ctl.cluster.stop()
         await parts.dns.close()
+        await parts.registry.aclose()
         if ctl.plugins is not None:
             await ctl.plugins.close()
         parts.kernel.close()

@@ -328,7 +328,7 @@ class Runtime(Freezer):
         cdir = self._dir(spec.id)
         cdir.mkdir()
         try:
-            overlay.mount_overlay(image.rootfs, cdir / "upper", cdir / "work", cdir / "merged")
+            overlay.mount_overlay(self.images.lower_dirs(image), cdir / "upper", cdir / "work", cdir / "merged")
             (cdir / "config.json").write_text(json.dumps(oci_config(spec, cdir / "merged"), indent=1))
             self._records[spec.id] = _Record(spec=spec, image=image.id, created=time.time(),
                                              runtime_path=self.runtimes[spec.runtime])
@@ -519,7 +519,7 @@ class Runtime(Freezer):
     def _mount_rootfs(self, cid: str) -> Path:
         rec, bundle = self._record(cid), self._paths(cid).bundle
         image = self.images.get(rec.image)
-        overlay.mount_overlay(image.rootfs, bundle / "upper", bundle / "work", bundle / "merged")
+        overlay.mount_overlay(self.images.lower_dirs(image), bundle / "upper", bundle / "work", bundle / "merged")
         return bundle / "merged"
 
     # --- stdio ---------------------------------------------------------------------------
