@@ -2,7 +2,9 @@
 document (src/shoal/api/openapi.json), valid and invalid, against a real shoald.
 
 What must hold for every request: no 5xx (the swarm routes' documented 501/503 aside:
-those are dockerd's constant answers); every 4xx/5xx body is a JSON object with a string
+those are dockerd's constant answers; and a registry that cannot be reached, a 500 in
+dockerd too: shoald's namespace has only loopback, so pulls, pushes and logins the fuzzer
+makes up never leave it); every 4xx/5xx body is a JSON object with a string
 "message"; a rejected request (4xx) leaves the networks, containers and images as they
 were, and so does every GET; the daemon answers /_ping at the end and logged no traceback.  Path parameters are random, or as often
 the name or id of an object that exists (a network, a container, the busybox image), and
@@ -34,14 +36,26 @@ EXAMPLES = int(os.environ.get("SHOAL_FUZZ_EXAMPLES") or 8)
 BASE = "http+docker://shoal/v1.41"
 # a hijack, a stream until exit and a follow: on an object that exists these wait for it,
 # which is right, so they get random references only (a 404)
-NO_REAL_REFS = {"/containers/{id}/attach", "/containers/{id}/wait", "/containers/{id}/logs", "/exec/{id}/start"}
+NO_REAL_REFS = {"/containers/{id}/attach", "/containers/{id}/wait", "/containers/{id}/logs", "/exec/{id}/start",
+                "/containers/{id}/stats"}  # stats streams once a second until the client goes
 # a long-running container that a stop ends at once (a bare PID 1 ignores SIGTERM)
 STOPS_ON_TERM = ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]
 DELIBERATE_5XX = {501, 503}  # swarm: dockerd's answers on a node in no swarm
+# pulls, pushes and logins name registries: the daemon's host namespace here has nothing but
+# loopback, so no packet leaves it, and dockerd's answer to a registry it cannot reach is a 500
+REGISTRY_OPS = {("POST", "/images/create"), ("POST", "/images/{name}/push"), ("POST", "/auth")}
+UNREACHABLE = ("dial tcp", "no such host", "connect: ", "network is unreachable")
+# dockerd 20.10's own 500s for a well-formed request (measured): unpausing a running container
+DOCKERD_500 = {("POST", "/containers/{id}/unpause"): "is not paused"}
 
 
 def load_schema():
     doc = json.loads(resources.files("shoal.api").joinpath("openapi.json").read_text())
+    for ops in doc["paths"].values():  # tar bodies (load, archive PUT): schemathesis sends bytes as octet-stream
+        for op in ops.values():
+            content = (op.get("requestBody") or {}).get("content", {}) if isinstance(op, dict) else {}
+            if "application/x-tar" in content:
+                content["application/octet-stream"] = content.pop("application/x-tar")
     return schemathesis.openapi.from_dict(doc)
 
 
@@ -84,8 +98,12 @@ class Fuzz:
         self.per_op[f"{case.method} {case.path}"][status] += 1
         what = f"{case.method} {case.formatted_path} {case.query!r} body={case.body!r:.300} -> {status}"
         documented = status in {int(c) for c in case.operation.definition.raw["responses"] if c.isdigit()}
-        assert status < 500 or (status in DELIBERATE_5XX and documented), f"{what}: {response.text[:500]}"
-        if status >= 400:
+        unreachable = (status == 500 and (case.method, case.path) in REGISTRY_OPS
+                       and any(w in response.text.lower() for w in UNREACHABLE)) or (
+            status == 500 and DOCKERD_500.get((case.method, case.path), "\0") in response.text)
+        assert status < 500 or unreachable or (status in DELIBERATE_5XX and documented), \
+            f"{what}: {response.text[:500]}"
+        if status >= 400 and case.method != "HEAD":  # a HEAD answer has its headers only
             assert response.headers.get("Content-Type", "").startswith("application/json"), what
             body = response.json()
             assert isinstance(body, dict) and isinstance(body.get("message"), str), f"{what}: {body!r}"

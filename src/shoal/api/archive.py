@@ -14,7 +14,7 @@ from pathlib import Path
 from shoal.api.app import Route
 from shoal.api.http import Request, Response, StreamResponse
 from shoal.controller.containers import Containers
-from shoal.errors import ShoalError
+from shoal.errors import InvalidParameter, ShoalError
 from shoal.runtime.cparchive import (
     container_path,
     extraction_dir,
@@ -40,6 +40,8 @@ class ArchiveRoutes:
     async def _where(self, req: Request):
         rec = self.c.find(req.params["ref"])
         path = req.arg("path")
+        if "\0" in path:  # no file name holds one; the kernel refuses it before any lookup
+            raise InvalidParameter(f"invalid path {path!r}: contains a NUL byte")
         missing = f"Could not find the file {path} in container {req.params['ref']}"
         return rec, await self.c.runtime.rootfs(rec.id), path, missing
 

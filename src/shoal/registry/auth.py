@@ -59,7 +59,7 @@ def _str(data: dict, key: str) -> str:
 def _basic_pair(auth: str) -> tuple[str, str]:
     try:
         user, sep, password = base64.b64decode(auth + "=" * (-len(auth) % 4)).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # binascii.Error is one; non-ASCII input another
         raise InvalidParameter(f"invalid X-Registry-Auth header: auth: {exc}") from None
     if not sep:
         raise InvalidParameter("invalid X-Registry-Auth header: auth is not user:password")

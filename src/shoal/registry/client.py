@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -347,4 +348,10 @@ def _login_domain(serveraddress: str) -> str:
                                                                           "https://index.docker.io"):
         return DEFAULT_DOMAIN
     address = address.removeprefix("https://").removeprefix("http://")
-    return address.split("/", 1)[0]
+    domain = address.split("/", 1)[0]
+    if not _DOMAIN.match(domain):
+        raise InvalidParameter(f"invalid registry address {serveraddress!r}: expected HOST[:PORT]")
+    return domain
+
+
+_DOMAIN = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
