@@ -88,7 +88,8 @@ def test_endpoints_get_32s_from_their_hosts_blocks_and_the_firewall_isolates_by_
                 ip = ipaddress.ip_interface(ep.ipv4).ip
                 assert any(ip in ipaddress.ip_network(bl) for bl in held[host.advertise])
                 assert ep.host_ifname.startswith(f"rt{net.id[:6]}")
-                assert host.kernel.routed_routes[ep.host_ifname] == [ep.ipv4]
+                assert ep.ipv4.endswith("/32") and ep.gateways == ("169.254.1.1",)
+                assert [a.split("/")[0] for a in host.kernel.routed_routes[ep.host_ifname]] == [str(ip)]
             fw = elements(state_of(a.ctl))
             assert fw[("inet", "routed_pools4")] == {"10.64.0.0/16": None}
             assert fw[("inet", "routed_masq4")] == {"10.64.0.0/16": None}

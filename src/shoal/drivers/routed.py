@@ -26,6 +26,7 @@ from shoal.drivers.l2 import OPT_MTU
 from shoal.drivers.options import parse_bool, parse_int
 from shoal.errors import Forbidden, InvalidParameter
 from shoal.kernel import Kernel, LinkInfo
+from shoal.kernel.routed import GATEWAY4
 from shoal.model import Endpoint, Network, NetworkSpec, Peer
 
 OPT_BLOCK = "block-size"
@@ -115,10 +116,13 @@ class RoutedDriver:
         host = f"{veth_prefix(network.id)}{ep.id[:5]}"
         pools = [c.subnet for c in network.v4_configs]
         default = gateway and not network.internal
-        await self._kernel.add_routed_veth(host, ep.ifname, netns_path, mtu=self.options(network).mtu, alias=alias,
+        await self._kernel.add_routed_veth(host, ep.ifname, netns_path, mac=ep.mac, mtu=self.options(network).mtu,
+                                           alias=alias,
                                            addresses=[a for a in (ep.ipv4,) if a], default_route=default,
                                            routes=[] if default else pools)
-        return ep.with_changes(host_ifname=host)
+        # what the container holds: a /32, and its gateway is the link-local next hop
+        ipv4 = f"{ep.ipv4.split('/')[0]}/32" if ep.ipv4 else ""
+        return ep.with_changes(host_ifname=host, ipv4=ipv4, gateways=() if network.internal else (GATEWAY4,))
 
     async def leave(self, network: Network, ep: Endpoint, netns_path: str) -> None:
         if ep.host_ifname:  # the /32 route goes with the link

@@ -158,9 +158,9 @@ class Kernel:
         )
 
     # -- routed data plane (kernel.routed) ----------------------------------------------
-    async def add_routed_veth(self, host: str, peer: str, netns_path: str, *, mtu: int, alias: str,
+    async def add_routed_veth(self, host: str, peer: str, netns_path: str, *, mac: str, mtu: int, alias: str,
                               addresses: list[str], default_route: bool, routes: list[str]) -> None:
-        await self._run(Netlink.add_routed_veth, host, peer, netns_path, mtu=mtu, alias=alias,
+        await self._run(Netlink.add_routed_veth, host, peer, netns_path, mac=mac, mtu=mtu, alias=alias,
                         addresses=addresses, default_route=default_route, routes=routes)
 
     async def routed_host_routes(self, host: str, addresses: list[str]) -> None:

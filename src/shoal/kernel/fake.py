@@ -210,12 +210,12 @@ class FakeSandboxKernel(FakeKernel):
         place = self.ifaces.setdefault("", {}) if not netns_path else self.ifaces[netns_path]
         place[peer_name] = {"mac": mac, "mtu": mtu, "host": host_name, "addresses": []}
 
-    async def add_routed_veth(self, host, peer, netns_path, *, mtu, alias, addresses, default_route,  # noqa: ANN001
+    async def add_routed_veth(self, host, peer, netns_path, *, mac, mtu, alias, addresses, default_route,  # noqa: ANN001
                               routes) -> None:  # noqa: ANN001
         self._maybe_fail("add_routed_veth", host)
         self.links_by_name[host] = LinkInfo(host, 100 + len(self.links_by_name), "veth", alias, mtu, True,
                                             "ee:ee:ee:ee:ee:ee")
-        self.ifaces[netns_path][peer] = {"mtu": mtu, "host": host, "addresses": list(addresses),
+        self.ifaces[netns_path][peer] = {"mac": mac, "mtu": mtu, "host": host, "addresses": list(addresses),
                                          "default_route": default_route, "routes": list(routes)}
         self.routed_routes[host] = list(addresses)
 

@@ -49,7 +49,7 @@ class RoutedOps:
     _index: Any  # Netlink's: name -> index in its namespace
     set_sysctls: Any  # Netlink's: written in its namespace
 
-    def add_routed_veth(self, host: str, peer: str, netns_path: str, *, mtu: int, alias: str,
+    def add_routed_veth(self, host: str, peer: str, netns_path: str, *, mac: str, mtu: int, alias: str,
                         addresses: list[str], default_route: bool, routes: list[str]) -> None:
         """The pair, both ends configured (see module doc); all or nothing. `routes`: the
         prefixes the container reaches through this link when another endpoint gives its
@@ -57,7 +57,7 @@ class RoutedOps:
         fd = os.open(netns_path, os.O_RDONLY)
         try:
             self._ipr.link("add", ifname=host, kind="veth", mtu=mtu, address=HOST_MAC,
-                           peer={"ifname": peer, "mtu": mtu, "net_ns_fd": fd})
+                           peer={"ifname": peer, "mtu": mtu, "net_ns_fd": fd, **({"address": mac} if mac else {})})
         except NetlinkError as exc:
             raise fail(f"failed to create veth {host}", exc) from exc
         finally:
