@@ -17,6 +17,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ import pytest
 
 from shoal import lab as labmod
 from shoal.kernel.sandbox import entered
-from tests.cluster.test_overlay import busybox_tar, docker, eventually, inspect  # noqa: F401 - fixtures
+from tests.cluster.test_overlay import api, busybox_tar, docker, eventually, inspect  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.skipif(not (Path("/usr/bin/etcd").exists() and shutil.which("bird")),
                                 reason="etcd-server or bird2 not installed")
@@ -148,6 +149,12 @@ def test_containers_on_three_hosts_reach_each_other_with_no_encapsulation(cluste
         vx = subprocess.run(["ip", "-n", h.name, "-d", "link", "show", "type", "vxlan"], capture_output=True,
                             text=True).stdout
         assert vx.strip() == "", f"a vxlan device on {h.name}"
+    # `shoal network inspect` shows the same blocks (the same API); the checker finds nothing
+    out = subprocess.run([str(Path(sys.executable).parent / "shoal"), "-H", h2.docker_host, "network", "inspect", "r1"],
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)[0]["Blocks"]["10.64.0.0/16"] == blocks(h2)
+    for h in cluster.hosts:
+        assert api(h, "GET", "/shoal/check")[1]["Findings"] == [], h.name
     # on the wire between A and B: the containers' own addresses, not UDP 4789
     cap = Capture(cluster.underlay, "h2")
     try:
