@@ -289,6 +289,25 @@ def test_a_restarted_host_keeps_its_blocks(cluster):
     docker(h1, "rm", "-f", "rs-a")
 
 
+def test_a_killed_shoald_leaves_bird_running_and_the_next_one_adopts_it(cluster):
+    h1, h2, _ = cluster.hosts
+    b = run_on(h2, "kd-b")
+    run_on(h1, "kd-a")
+    eventually(lambda: pings(h1, "kd-a", b), timeout=30, what="reachable before")
+    pid = bird_pid(h2)
+    os.kill(h2.shoald_pid, signal.SIGKILL)
+    eventually(lambda: not alive(h2.shoald_pid), timeout=30, what="shoald gone")
+    assert alive(pid) and pings(h1, "kd-a", b)  # BIRD and the routes stay meanwhile
+    labmod.start_shoald(cluster, h2, OPTS)
+    labmod.wait_ready(cluster)
+    docker(h2, "run", "-d", "--name", "kd-b2", "--network", "r1", "busybox", "sleep", "3600")
+    b2 = ip_of(h2, "kd-b2")
+    eventually(lambda: pings(h1, "kd-a", b2), timeout=30, what="a new container after the restart")
+    assert bird_pid(h2) == pid and alive(pid)  # adopted, not started again
+    for h, n in ((h2, "kd-b"), (h2, "kd-b2"), (h1, "kd-a")):
+        docker(h, "rm", "-f", n)
+
+
 def test_a_dead_host_loses_its_blocks_and_routes_after_its_lease(cluster):
     h1, _, h3 = cluster.hosts
     run_on(h3, "dead-c")
