@@ -263,6 +263,9 @@ def test_bird_killed_is_restarted_and_routes_return(cluster):
     old = bird_pid(h2)
     assert alive(old)
     os.kill(old, signal.SIGKILL)
+    # meanwhile: h2's kernel keeps what the dead BIRD installed, h1 keeps h2's block (stale,
+    # graceful restart), so the containers keep talking
+    assert pings(h1, "bk-a", b) and bird_routes(h1).get(b_block) == h2.ip
     eventually(lambda: alive(bird_pid(h2)) and bird_pid(h2) != old, timeout=30, what="BIRD started again on h2")
     # graceful restart: h1 kept h2's block meanwhile, and the session comes back
     eventually(lambda: bird_routes(h1).get(b_block) == h2.ip, timeout=60, what="h2's block on h1 again")
@@ -323,3 +326,9 @@ def test_a_dead_host_loses_its_blocks_and_routes_after_its_lease(cluster):
     eventually(lambda: f"{h3.ip}:2376" not in blocks(h1), timeout=30, what="h3's blocks released with its lease")
     eventually(lambda: not any(bird_routes(h1).get(b) == h3.ip for b in held), timeout=30,
                what="h3's routes withdrawn from h1")
+    # what the dead host's kernel kept of BIRD's routes goes with `shoald --cleanup`
+    assert bird_routes(h3)
+    p = subprocess.run(labmod.shoald_argv(cluster, h3, [*OPTS, "--cleanup"]), capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert bird_routes(h3) == {}
