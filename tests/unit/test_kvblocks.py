@@ -182,3 +182,50 @@ def test_a_replayed_request_moves_block_and_address_to_the_new_lease():
             if "/blocks/" in item.key or "/addresses/" in item.key:
                 assert item.lease == lease.value, item.key
     run(go())
+
+
+OPS = st.lists(st.tuples(st.sampled_from(["claim", "release"]), st.integers(0, 2), st.integers(0, 40)),
+               min_size=1, max_size=40)
+
+
+@settings(max_examples=40, deadline=None)
+@given(OPS, st.integers(0, 1000))
+def test_any_sequence_of_claims_and_releases_keeps_the_invariants(ops, seed):
+    """Claims and releases in any order, on three hosts, some at once: addresses unique,
+    each inside a block its host holds, blocks disjoint, and no host keeps an empty block."""
+    async def go():
+        kv, _, hosts, pool_id = await world(3, pool="10.64.0.0/24", size=28, seed=seed)
+        held: dict[str, tuple[int, str]] = {}  # owner -> (host, ip)
+        batch = []
+        for op, host, n in ops:
+            owner = f"e{n}"
+            if op == "claim" and owner not in held:
+                held[owner] = (host, "")
+                batch.append((owner, claim(hosts[host][0], pool_id, owner)))
+            elif op == "release" and owner in held and held[owner][1]:
+                h, ip = held.pop(owner)
+                await hosts[h][0].release_address(pool_id, ip)
+            if len(batch) >= 3 or op == "release":
+                for (o, _), got in zip(batch, await asyncio.gather(*(c for _, c in batch), return_exceptions=True)):
+                    if isinstance(got, NoAddressAvailable):
+                        held.pop(o)
+                    else:
+                        assert not isinstance(got, BaseException), got
+                        held[o] = (held[o][0], got)
+                batch = []
+        for (o, _), got in zip(batch, await asyncio.gather(*(c for _, c in batch), return_exceptions=True)):
+            if isinstance(got, NoAddressAvailable):
+                held.pop(o)
+            else:
+                held[o] = (held[o][0], got)
+        ips = [ip for _, ip in held.values()]
+        assert len(ips) == len(set(ips))
+        holders = await hosts[0][0].blocks.holders("10.64.0.0/24")
+        blocks = [ipaddress.ip_network(b) for bs in holders.values() for b in bs]
+        assert len(blocks) == len(set(blocks))
+        for h, ip in held.values():
+            mine = holders.get(f"192.0.2.{h + 1}:2376", [])
+            assert any(ipaddress.ip_address(ip) in ipaddress.ip_network(b) for b in mine), (ip, mine)
+        used = {b for b in blocks for _, ip in held.values() if ipaddress.ip_address(ip) in b}
+        assert set(blocks) == used, "an empty block was kept"
+    run(go())

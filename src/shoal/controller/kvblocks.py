@@ -198,12 +198,10 @@ class Blocks:
 
     async def release_all_empty(self, addresses_prefix_of: Callable[[str], str]) -> None:
         """Every block of this host with no claimed address (a release cut short, a resync)."""
+        await self.refresh()
         for subnet in list(self.sizes):
-            blocks, _ = await self.kv.list(self.prefix(subnet))
-            mine = {_net(kv.key.rsplit("/", 1)[-1]) for kv in blocks if self._holder(kv) == self.host}
-            self.mine[subnet] = {str(b) for b in mine}
-            self.changed()
             async with self.lock:
+                mine = {ipaddress.ip_network(b) for b in self.mine.get(subnet, ())}
                 await self._release_empty(subnet, mine, addresses_prefix_of(subnet))
 
     async def _release_empty(self, subnet: str, blocks: set[IPNetwork], addresses_prefix: str) -> None:
