@@ -147,3 +147,21 @@ def test_a_restarted_host_keeps_its_blocks_and_addresses():
             await world.stop()
 
     run(go())
+
+
+def test_bird_stops_when_the_last_routed_network_is_removed_here():
+    async def go():
+        world = await ClusterWorld(1).start()
+        try:
+            (a,) = world.hosts
+            bird = FakeBird()
+            a.cluster.attach_routing(Routing(bird, router_id=a.ip))
+            await a.ctl.create_network(routed())
+            await eventually(lambda: bird.configs and bird.configs[-1] is not None, what="BIRD configured")
+            await a.ctl.delete_network("r1")
+            await eventually(lambda: bird.configs[-1] is None, what="BIRD stopped")
+            assert not a.cluster.ipam.blocks.sizes
+        finally:
+            await world.stop()
+
+    run(go())

@@ -84,6 +84,7 @@ class Cluster:
         self.peers: dict[str, Peer] = {}  # endpoints/<nid>/<eid> key -> peer
         self._tasks: list[asyncio.Task] = []
         self.routing: Routing | None = None  # this host's BGP, when routed networks may exist
+        self._routed_pools: dict[str, list[str]] = {}  # routed network id -> its pools (blocks registered)
 
     def attach_routing(self, routing: Routing) -> None:
         """BGP hears of hosts, routed pools and this host's blocks from here."""
@@ -107,8 +108,9 @@ class Cluster:
         """A routed network's pools hand out addresses by block (controller.kvblocks)."""
         if self._routed(net):
             size = RoutedOptions.parse(net.options).block_size
-            for cfg in net.v4_configs:
-                self.ipam.blocks.register(cfg.subnet, size)
+            self._routed_pools[net.id] = [cfg.subnet for cfg in net.v4_configs]
+            for subnet in self._routed_pools[net.id]:
+                self.ipam.blocks.register(subnet, size)
             self._poke_routing()
 
     async def blocks_of(self, net: Network) -> dict[str, dict[str, list[str]]]:
@@ -242,10 +244,10 @@ class Cluster:
         net = self.ctl.networks.get(network_id)
         if net is not None:
             await self.ctl.dematerialize_network(net)
-            if self._routed(net):
-                for cfg in net.v4_configs:
-                    self.ipam.blocks.forget(cfg.subnet)
-                self._poke_routing()
+        if network_id in self._routed_pools:  # (a delete made here has dropped `net` already)
+            for subnet in self._routed_pools.pop(network_id):
+                self.ipam.blocks.forget(subnet)
+            self._poke_routing()
         async with self.ctl.store.transaction() as tx:
             tx.delete(KIND_CACHE, network_id)
 
