@@ -27,7 +27,7 @@ import pytest
 
 from shoal import lab as labmod
 from shoal.kernel.sandbox import entered
-from tests.cluster.test_overlay import api, busybox_tar, docker, eventually, inspect  # noqa: F401 - fixtures
+from tests.cluster.labutil import api, docker, eventually, inspect
 
 pytestmark = pytest.mark.skipif(not (Path("/usr/bin/etcd").exists() and shutil.which("bird")),
                                 reason="etcd-server or bird2 not installed")
@@ -35,7 +35,7 @@ OPTS = ["--cluster-store-opt", "discovery.ttl=4", "--cluster-store-opt", "discov
 
 
 @pytest.fixture(scope="module")
-def cluster(busybox_tar):  # noqa: F811 - the fixture imported above
+def cluster(busybox_tar):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     base = Path(tempfile.mkdtemp(prefix="shq-lab-"))

@@ -122,7 +122,7 @@ def test_bird_is_started_reconfigured_restarted_and_stopped(netns):
     async def go():
         bird = Bird(run_dir, backoff=(0.1, 0.5))
         cfg = BgpConfig(router_id="198.18.99.1", peers=("198.18.99.2",), pools=("10.64.0.0/16",),
-                        blocks=("10.64.1.0/26",))
+                        blocks=("10.64.1.0/26",), recovery_wait=1)  # the peer never answers
         with entered(f"/run/netns/{netns}"):
             await bird.apply(cfg)
         await until(lambda: "blackhole 10.64.1.0/26" in routes(netns))

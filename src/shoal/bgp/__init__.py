@@ -11,4 +11,4 @@ Imports only shoal.errors (and the standard library).
 from shoal.bgp.config import DEFAULT_AS, BgpConfig, render
 from shoal.bgp.supervisor import Bird
 
-__all__ = ["DEFAULT_AS", "Bird", "BgpConfig", "render"]
+__all__ = ["DEFAULT_AS", "BgpConfig", "Bird", "render"]

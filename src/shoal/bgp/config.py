@@ -8,7 +8,9 @@ route per block, not per container), and installs what it learns into the kernel
 between two hosts dialling each other at once cost BIRD a 30 s back-off (projectcalico
 node #114), so the higher address of each pair only listens (`passive on` toward a
 higher peer). Graceful restart keeps a restarting peer's routes (in BIRD and the
-kernel) for `restart_time` seconds.
+kernel) for `restart_time` seconds, and a restarting BIRD (started in recovery mode, see
+bgp.supervisor) keeps its own kernel routes until its peers have sent theirs again, at
+most `recovery_wait` seconds.
 
 Everything rendered is an address, a prefix or a number checked here, so the text can
 never carry anything else into BIRD's parser.
@@ -59,6 +61,7 @@ class BgpConfig:
     local_as: int = DEFAULT_AS
     route_reflectors: tuple[str, ...] = ()  # empty: full mesh
     restart_time: int = 120  # graceful restart: how long peers keep our routes
+    recovery_wait: int = 30  # a (re)started BIRD keeps the kernel's routes this long at most for its peers
     scan_time: int = 2  # kernel and device scans (calicoctl #61: 20 s made routes minutes late)
     connect_delay: int = 2
     connect_retry: int = 5
@@ -76,7 +79,8 @@ class BgpConfig:
                           if getattr(self, name) else set(), key=lambda n: (n.version, n))
             object.__setattr__(self, name, tuple(str(n) for n in nets))
         check_as(self.local_as)
-        for value in (self.restart_time, self.scan_time, self.connect_delay, self.connect_retry, *self.error_wait):
+        for value in (self.restart_time, self.recovery_wait, self.scan_time, self.connect_delay, self.connect_retry,
+                      *self.error_wait):
             if not 1 <= int(value) <= 65535:
                 raise InvalidParameter(f"invalid BGP timer {value}: 1 to 65535 seconds")
 
@@ -154,7 +158,11 @@ def _session(peer: str, passive: bool, client: bool, cfg: BgpConfig) -> list[str
 
 
 def render(cfg: BgpConfig) -> str:
-    lines = [HEADER, f"router id {cfg.router_id};", "log stderr { info, remote, warning, error, auth, fatal, bug };",
+    lines = [HEADER, f"router id {cfg.router_id};",
+             "# started with -R (graceful restart recovery): the kernel's routes stay until every peer",
+             "# has sent its routes again, or this many seconds",
+             f"graceful restart wait {cfg.recovery_wait};",
+             "log stderr { info, remote, warning, error, auth, fatal, bug };",
              *_filters(cfg), *_protocols(cfg), *_template(cfg)]
     for peer, passive, client in cfg.sessions():
         lines += _session(peer, passive, client, cfg)

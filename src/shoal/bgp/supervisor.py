@@ -1,7 +1,13 @@
 """One BIRD per host, run and watched by shoald.
 
-BIRD runs in shoald's network namespace as `bird -f -c CONF -s SOCK -P PIDFILE`, its
-files in one run directory of shoald's. `apply(cfg)` writes the configuration (only when
+BIRD runs in shoald's network namespace as `bird -f -R -c CONF -s SOCK -P PIDFILE`, its
+files in one run directory of shoald's. `-R` (graceful restart recovery) on every start:
+a BIRD started after one that died or was stopped for a graceful restart finds that
+one's routes in the kernel, and without `-R` its first kernel scan deletes them, so
+the host loses its routes to the other hosts for the seconds its sessions take to come
+back (measured: a ping across hosts failed while a killed BIRD was replaced); with it
+they stay until the peers have sent theirs again (`graceful restart wait`). On a first
+start there is nothing to keep and it costs nothing. `apply(cfg)` writes the configuration (only when
 its text changed) and starts BIRD, or has the running one re-read it (`birdc configure`:
 sessions that did not change stay up). A BIRD that dies is started again after a pause
 that doubles from `backoff[0]` up to `backoff[1]` seconds (reset once it ran a minute),
@@ -110,7 +116,7 @@ class Bird:
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
             raise Unavailable(f"birdc {' '.join(words)}: no answer from BIRD on {self.sock}") from None
@@ -142,7 +148,7 @@ class Bird:
     async def _start_child(self) -> None:
         with open(self.log, "ab") as out:
             self._proc = await asyncio.create_subprocess_exec(
-                self.bird, "-f", "-c", str(self.conf), "-s", str(self.sock), "-P", str(self.pidfile),
+                self.bird, "-f", "-R", "-c", str(self.conf), "-s", str(self.sock), "-P", str(self.pidfile),
                 stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
         self.pid = self._proc.pid
         self.starts += 1
@@ -182,7 +188,7 @@ class Bird:
         proc = self._proc
         for _ in range(100):
             if proc is not None and proc.pid == pid:
-                with contextlib.suppress(asyncio.TimeoutError):
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proc.wait(), 0.1)
             if not _alive(pid):
                 return

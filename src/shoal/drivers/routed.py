@@ -95,7 +95,6 @@ class RoutedDriver:
 
     def bridge_of(self, network: Network) -> None:
         """No bridge (`capabilities.routed`: the controller's firewalling knows routed networks)."""
-        return None
 
     # -- network objects: none of its own on a host ----------------------------------------
     async def create_network(self, network: Network, alias: str) -> None:
