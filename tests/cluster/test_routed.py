@@ -189,7 +189,8 @@ def test_routed_networks_are_isolated_from_each_other_and_from_bridges(cluster):
 
 @pytest.fixture
 def upstream(cluster):
-    """A namespace on the underlay at .100 that knows no route to any routed pool."""
+    """A namespace on the underlay at .100 that knows no route to any routed pool: (its
+    address, its name)."""
     ns = f"shq-up-{secrets.token_hex(2)}"
     port = f"up{secrets.token_hex(2)}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
@@ -201,13 +202,14 @@ def upstream(cluster):
         for argv in (["addr", "add", f"{ip}/24", "dev", "eth0"], ["link", "set", "eth0", "up"],
                      ["link", "set", "lo", "up"]):
             subprocess.run(["ip", "-n", ns, *argv], check=True)
-        yield ip
+        yield ip, ns
     finally:
         subprocess.run(["ip", "netns", "delete", ns])
 
 
-def test_nat_outgoing_and_internal(cluster, upstream):
+def test_nat_outgoing_internal_and_published_ports(cluster, upstream):
     h1, h2, _ = cluster.hosts
+    upstream, upstream_ns = upstream
     docker(h1, "network", "create", "-d", "routed", "--subnet", "10.66.0.0/16", "-o", "nat-outgoing=false", "r-nonat")
     docker(h1, "network", "create", "-d", "routed", "--subnet", "10.67.0.0/16", "--internal", "r-int")
     for n in ("r-nonat", "r-int"):
@@ -221,7 +223,15 @@ def test_nat_outgoing_and_internal(cluster, upstream):
     assert not pings(h1, "nonat-a", upstream, 1)
     assert not pings(h1, "int-a", upstream, 1)
     eventually(lambda: pings(h1, "int-a", peer), timeout=30, what="internal: its own network across hosts")
-    for h, n in ((h1, "nat-a"), (h1, "nonat-a"), (h1, "int-a"), (h2, "int-b")):
+    # a published port of a routed container, from the upstream (DNAT, then the published-port rule)
+    docker(h1, "run", "-d", "--name", "pub-a", "--network", "r1", "-p", "8080:80", "busybox", "sh", "-c",
+           "while true; do echo hello | nc -l -p 80; done")
+    probe = ("import socket,sys; s=socket.create_connection((sys.argv[1], 8080), 3); "
+             "print(s.recv(16).decode().strip())")
+    eventually(lambda: subprocess.run(["nsenter", f"--net=/run/netns/{upstream_ns}", sys.executable, "-c",
+                                       probe, h1.ip], capture_output=True, text=True).stdout.strip() == "hello",
+               timeout=30, what="published port reached from upstream")
+    for h, n in ((h1, "nat-a"), (h1, "nonat-a"), (h1, "int-a"), (h2, "int-b"), (h1, "pub-a")):
         docker(h, "rm", "-f", n)
     docker(h1, "network", "rm", "r-nonat")
     docker(h1, "network", "rm", "r-int")
