@@ -140,6 +140,8 @@ class Bird:
             async with self._lock:
                 if self._stopping:
                     return
+                if self.running:  # `apply` started one meanwhile
+                    continue
                 try:
                     await self._start_child()
                 except (OSError, ShoalError) as exc:
