@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,15 @@ def _need_etcd() -> None:
         pytest.skip("the cluster tier runs as root")
     if shutil.which("etcd") is None:
         pytest.skip("etcd is missing: apt-get install etcd-server (scripts/setup)")
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory):
+    """The busybox rootfs every lab host imports (built once per session)."""
+    out = tmp_path_factory.mktemp("img") / "busybox.tar"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "build-busybox-rootfs"
+    subprocess.run([str(script), str(out)], check=True, capture_output=True)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -17,32 +17,10 @@ from pathlib import Path
 import pytest
 
 from shoal import lab as labmod
+from tests.cluster.labutil import api, docker, eventually, inspect
 from tests.netutil import df_ping
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/etcd").exists(), reason="etcd-server not installed")
-
-
-def docker(h, *args, check=True, timeout=60):
-    env = {**os.environ, "DOCKER_HOST": h.docker_host, "DOCKER_CONFIG": str(Path(h.data_root).parent / "cfg")}
-    p = subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} on {h.name} failed: {p.stderr}")
-    return p
-
-
-def inspect(h, ref):
-    return json.loads(docker(h, "inspect", ref).stdout)[0]
-
-
-def eventually(pred, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {what}")
-        time.sleep(0.05)
 
 
 def bridge_fdb(h, dev):
@@ -65,22 +43,6 @@ def cluster(busybox_tar):
     finally:
         labmod.down(name, base)
         subprocess.run(["rm", "-rf", str(base)])
-
-
-@pytest.fixture(scope="module")
-def busybox_tar(tmp_path_factory):
-    out = tmp_path_factory.mktemp("img") / "busybox.tar"
-    script = Path(__file__).resolve().parents[2] / "scripts" / "build-busybox-rootfs"
-    subprocess.run([str(script), str(out)], check=True, capture_output=True)
-    return out
-
-
-def api(h, method, path):
-    import httpx
-
-    with httpx.Client(transport=httpx.HTTPTransport(uds=h.sock), base_url="http://shoal", timeout=30) as c:
-        r = c.request(method, path)
-    return r.status_code, r.json()
 
 
 def test_info_names_the_store_and_the_host(cluster):

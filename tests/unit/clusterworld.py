@@ -24,6 +24,7 @@ from shoal.controller.cluster import Cluster
 from shoal.controller.restore import restore
 from shoal.drivers import BridgeDriver, HostDriver, NullDriver
 from shoal.drivers.overlay import OverlayDriver
+from shoal.drivers.routed import RoutedDriver
 from shoal.ipam import DefaultIpam, default_pools, ula_pool
 from shoal.kernel import FakeSandboxKernel
 from shoal.store import MemoryKV, MemoryStore
@@ -132,8 +133,10 @@ class Host:
         self.kv = HostKV(self.world.kv, self.name, self.world.rng)
         ipam = DefaultIpam(default_pools(), [ula_pool(self.engine_id)])
         self.overlay = OverlayDriver(self.kernel, vtep=self.ip, underlay_mtu=1500)
+        self.routed = RoutedDriver(self.kernel)
+        self.routed.clustered = True
         drivers = {"bridge": BridgeDriver(self.kernel), "host": HostDriver(), "null": NullDriver(),
-                   "overlay": self.overlay}
+                   "overlay": self.overlay, "routed": self.routed}
         self.ctl = Controller(self.store, self.kernel, ipam, drivers, self.engine_id, exec_root=self.exec_root)
         self.cluster = Cluster(self.ctl, self.kv, advertise=self.advertise, vtep=self.ip, ttl=TTL,
                                resync=self.world.resync, older_prefixes=("/shoal/v1/",))

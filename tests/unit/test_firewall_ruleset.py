@@ -27,6 +27,16 @@ VAULT = NetworkConfig("br-vault", ("172.20.0.0/16",), ("fd00:20::/64",), interna
 PLAIN = NetworkConfig("br-plain", ("172.21.0.0/16",), masquerade=False)
 LOCAL = NetworkConfig("br-local", ("172.22.0.0/16",), host_binding_ipv4="127.0.0.1")
 
+R1 = NetworkConfig("rt3fa9c1", ("10.64.0.0/16",), routed=1068089777)  # nat-outgoing (masquerade) on
+R2 = NetworkConfig("rt77b0e2", ("10.65.0.0/16",), routed=2008081122, internal=True)
+R3 = NetworkConfig("rt0d11aa", ("10.66.0.0/16",), routed=219261610, masquerade=False)
+ROUTED = State(
+    (DEFAULT, R1, R2, R3),
+    (EndpointConfig("rt3fa9c1", "rt3fa9c1a0b1c", ("10.64.12.1",)),
+     EndpointConfig("rt3fa9c1", "rt3fa9c1d2e3f", ("10.64.12.2",)),
+     EndpointConfig("rt77b0e2", "rt77b0e29a8b7", ("10.65.40.1",))),
+)
+
 WEB = (
     PortMapping("tcp", 8080, "172.18.0.2", 80, "br-front"),
     PortMapping("tcp", 8080, "fd00:18::2", 80, "br-front"),
@@ -48,6 +58,7 @@ STATES = {
         ports=(PortMapping("tcp", 8081, "172.20.0.2", 80, "br-vault"),),  # internal: never published
     ),
     "published_v4_v6_ranges": State((DEFAULT, FRONT), ports=WEB),
+    "routed_networks": ROUTED,
     "host_binding_ipv4": State(
         (LOCAL,),
         ports=(PortMapping("tcp", 8082, "172.22.0.2", 80, "br-local"),
@@ -57,6 +68,7 @@ STATES = {
 
 DIFFS = {
     "diff_publish": (STATES["icc_on_and_off"], STATES["icc_on_and_off"].with_ports(WEB)),
+    "diff_routed_endpoint_leaves": (ROUTED, ROUTED.without_endpoint("rt3fa9c1d2e3f")),
     "diff_remove_network": (STATES["icc_on_and_off"], STATES["icc_on_and_off"].without_network("br-back")),
 }
 

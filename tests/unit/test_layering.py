@@ -12,13 +12,15 @@ ALLOWED = {
     "kernel": {"errors", "model"},
     "ipam": {"errors", "model"},
     "store": {"errors"},
+    "bgp": {"errors", "model"},  # BIRD's configuration and process (controller.routing feeds it)
     "firewall": {"errors", "model", "kernel"},
     "drivers": {"errors", "model", "kernel", "ipam"},
     "dns": {"errors", "model", "kernel"},
     "runtime": {"errors", "model", "kernel", "registry"},
     "registry": {"errors"},  # the registry protocol client (issue 11); the image store pulls through it
     "plugins": {"errors", "model", "kernel", "ipam", "drivers"},
-    "controller": {"errors", "model", "kernel", "ipam", "store", "firewall", "drivers", "dns", "runtime", "plugins"},
+    "controller": {"errors", "model", "kernel", "ipam", "store", "firewall", "drivers", "dns", "runtime", "plugins",
+                   "bgp"},
     "api": {"errors", "model", "controller", "runtime", "registry", "api", "humanize"},
     "daemon": None,  # composition root: anything
     "cli": {"cli", "humanize"},

@@ -83,7 +83,8 @@ class NetworkRoutes:
         if scope and scope != net.scope:
             raise NotFound(f"network {req.params['ref']} not found")
         status = await self.ctl.ipam_status(net)
-        body = network_json(net, req.version or "1.52", self.containers_of(net), status)
+        body = network_json(net, req.version or "1.52", self.containers_of(net), status,
+                            await self.ctl.blocks_of(net))
         return json_response(body)
 
     async def create(self, req: Request) -> Response:

@@ -85,8 +85,10 @@ def network_json(
     version: str,
     containers: dict[str, Any] | None = None,
     status: dict[str, Any] | None = None,
+    blocks: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The Network object; `containers` only for inspect, `Status` from API 1.52."""
+    """The Network object; `containers` only for inspect, `Status` from API 1.52;
+    `Blocks` (shoal's own field, routed networks only): pool -> host -> its blocks."""
     out: dict[str, Any] = {
         "Name": net.name,
         "Id": net.id,
@@ -114,4 +116,6 @@ def network_json(
     })
     if status is not None and version_tuple(version) >= (1, 52):
         out["Status"] = {"IPAM": {"Subnets": status}}
+    if blocks is not None:
+        out["Blocks"] = blocks
     return out

@@ -27,6 +27,7 @@ from shoal.controller.claims import GONE, IN_USE, ClusterClaims
 from shoal.controller.kvipam import KVIpam
 from shoal.drivers import NetworkDriver
 from shoal.drivers.overlay import OPT_VNI, overlay_plan_vni
+from shoal.drivers.routed import RoutedOptions
 from shoal.errors import Forbidden, NotFound, ShoalError, Unavailable
 from shoal.ipam import GLOBAL_DEFAULT, OPT_HOST_BOUND, OPT_OWNER, AddressSpaces
 from shoal.model import Endpoint, Network, Peer
@@ -34,6 +35,7 @@ from shoal.store import Store
 from shoal.store.kv import KV, Compacted, LeaseExpired, WatchEvent
 
 if TYPE_CHECKING:
+    from shoal.controller.routing import Routing
     from shoal.dns import DnsRecords
 
 log = logging.getLogger("shoal.cluster")
@@ -81,6 +83,39 @@ class Cluster:
         self.known_hosts: dict[str, dict[str, Any]] = {}  # advertise -> host record, self included
         self.peers: dict[str, Peer] = {}  # endpoints/<nid>/<eid> key -> peer
         self._tasks: list[asyncio.Task] = []
+        self.routing: Routing | None = None  # this host's BGP, when routed networks may exist
+        self._routed_pools: dict[str, list[str]] = {}  # routed network id -> its pools (blocks registered)
+
+    def attach_routing(self, routing: Routing) -> None:
+        """BGP hears of hosts, routed pools and this host's blocks from here."""
+        self.routing = routing
+        routing.hosts = lambda: [h.get("vtep") or a.split(":")[0] for a, h in self.known_hosts.items()
+                                 if a != self.advertise]
+        routing.pools = lambda: sorted(c.subnet for n in self.ctl.networks.values() if self._routed(n)
+                                       for c in n.v4_configs)
+        routing.blocks = self.ipam.blocks.held_here
+        self.ipam.blocks.changed = routing.poke
+
+    def _routed(self, net: Network) -> bool:
+        driver = self.ctl.drivers.get(net.driver)
+        return net.scope == "global" and driver is not None and driver.capabilities.routed
+
+    def _poke_routing(self) -> None:
+        if self.routing is not None:
+            self.routing.poke()
+
+    def _blocks_for(self, net: Network) -> None:
+        """A routed network's pools hand out addresses by block (controller.kvblocks)."""
+        if self._routed(net):
+            size = RoutedOptions.parse(net.options).block_size
+            self._routed_pools[net.id] = [cfg.subnet for cfg in net.v4_configs]
+            for subnet in self._routed_pools[net.id]:
+                self.ipam.blocks.register(subnet, size)
+            self._poke_routing()
+
+    async def blocks_of(self, net: Network) -> dict[str, dict[str, list[str]]]:
+        """pool -> host -> the blocks it holds, as the store has them (inspect)."""
+        return {cfg.subnet: await self.ipam.blocks.holders(cfg.subnet) for cfg in net.v4_configs}
 
     # -- start / stop --------------------------------------------------------------------
     def load_cache(self) -> list[Network]:
@@ -112,6 +147,8 @@ class Cluster:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.routing is not None:
+            await self.routing.stop()
         await self.kv.close()
 
     async def _lease(self) -> int:
@@ -156,6 +193,7 @@ class Cluster:
             await self.network_gone(net.id)
         for net in wanted.values():
             await self.network_seen(net)
+        await self.ipam.blocks.refresh()
         hosts, _ = await self.kv.list(f"{self.prefix}hosts/")
         await self._hosts_changed({kv.key.rsplit("/", 1)[-1]: json.loads(kv.value) for kv in hosts})
         eps, rev2 = await self.kv.list(f"{self.prefix}endpoints/")
@@ -185,6 +223,7 @@ class Cluster:
 
     async def network_seen(self, net: Network) -> None:
         self.ctl.mirror_network(net)
+        self._blocks_for(net)
         async with self.ctl.store.transaction() as tx:
             tx.put(KIND_CACHE, net.id, net.to_dict())
 
@@ -205,6 +244,10 @@ class Cluster:
         net = self.ctl.networks.get(network_id)
         if net is not None:
             await self.ctl.dematerialize_network(net)
+        if network_id in self._routed_pools:  # (a delete made here has dropped `net` already)
+            for subnet in self._routed_pools.pop(network_id):
+                self.ipam.blocks.forget(subnet)
+            self._poke_routing()
         async with self.ctl.store.transaction() as tx:
             tx.delete(KIND_CACHE, network_id)
 
@@ -314,6 +357,8 @@ class Cluster:
         joined = [h for a, h in hosts.items() if a not in self.known_hosts and a != self.advertise]
         left = [h for a, h in self.known_hosts.items() if a not in hosts and a != self.advertise]
         self.known_hosts = hosts
+        if joined or left:
+            self._poke_routing()
         drivers = {n: d for n, d in self.ctl.drivers.items() if d.capabilities.scope == "global"}
         for driver in drivers.values():
             for host in joined:
@@ -343,6 +388,7 @@ class Cluster:
 
         await self.claims.claim_network(network.id, network.name, record, vni_wanted=overlay_plan_vni(network.options))
         net = made[0]
+        self._blocks_for(net)
         try:  # only the offline-start cache: the watch writes it again (network_seen)
             async with self.ctl.store.transaction() as tx:
                 tx.put(KIND_CACHE, net.id, net.to_dict())

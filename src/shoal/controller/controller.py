@@ -187,6 +187,17 @@ class Controller(EndpointOps):
         return out
 
     # -- create ------------------------------------------------------------------------
+    async def blocks_of(self, network: Network) -> dict[str, dict[str, list[str]]] | None:
+        """A routed network's address blocks by pool and host, from the cluster store; None
+        for other networks, or while the store cannot be read (inspect still answers)."""
+        if self.cluster is None or not self.driver(network.driver).capabilities.routed:
+            return None
+        try:
+            return await self.cluster.blocks_of(network)
+        except ShoalError as exc:
+            log.warning("network %s: blocks not read: %s", network.name, exc)
+            return None
+
     def _check_name(self, spec: NetworkSpec) -> None:
         if spec.name in PREDEFINED:
             raise Forbidden(f"operation is not permitted on predefined {spec.name} network ")
@@ -384,7 +395,9 @@ class Controller(EndpointOps):
         pool_id, cidr, data = await ipam.request_pool(space, subnet, cfg.ip_range, options, v6, exclude)
         undo.push(f"release pool {pool_id}", lambda: ipam.release_pool(pool_id, {OPT_OWNER: network_id}))
         gateway = data.get(GATEWAY, "")  # an allocator may name the gateway with the pool (libnetwork)
-        if cfg.gateway or not gateway:
+        if not self.driver(spec.driver).capabilities.needs_gateway:
+            gateway = ""
+        elif cfg.gateway or not gateway:
             gateway, _ = await ipam.request_address(pool_id, cfg.gateway, {REQUEST_ADDRESS_TYPE: GATEWAY,
                                                                             OPT_OWNER: network_id})
         for aux in cfg.aux_addresses.values():

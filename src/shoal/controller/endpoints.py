@@ -256,7 +256,8 @@ class EndpointOps:
         cfg = endpoint_config(self, network, ep)
         if cfg is None:
             return
-        await self.kernel.set_hairpin(ep.host_ifname)
+        if not self.driver(network.driver).capabilities.routed:  # a routed veth is no bridge port
+            await self.kernel.set_hairpin(ep.host_ifname)
         await self.firewall.add_endpoint(cfg)
         undo.push("firewall endpoint", lambda: self.firewall.remove_endpoint(cfg))
 
@@ -388,7 +389,7 @@ class EndpointOps:
             async def rejoin() -> None:
                 again = await driver.repair_endpoint(network, ep, sb.path, self.alias("ep", ep.id),
                                                      first is not None and first.id == ep.id)
-                if cfg is not None:
+                if cfg is not None and not driver.capabilities.routed:
                     await self.kernel.set_hairpin(again.host_ifname)
 
             undo.push("rejoin", rejoin)

@@ -1,7 +1,8 @@
 """From networks and endpoints to the firewall's typed inputs (shoal.firewall.config).
 
-Networks whose driver puts endpoints on a Linux bridge (bridge, overlay) have rules;
-host and none have nothing to isolate or publish.
+Networks whose driver puts endpoints on a Linux bridge (bridge, overlay) have rules, and
+so do routed networks (by their pool and their endpoints' host veths); host and none
+have nothing to isolate or publish.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from shoal.drivers import NetworkDriver
+from shoal.drivers.routed import RoutedOptions, routed_tag, veth_prefix
 from shoal.firewall import EndpointConfig, NetworkConfig, State
 from shoal.model import Endpoint, Network
 
@@ -27,6 +29,8 @@ def network_config(ctl: Topology, net: Network) -> NetworkConfig | None:
     """The driver says which Linux bridge the network's endpoints hang off and its policy
     (`bridge_of`); a network without one (host, none) has nothing to isolate or publish."""
     driver = ctl.drivers.get(net.driver)
+    if driver is not None and driver.capabilities.routed:
+        return routed_config(net)
     opts = driver.bridge_of(net) if driver is not None else None
     if opts is None:
         return None
@@ -37,6 +41,13 @@ def network_config(ctl: Topology, net: Network) -> NetworkConfig | None:
         icc=opts.enable_icc, masquerade=opts.enable_ip_masquerade, internal=net.internal,
         host_binding_ipv4="" if opts.host_binding_ipv4 == "0.0.0.0" else opts.host_binding_ipv4,
     )
+
+
+def routed_config(net: Network) -> NetworkConfig:
+    """A routed network's key is its host veths' name prefix (it has no bridge)."""
+    return NetworkConfig(bridge=veth_prefix(net.id), subnets4=tuple(c.subnet for c in net.v4_configs),
+                         masquerade=RoutedOptions.parse(net.options).nat_outgoing, internal=net.internal,
+                         routed=routed_tag(net.id))
 
 
 def endpoint_config(ctl: Topology, net: Network, ep: Endpoint) -> EndpointConfig | None:

@@ -20,6 +20,10 @@ Keys, under the cluster prefix:
     ipam/GlobalDefault/pools.generation                    bumped by every pool claim
     ipam/GlobalDefault/addresses/<a.b.c.d-len>/<ip>        owner (gateway, aux: the network's,
                                                            no lease; endpoints': on the lease)
+    ipam/GlobalDefault/blocks/<pool>/<block>               a routed pool's blocks (controller.kvblocks)
+
+A routed pool's host-bound addresses come from this host's blocks: `blocks` picks the
+address (claiming a block when needed) and the claim below is the same as any other's.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from shoal.ipam.api import (
     make_pool_id,
     parse_pool_id,
 )
+from shoal.controller.kvblocks import Blocks
 from shoal.ipam.pools import EXHAUSTED, OVERLAP, Spans, first_gap
 from shoal.store.kv import KV, Compare, KeyValue, Op, TxnResult
 
@@ -80,6 +85,7 @@ class KVIpam:
         self._lease = lease
         self.base = f"{prefix}ipam/{space}/"
         self._owners: dict[tuple[str, str], str] = {}  # (pool id, ip) -> owner, for what this host claimed
+        self.blocks = Blocks(kv, self.base, host, lease)
 
     async def get_default_address_spaces(self) -> tuple[str, str]:
         return LOCAL_DEFAULT, GLOBAL_DEFAULT
@@ -151,7 +157,8 @@ class KVIpam:
             held = None
         if held is not None:
             await self.kv.txn([Compare.at(key, held.mod_revision)],
-                              [Op.delete(key), Op.delete_prefix(self._addresses(subnet))])
+                              [Op.delete(key), Op.delete_prefix(self._addresses(subnet)),
+                               Op.delete_prefix(self.blocks.prefix(subnet))])
         for k in [k for k in self._owners if k[0] == pool_id]:
             del self._owners[k]
 
@@ -174,6 +181,22 @@ class KVIpam:
         request for an address its owner already holds is a replay: it is answered with it
         and the claim moves to the host's current lease."""
         opts = options or {}
+        _, subnet, _ = parse_pool_id(pool_id)
+        if opts.get(OPT_HOST_BOUND) == "true" and self.blocks.blocked(subnet):
+            async with self.blocks.lock:  # one claim of this host at a time: see kvblocks
+                wanted = self._wanted(ipaddress.ip_network(subnet), address)
+                for _ in range(RETRIES):
+                    ip = await self.blocks.pick(subnet, wanted, self._addresses(subnet), self._pool_key(subnet))
+                    try:
+                        return await self._request_address(pool_id, ip, opts)
+                    except Forbidden:
+                        if wanted:
+                            raise  # else: taken under us (a static address): pick again
+                raise Unavailable("could not claim an address in the cluster store: too many concurrent changes")
+        return await self._request_address(pool_id, address, opts)
+
+    async def _request_address(self, pool_id: str, address: str,
+                               opts: Mapping[str, str]) -> tuple[str, dict[str, str]]:
         owner = opts.get(OPT_OWNER, "")
         lease = self._lease() if opts.get(OPT_HOST_BOUND) == "true" else 0
         _, subnet, sub_pool = parse_pool_id(pool_id)
@@ -243,6 +266,9 @@ class KVIpam:
         if (owner and held.value != owner.encode()) or (not owner and held.lease != self._current_lease()):
             return
         await self.kv.txn([Compare.at(key, held.mod_revision)], [Op.delete(key)])
+        if self.blocks.blocked(subnet):
+            async with self.blocks.lock:
+                await self.blocks.release_if_empty(subnet, ip, self._addresses(subnet))
 
     def _current_lease(self) -> int:
         try:
@@ -258,6 +284,7 @@ class KVIpam:
         for kv in items:
             if kv.lease == lease and kv.value.decode() not in keep:
                 await self.kv.txn([Compare.at(kv.key, kv.mod_revision)], [Op.delete(kv.key)])
+        await self.blocks.release_all_empty(self._addresses)
 
 
 def _first(result: TxnResult, index: int = 0) -> KeyValue | None:

@@ -191,7 +191,7 @@ async def _repair_endpoint(ctl: Controller, net: Network, ep: Endpoint) -> str:
             await driver.leave(net, ep, sb.path)  # half-configured: make it again from scratch
         fixed = await driver.repair_endpoint(net, ep, sb.path, ctl.alias("ep", ep.id),
                                              first is not None and first.id == ep.id)
-        if endpoint_config(ctl, net, fixed) is not None:
+        if endpoint_config(ctl, net, fixed) is not None and not driver.capabilities.routed:
             await ctl.kernel.set_hairpin(fixed.host_ifname)
     except (ShoalError, OSError) as exc:
         return f"could not repair endpoint {ep.name} on {net.name}: {exc}"

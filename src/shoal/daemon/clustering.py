@@ -9,7 +9,9 @@ import ipaddress
 import logging
 
 from shoal.controller import Controller
+from shoal.bgp import Bird
 from shoal.controller.cluster import Cluster
+from shoal.controller.routing import Routing
 from shoal.daemon.config import DaemonConfig
 from shoal.dns import DnsRecords
 from shoal.errors import InvalidParameter, ShoalError
@@ -52,10 +54,15 @@ async def attach_cluster(ctl: Controller, kernel: Kernel, cfg: DaemonConfig, rec
     overlay = ctl.drivers.get("overlay")
     if overlay is not None:
         overlay.vtep, overlay.underlay_mtu = ip, link.mtu
+    routed = ctl.drivers.get("routed")
+    if routed is not None:
+        routed.clustered, routed.mtu = True, link.mtu
     opts = cfg.cluster_store_opts
     ctl.cluster = Cluster(ctl, kv, advertise=advertise, vtep=ip, prefix=PREFIX, older_prefixes=OLDER_PREFIXES,
                           ttl=int(opts.get("discovery.ttl", 15)), resync=float(opts.get("discovery.resync", 30)),
                           records=records)
+    ctl.cluster.attach_routing(Routing(Bird(cfg.exec_root / "bird"), router_id=ip, local_as=cfg.bgp_as,
+                                       route_reflectors=cfg.bgp_route_reflectors))
     return ctl.cluster
 
 

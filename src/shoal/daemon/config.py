@@ -90,6 +90,8 @@ class DaemonConfig:
     registry_mirrors: tuple[str, ...] = ()
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
+    bgp_as: int = 64512
+    bgp_route_reflectors: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -157,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kv.cacertfile, kv.certfile, kv.keyfile (all three: TLS to etcd), discovery.ttl (seconds a dead "
                    "host keeps its endpoints, default 15), discovery.resync (seconds between full "
                    "reconciliations, default 30); repeatable")
+    p.add_argument("--bgp-as", type=int, default=64512, metavar="N",
+                   help="the cluster's BGP AS number for routed networks (iBGP; default 64512)")
+    p.add_argument("--bgp-route-reflectors", default="", metavar="IP[,IP...]",
+                   help="routed networks: peer with these hosts' BIRDs only, instead of a full mesh (above ~100 "
+                        "hosts); the hosts named reflect routes to all others")
     p.add_argument("--add-runtime", action="append", type=parse_runtime, default=[], metavar="NAME=PATH",
                    help="register another OCI runtime that speaks runc's command line (repeatable); "
                    f"runc ({RUNC_PATH}) is always there, crun ({CRUN_PATH}) when installed")
@@ -225,6 +232,11 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
     for mirror in args.registry_mirror:
         if not mirror.startswith(("http://", "https://")):
             build_parser().error(f"invalid mirror: unsupported scheme in {mirror!r}: use http:// or https://")
+    if not 1 <= args.bgp_as <= 4294967294:
+        build_parser().error(f"--bgp-as {args.bgp_as}: an AS number from 1 to 4294967294")
+    for rr in (r for r in args.bgp_route_reflectors.split(",") if r):
+        if not validate.ip_address(rr) or ":" in rr:
+            build_parser().error(f"--bgp-route-reflectors: {rr} is not an IPv4 address (hosts' advertise addresses)")
     for server in args.dns:
         if not validate.ip_address(server):
             build_parser().error(f"--dns {server}: not an IP address")
@@ -235,6 +247,7 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
     return DaemonConfig(
         cluster_store=args.cluster_store, cluster_advertise=args.cluster_advertise,
         cluster_store_opts=dict(args.cluster_store_opt),
+        bgp_as=args.bgp_as, bgp_route_reflectors=tuple(r for r in args.bgp_route_reflectors.split(",") if r),
         runtimes=runtimes, default_runtime=args.default_runtime,
         data_root=data_root, exec_root=exec_root, hosts=hosts, log_level=args.log_level,
         pools=tuple(args.default_address_pool), mtu=args.mtu, bridge_name=args.bridge_name,

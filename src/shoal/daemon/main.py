@@ -44,6 +44,8 @@ from shoal.daemon.faults import FaultPlan, Steps, SteppedStore
 from shoal.daemon.timings import Timed, TimedStore, Timings
 from shoal.drivers import BridgeDriver, HostDriver, IpvlanDriver, MacvlanDriver, NullDriver
 from shoal.drivers.overlay import OverlayDriver
+from shoal.drivers.routed import RoutedDriver
+from shoal.kernel.routed import RTPROT_BIRD
 from shoal.errors import ShoalError
 from shoal.firewall import NftFirewall, NoneFirewall, br_netfilter_sysctls
 from shoal.firewall.dockeruser import DockerUser
@@ -115,6 +117,7 @@ def build(cfg: DaemonConfig) -> Parts:
     ipam = Timed(DefaultIpam(pools, [ula_pool(eid)]), "ipam", timings)
     drivers = {"bridge": BridgeDriver(kernel, cfg.mtu), "host": HostDriver(), "null": NullDriver(),
                "overlay": OverlayDriver(kernel),  # refuses networks until a cluster store is attached
+               "routed": RoutedDriver(kernel, mtu=cfg.mtu),  # likewise
                "macvlan": MacvlanDriver(kernel, cfg.mtu), "ipvlan": IpvlanDriver(kernel)}
     firewall: Any = NftFirewall() if cfg.firewall == "nftables" else NoneFirewall()
     if plan is not None:
@@ -268,10 +271,24 @@ async def cleanup(parts: Parts) -> None:
         if link.alias.startswith(ctl.alias_prefix):
             await ctl.kernel.delete_link(link.name)
     await ctl.firewall.cleanup()
+    await stop_routing(ctl)
     await parts.served.cleanup()
     await ctl.kernel.settle()  # the bridges deleted in the background are gone before we say so
     remove_cgroup_parent()
     log.info("cleaned up: containers stopped, namespaces, links, firewall tables and the empty cgroup parent removed")
+
+
+async def stop_routing(ctl: Controller) -> None:
+    """BIRD shut down for good, and what a graceful stop left in the kernel of its routes
+    into routed pools (BGP-learned and our blackholes) removed."""
+    if ctl.cluster is None or ctl.cluster.routing is None:
+        return
+    await ctl.cluster.routing.bird.stop(graceful=False)
+    pools = [c.subnet for n in ctl.networks.values() if (d := ctl.drivers.get(n.driver)) is not None
+             and d.capabilities.routed for c in n.v4_configs]
+    if pools:
+        gone = await ctl.kernel.delete_routes_inside(RTPROT_BIRD, pools)
+        log.info("removed %d BIRD route(s) into routed pools", gone)
 
 
 def _quiet_forked_child() -> None:

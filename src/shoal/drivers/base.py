@@ -40,6 +40,13 @@ class Capabilities:
     """Repair may take an endpoint's kernel objects down and make them again (the driver
     made them); False: its `repair_endpoint` mends in place (a plugin's interface is the
     plugin's: a leave would delete its endpoint there)."""
+    needs_gateway: bool = True
+    """Each pool gets a gateway address (the bridge's); False: the driver routes its
+    endpoints without one in the pool (routed: a link-local next hop)."""
+    routed: bool = False
+    """Endpoints are routed /32s on host veths of their own, no bridge (drivers.routed):
+    the firewall isolates them by pool and host veth, and their addresses come from the
+    host's address blocks."""
     external_connectivity: bool = False
     """The driver implements `ExternalConnectivity`: it is told when one of its endpoints
     becomes, or stops being, its sandbox's gateway endpoint (libnetwork's

@@ -1,6 +1,7 @@
 """The firewall's typed inputs, and the whole state it renders from.
 
-- NetworkConfig: one bridge network (subnets, ICC, masquerade, internal, default host IP).
+- NetworkConfig: one bridge network (subnets, ICC, masquerade, internal, default host IP),
+  or one routed network (its pool, nat-outgoing, internal).
 - EndpointConfig: one endpoint, named by the host end of its veth (needed for ICC off).
 - PortMapping: one published port or port range (host ip:port -> container ip:port).
 - State: every network, endpoint and mapping; immutable, changed by `with_*`/`without_*`.
@@ -65,9 +66,16 @@ class NetworkConfig:
     """No traffic to or from other interfaces; ports are never published."""
     host_binding_ipv4: str = ""
     """`com.docker.network.bridge.host_binding_ipv4`: the host IP for mappings without one."""
+    routed: int = 0
+    """Not a bridge: a routed network (drivers.routed), whose endpoints are host veths of
+    their own. The number tags the network in the ruleset (a packet's pool and a port's
+    network compare equal through it); `bridge` is then only the network's key (its host
+    veths' name prefix), and `masquerade` is nat-outgoing."""
 
     def __post_init__(self) -> None:
         check_ifname(self.bridge, "bridge")
+        if not 0 <= self.routed < 1 << 32:
+            raise InvalidParameter(f"invalid routed network tag {self.routed}")
         object.__setattr__(self, "subnets4", tuple(_subnet(s, 4) for s in self.subnets4))
         object.__setattr__(self, "subnets6", tuple(_subnet(s, 6) for s in self.subnets6))
         if self.host_binding_ipv4:

@@ -60,6 +60,15 @@ SETS: dict[SetRef, SetSpec] = {
     (INET, "dnat6_host"): SetSpec("ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service",
                                   "ports published on one host address", map=True),
     (BRIDGE, "icc_off_ports"): SetSpec("ifname", "bridge ports of endpoints on networks with ICC off"),
+    # routed networks: per network, a pool's tag (a one-field interval map, as few elements
+    # as networks); per endpoint, its host veth and that veth's network tag (hashes). No
+    # concatenated interval set (pipapo), whose updates grow with its size.
+    (INET, "routed_ports"): SetSpec("ifname", "host veths of routed endpoints"),
+    (INET, "routed_members"): SetSpec("ifname . mark", "routed host veth . its network's tag"),
+    (INET, "routed_internal"): SetSpec("ifname", "host veths of endpoints on internal routed networks"),
+    (INET, "routed_tags4"): SetSpec("ipv4_addr : mark", "routed pool : its network's tag", interval=True, map=True),
+    (INET, "routed_pools4"): SetSpec("ipv4_addr", "every routed pool", interval=True),
+    (INET, "routed_masq4"): SetSpec("ipv4_addr", "routed pools with nat-outgoing", interval=True),
 }
 
 
@@ -68,7 +77,14 @@ def _quoted(ifname: str) -> str:
 
 
 def network_elements(net: NetworkConfig) -> Iterator[Element]:
-    """A bridge's membership, its ICC verdict and egress."""
+    """A bridge's membership, its ICC verdict and egress; a routed network's pools."""
+    if net.routed:
+        for subnet in net.subnets4:
+            yield (INET, "routed_tags4"), subnet, str(net.routed)
+            yield (INET, "routed_pools4"), subnet, None
+            if net.masquerade and not net.internal:
+                yield (INET, "routed_masq4"), subnet, None
+        return
     br = _quoted(net.bridge)
     yield (INET, "bridges"), br, None
     yield (INET, "icc"), f"{br} . {br}", "accept" if net.icc else "drop"
@@ -80,7 +96,13 @@ def network_elements(net: NetworkConfig) -> Iterator[Element]:
 
 def endpoint_elements(ep: EndpointConfig, net: NetworkConfig) -> Iterator[Element]:
     """Its addresses, for hairpin; its port when ICC is off (L2 traffic between endpoints
-    never reaches inet)."""
+    never reaches inet). A routed endpoint: its veth and its network's tag."""
+    if net.routed:
+        yield (INET, "routed_ports"), _quoted(ep.port), None
+        yield (INET, "routed_members"), f"{_quoted(ep.port)} . {net.routed}", None
+        if net.internal:
+            yield (INET, "routed_internal"), _quoted(ep.port), None
+        return
     for address in ep.addresses:
         yield (INET, f"hairpin{6 if ':' in address else 4}"), f"{_quoted(ep.bridge)} . {address}", None
     if not net.icc:

@@ -89,8 +89,29 @@ def forward_chain() -> Chain:
         _rule("oifname @internal drop", "internal: no ingress"),
         _rule("ct status dnat ip daddr . meta l4proto . th dport @published4 accept", "published port"),
         _rule("ct status dnat ip6 daddr . meta l4proto . th dport @published6 accept", "published port"),
+        *routed_rules(),
         _rule("oifname @bridges drop", "other bridges, unpublished ports, direct access"),
     ))
+
+
+def routed_rules() -> tuple[str, ...]:
+    """Routed networks have no bridge: a routed endpoint's host veth is entered only from
+    its own network's pool (whichever host the packet comes from), and an internal one is
+    left only toward it. The pool's tag goes in the packet mark for the one lookup that
+    compares it with the veth's (`ifname . mark`); the mark is cleared first, so a source
+    outside every pool matches no member (a mark set before is lost on these packets
+    only). IPv6 is not routed yet."""
+    return (
+        _rule("oifname @routed_ports meta mark set 0", "routed: no tag yet"),
+        _rule("oifname @routed_ports meta mark set ip saddr map @routed_tags4", "routed: the source's network"),
+        _rule("oifname . meta mark @routed_members accept", "routed: from its own network"),
+        _rule("oifname @routed_ports drop", "routed: from anywhere else"),
+        _rule("iifname @routed_internal meta mark set 0", "routed internal: no tag yet"),
+        _rule("iifname @routed_internal meta mark set ip daddr map @routed_tags4",
+              "routed internal: the destination's network"),
+        _rule("iifname . meta mark @routed_members accept", "routed internal: within its network"),
+        _rule("iifname @routed_internal drop", "routed internal: no egress"),
+    )
 
 
 def postrouting_chain() -> Chain:
@@ -105,6 +126,7 @@ def postrouting_chain() -> Chain:
         _rule("ct status dnat oifname . ip6 saddr @hairpin6 masquerade", "hairpin"),
         _rule("oifname @bridges ip saddr 127.0.0.0/8 masquerade", "host loopback to a published port"),
         _rule("iifname @masquerading masquerade", "egress"),
+        _rule("ip saddr @routed_masq4 ip daddr != @routed_pools4 masquerade", "routed: nat-outgoing"),
     ))
 
 

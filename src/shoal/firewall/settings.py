@@ -25,6 +25,8 @@ def network_sysctls(net: NetworkConfig) -> dict[str, str]:
     """
     if net.internal:
         return {}
+    if net.routed:  # no bridge: forwarding only (the host veths' own are set by the driver)
+        return {"net/ipv4/ip_forward": "1"} if net.subnets4 else {}
     wanted = {}
     if net.subnets4:
         wanted["net/ipv4/ip_forward"] = "1"

@@ -157,6 +157,21 @@ class Kernel:
             Netlink.add_veth, host_name, peer_name, netns_path, mac=mac, mtu=mtu, bridge=bridge, alias=alias
         )
 
+    # -- routed data plane (kernel.routed) ----------------------------------------------
+    async def add_routed_veth(self, host: str, peer: str, netns_path: str, *, mac: str, mtu: int, alias: str,
+                              addresses: list[str], default_route: bool, routes: list[str]) -> None:
+        await self._run(Netlink.add_routed_veth, host, peer, netns_path, mac=mac, mtu=mtu, alias=alias,
+                        addresses=addresses, default_route=default_route, routes=routes)
+
+    async def routed_host_routes(self, host: str, addresses: list[str]) -> None:
+        await self._run(Netlink.routed_host_routes, host, addresses)
+
+    async def routes_of_proto(self, proto: int) -> list[tuple[str, str, str]]:
+        return await self._run(Netlink.routes_of_proto, proto)
+
+    async def delete_routes_inside(self, proto: int, prefixes: list[str]) -> int:
+        return await self._run(Netlink.delete_routes_inside, proto, prefixes)
+
     # -- interfaces made by others (kernel.adopt) ---------------------------------------
     def _host_ns(self) -> str:
         if not self._netns:

@@ -183,6 +183,7 @@ class FakeSandboxKernel(FakeKernel):
         super().__init__()
         self.namespaces: set[str] = set()
         self.ifaces: dict[str, dict[str, dict]] = {}
+        self.routed_routes: dict[str, list[str]] = {}  # routed veth -> the addresses routed to it
 
     async def create_netns(self, path: str) -> None:
         self._maybe_fail("create_netns", path)
@@ -208,6 +209,18 @@ class FakeSandboxKernel(FakeKernel):
         # no netns_path: the peer stays in the host's namespace (kept under "")
         place = self.ifaces.setdefault("", {}) if not netns_path else self.ifaces[netns_path]
         place[peer_name] = {"mac": mac, "mtu": mtu, "host": host_name, "addresses": []}
+
+    async def add_routed_veth(self, host, peer, netns_path, *, mac, mtu, alias, addresses, default_route,  # noqa: ANN001
+                              routes) -> None:  # noqa: ANN001
+        self._maybe_fail("add_routed_veth", host)
+        self.links_by_name[host] = LinkInfo(host, 100 + len(self.links_by_name), "veth", alias, mtu, True,
+                                            "ee:ee:ee:ee:ee:ee")
+        self.ifaces[netns_path][peer] = {"mac": mac, "mtu": mtu, "host": host, "addresses": list(addresses),
+                                         "default_route": default_route, "routes": list(routes)}
+        self.routed_routes[host] = list(addresses)
+
+    async def routed_host_routes(self, host: str, addresses: list[str]) -> None:
+        self.routed_routes[host] = list(addresses)
 
     async def attach_port(self, ifname: str, bridge: str) -> None:
         self._maybe_fail("attach_port", ifname)

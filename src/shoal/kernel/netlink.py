@@ -19,6 +19,7 @@ from pyroute2 import IPRoute, NetlinkError
 from shoal.kernel import rtdump
 from shoal.kernel.base import IFA_F_NODAD, KernelError, LinkInfo, fail, ifindex
 from shoal.kernel.macvlan import MacvlanOps
+from shoal.kernel.routed import RoutedOps
 from shoal.kernel.vxlan import VxlanOps
 
 PROC_USER_INIT_INO, PROC_NET_INIT_INO = 0xEFFFFFFD, 0xEFFFFFF9  # include/linux/proc_ns.h (kernels that fix them)
@@ -42,10 +43,11 @@ def _write_sysctls(values: dict[str, str], missing_ok: bool = False) -> list[str
     return written
 
 
-class Netlink(VxlanOps, MacvlanOps):
+class Netlink(VxlanOps, MacvlanOps, RoutedOps):
     """Owns one IPRoute; must be used from a single thread (the facade's). The overlay's
     vxlan devices, FDB and neighbour entries come from `VxlanOps` (kernel.vxlan), macvlan
-    ports and their VLAN parents from `MacvlanOps` (kernel.macvlan)."""
+    ports and their VLAN parents from `MacvlanOps` (kernel.macvlan), routed veths and
+    their routes from `RoutedOps` (kernel.routed)."""
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns

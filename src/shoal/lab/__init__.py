@@ -241,6 +241,8 @@ def down(name: str, base: Path = ROOT) -> None:
         if h.shoald_pid:
             _kill(h.shoald_pid, h.data_root)
     for h in lab.hosts:
+        _kill_bird(h)
+    for h in lab.hosts:
         _remove_containers(h)
         if h.etcd_pid:
             _kill(h.etcd_pid, lab.root)
@@ -249,6 +251,16 @@ def down(name: str, base: Path = ROOT) -> None:
     for point in _mounts_below(lab.root):
         subprocess.run(["umount", "-l", point], capture_output=True)
     shutil.rmtree(lab.root, ignore_errors=True)
+
+
+def _kill_bird(h: Host) -> None:
+    """A BIRD outlives a shoald that was killed (the next one adopts it): stop it by the
+    pid its file names, if that process reads this host's configuration."""
+    try:
+        pid = int(Path(h.data_root, "run", "bird", "bird.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    _kill(pid, h.data_root)
 
 
 def _remove_containers(h: Host) -> None:
