@@ -20,6 +20,7 @@ from shoal.controller.containers import Containers
 from shoal.errors import InvalidParameter
 from shoal.model import Container
 from shoal.runtime import frame
+from shoal.runtime.volumes import mounts_json
 
 log = logging.getLogger("shoal.api")
 
@@ -91,7 +92,7 @@ class ContainerRoutes:
         return Response(204)
 
     async def remove(self, req: Request) -> Response:
-        await self.c.remove(req.params["ref"], force=req.flag("force"))
+        await self.c.remove(req.params["ref"], force=req.flag("force"), volumes=req.flag("v"))
         return Response(204)
 
     async def wait(self, req: Request) -> StreamResponse:
@@ -166,7 +167,7 @@ class ContainerRoutes:
             "Hostname": rec.hostname, "Domainname": "", "User": rec.user, "AttachStdin": False,
             "AttachStdout": False, "AttachStderr": False, "Tty": rec.tty, "OpenStdin": rec.open_stdin,
             "StdinOnce": rec.stdin_once, "Env": list(rec.env), "Cmd": list(rec.args), "Image": rec.image,
-            "Volumes": None, "WorkingDir": rec.working_dir, "Entrypoint": None, "OnBuild": None,
+            "Volumes": rec.config.get("Volumes") or None, "WorkingDir": rec.working_dir, "Entrypoint": None, "OnBuild": None,
             "Labels": dict(rec.labels),
         }
         config.update({k: v for k, v in rec.config.items() if k.startswith("Attach")})
@@ -182,7 +183,7 @@ class ContainerRoutes:
             "HostsPath": str(etc / "hosts"), "LogPath": "", "Name": "/" + rec.name, "RestartCount": 0,
             "Driver": "overlay", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
             "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host_config,
-            "GraphDriver": {"Name": "overlay", "Data": None}, "Mounts": [], "Config": config,
+            "GraphDriver": {"Name": "overlay", "Data": None}, "Mounts": mounts_json(rec), "Config": config,
             "NetworkSettings": self._netsettings(rec, version, st.running),
         }
 
@@ -205,7 +206,7 @@ class ContainerRoutes:
             "Labels": dict(rec.labels), "State": "paused" if getattr(st, "paused", False) else st.status,
             "Status": status_text(st),
             "HostConfig": {"NetworkMode": rec.network_mode}, "NetworkSettings": {"Networks": nets},
-            "Mounts": [],
+            "Mounts": mounts_json(rec),
         }
 
     def _summary_or_scrubbed(self, rec: Container, version: str) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class ContainerSpec:
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     sysctls: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # model.validate.sysctl
     runtime: str = ""  # the OCI runtime's name (HostConfig.Runtime); "": the daemon's default
+    mounts: tuple[dict, ...] = field(default=(), hash=False, compare=False)  # runtime.volumes.oci_mount
 
     def __post_init__(self) -> None:
         if not self.args:
@@ -131,7 +132,8 @@ def _mounts(spec: ContainerSpec) -> list[dict]:
         if src is not None:
             mounts.append({"destination": dest, "type": "bind", "source": str(src),
                            "options": ["rbind", "rprivate"]})
-    return mounts
+    taken = {m["destination"] for m in spec.mounts}  # a user's mount wins (`--tmpfs /dev/shm`)
+    return [m for m in mounts if m["destination"] not in taken] + [dict(m) for m in spec.mounts]
 
 
 def oci_config(spec: ContainerSpec, rootfs: Path) -> dict:
@@ -178,7 +180,7 @@ def spec_to_json(spec: ContainerSpec) -> dict:
     data = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
     for key in ("hosts", "hostname_file", "resolv_conf"):
         data[key] = str(data[key]) if data[key] is not None else None
-    data["args"], data["env"] = list(spec.args), list(spec.env)
+    data["args"], data["env"], data["mounts"] = list(spec.args), list(spec.env), list(spec.mounts)
     return data
 
 
@@ -189,5 +191,6 @@ def spec_from_json(data: dict) -> ContainerSpec:
         if values.get(key) is not None:
             values[key] = Path(values[key])
     values["args"], values["env"] = tuple(values["args"]), tuple(values.get("env", DEFAULT_ENV))
+    values["mounts"] = tuple(values.get("mounts") or ())
     values.setdefault("runtime", "runc")  # a record from before there was a choice ran runc
     return ContainerSpec(**values)
