@@ -246,7 +246,7 @@ class Containers(ContainerNetworks):
         )
         await self.runtime.create(spec, rec.image_id)
         undo.push("runtime", lambda: self.runtime.delete(rec.id))
-        self.volumes.copy_up(rec, await self.runtime.rootfs(rec.id))
+        await self.volumes.copy_up(rec, lambda: self.runtime.rootfs(rec.id))
         async with self.ctl.store.transaction() as tx:
             tx.put(KIND_CONTAINER, rec.id, rec.to_dict())
 

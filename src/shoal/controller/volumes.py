@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 from datetime import datetime, timezone
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from shoal.controller.ids import new_id
@@ -107,6 +108,8 @@ class Volumes:
     @staticmethod
     def _check_options(name: str, options: dict) -> None:
         for key in options:
+            if key == "size":  # dockerd 20.10 without a quota-capable data root (measured)
+                raise InvalidParameter(f"create {name}: quota size requested but no quota support")
             if key not in LOCAL_OPTS:
                 raise InvalidParameter(f'create {name}: invalid option: "{key}"')
         if options.get("type") and not options.get("device"):
@@ -232,12 +235,14 @@ class Volumes:
     def oci_mounts(rec: Container) -> tuple[dict, ...]:
         return tuple(oci_mount(MountPoint.from_dict(m)) for m in rec.mounts)
 
-    def copy_up(self, rec: Container, rootfs: Path) -> None:
-        """New volumes get what the image has at their destination (unless `nocopy`)."""
-        for data in rec.mounts:
-            mp = MountPoint.from_dict(data)
-            if mp.type == "volume" and mp.copy and not mp.subpath:
-                copy_up(rootfs / mp.destination.lstrip("/"), Path(mp.source))
+    async def copy_up(self, rec: Container, rootfs: Callable[[], Awaitable[Path]]) -> None:
+        """Empty volumes get what the image has at their destination (unless `nocopy`);
+        `rootfs` mounts the container's root, asked for only when a volume wants it."""
+        wanted = [mp for mp in map(MountPoint.from_dict, rec.mounts) if mp.type == "volume" and mp.copy
+                  and not mp.subpath]
+        root = await rootfs() if wanted else None
+        for mp in wanted:
+            await asyncio.to_thread(copy_up, root / mp.destination.lstrip("/"), Path(mp.source))
 
     def prepare_start(self, rec: Container) -> None:
         """At start, as dockerd: a missing `-v` bind source becomes a directory; device

@@ -127,13 +127,16 @@ def _mounts(spec: ContainerSpec) -> list[dict]:
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
          "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
     ]
+    # the user's mounts come after the system's (and replace one at the same place, as
+    # `--tmpfs /dev/shm` does) and before the network's files, which go on top of a volume at /etc
+    taken = {m["destination"] for m in spec.mounts}
+    mounts = [m for m in mounts if m["destination"] not in taken] + [dict(m) for m in spec.mounts]
     for dest, src in (("/etc/resolv.conf", spec.resolv_conf), ("/etc/hostname", spec.hostname_file),
                       ("/etc/hosts", spec.hosts)):
-        if src is not None:
+        if src is not None and dest not in taken:
             mounts.append({"destination": dest, "type": "bind", "source": str(src),
                            "options": ["rbind", "rprivate"]})
-    taken = {m["destination"] for m in spec.mounts}  # a user's mount wins (`--tmpfs /dev/shm`)
-    return [m for m in mounts if m["destination"] not in taken] + [dict(m) for m in spec.mounts]
+    return mounts
 
 
 def oci_config(spec: ContainerSpec, rootfs: Path) -> dict:
