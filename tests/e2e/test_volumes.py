@@ -145,3 +145,14 @@ def test_shoal_volume_commands(box):
     box.shoal("volume", "create", "gone1")
     out = box.shoal("volume", "prune", "-af").stdout
     assert out == "Deleted Volumes:\ngone1\n\nTotal reclaimed space: 0B\n"
+
+
+def test_volume_subpath_stays_inside_the_volume(box):
+    """dockerd 20.10 has no `volume-subpath` (its API drops the field); shoal does what
+    dockerd >= 26 does, and refuses a subpath that a symlink leads out of the volume."""
+    box.docker("run", "--rm", "-v", "sp:/d", "busybox", "sh", "-c", "mkdir -p /d/sub/deep; ln -s / /d/esc")
+    out = box.docker("run", "--rm", "--mount", "type=volume,src=sp,dst=/x,volume-subpath=sub", "busybox", "ls", "/x")
+    assert out.stdout == "deep\n"
+    p = box.docker("run", "--rm", "--mount", "type=volume,src=sp,dst=/x,volume-subpath=esc", "busybox", "true",
+                   check=False)
+    assert p.returncode != 0 and "subpath 'esc' leads out of volume sp" in p.stderr

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from shoal.controller.ids import new_id
 from shoal.controller.undo import Undo
-from shoal.errors import Conflict, InvalidParameter, NotFound
+from shoal.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from shoal.model import Container
 from shoal.runtime.overlay import is_mounted, unmount
 from shoal.runtime.volumes import (
@@ -131,9 +131,11 @@ class Volumes:
         users = self.users(name)
         if users:  # dockerd refuses with force too
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+        unmount(self.data_dir(name))
+        if _mounts_below(self.path(name)):  # a device still mounted: never delete through it
+            raise Unavailable(f"remove {name}: {self.data_dir(name)} is still mounted")
         async with self.store.transaction() as tx:
             tx.delete(KIND_VOLUME, name)
-        unmount(self.data_dir(name))
         shutil.rmtree(self.path(name), ignore_errors=True)
 
     async def prune(self, keep, *, anonymous_only: bool) -> tuple[list[str], int]:  # noqa: ANN001 - Callable
@@ -195,9 +197,15 @@ class Volumes:
             undo.push(f"volume {name}", lambda n=name: self.remove(n, force=True))
         self.mount(name)
         data = self.data_dir(name)
-        if mp.subpath and not (data / mp.subpath).exists():  # what dockerd >= 26 does (20.10 has no subpath)
-            raise InvalidParameter(f"cannot access path {data / mp.subpath}: no such file or directory")
-        return dataclasses.replace(mp, name=name, source=str(data))
+        subpath = mp.subpath
+        if subpath:  # what dockerd >= 26 does (20.10 has no subpath and ignores the field)
+            if not (data / subpath).exists():
+                raise InvalidParameter(f"cannot access path {data / subpath}: no such file or directory")
+            real = os.path.realpath(data / subpath)  # a symlink a container left must not lead out
+            if os.path.commonpath([real, os.path.realpath(data)]) != os.path.realpath(data):
+                raise InvalidParameter(f"subpath {subpath!r} leads out of volume {name}")
+            subpath = os.path.relpath(real, os.path.realpath(data))
+        return dataclasses.replace(mp, name=name, source=str(data), subpath=subpath)
 
     def _volumes_from(self, refs) -> list[MountPoint]:  # noqa: ANN001 - list[str]
         out = []
@@ -276,3 +284,15 @@ def _du(path: Path) -> int:
             except OSError:
                 continue
     return total
+
+
+def _mounts_below(path: Path) -> list[str]:
+    """Mount points at or under `path` in shoald's mount namespace (mountinfo's 5th field,
+    octal escapes as the kernel writes them)."""
+    prefix = str(path)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            points = [line.split()[4].replace("\\040", " ") for line in f if len(line.split()) > 4]
+    except OSError:
+        return []
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
