@@ -156,3 +156,21 @@ def test_volume_subpath_stays_inside_the_volume(box):
     p = box.docker("run", "--rm", "--mount", "type=volume,src=sp,dst=/x,volume-subpath=esc", "busybox", "true",
                    check=False)
     assert p.returncode != 0 and "subpath 'esc' leads out of volume sp" in p.stderr
+
+
+def test_defaults_dockerd_fills_in(box, tmp_path: Path):
+    """A bind of the data root or above it is rslave, any other rprivate; `--rm` takes the
+    anonymous volumes; `ps --filter volume=` matches a mount's name, source or destination."""
+    (tmp_path / "plain").mkdir()
+    box.docker("create", "--name", "pp", "-v", f"{box.root}:/above", "-v", f"{tmp_path / 'plain'}:/plain",
+               "-v", "fv:/fv", "busybox")
+    m = _mounts(box, "pp")
+    assert (m["/above"]["Propagation"], m["/plain"]["Propagation"], m["/fv"]["Propagation"]) == (
+        "rslave", "rprivate", "")
+    host_config = json.loads(box.docker("inspect", "-f", "{{json .HostConfig}}", "pp").stdout)
+    assert (host_config["VolumesFrom"], host_config["VolumeDriver"]) == (None, "")
+    assert box.docker("ps", "-a", "--filter", "volume=fv", "--format", "{{.Names}}").stdout == "pp\n"
+    assert box.docker("ps", "-a", "--filter", "volume=/plain", "-q").stdout.strip()
+    before = box.docker("volume", "ls", "-q").stdout
+    box.docker("run", "--rm", "-v", "/gone", "busybox", "true")
+    assert box.docker("volume", "ls", "-q").stdout == before

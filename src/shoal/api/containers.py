@@ -24,7 +24,7 @@ from shoal.runtime.volumes import mounts_json
 
 log = logging.getLogger("shoal.api")
 
-PS_FILTERS = {"id", "name", "status", "label", "network", "ancestor", "exited"}
+PS_FILTERS = {"id", "name", "status", "label", "network", "ancestor", "exited", "volume"}
 
 
 def _log_config(given: dict | None) -> dict:
@@ -175,6 +175,8 @@ class ContainerRoutes:
                        **{k: v for k, v in rec.host_config.items() if k not in ("NetworkMode", "AutoRemove")}}
         host_config["LogConfig"] = _log_config(rec.host_config.get("LogConfig"))
         host_config.setdefault("PortBindings", {})
+        for key, empty in (("Binds", None), ("VolumesFrom", None), ("VolumeDriver", "")):  # dockerd fills these
+            host_config.setdefault(key, empty)
         host_config.setdefault("Runtime", "runc")  # records from before the choice ran runc
         return {
             "Id": rec.id, "Created": rec.created, "Path": rec.args[0], "Args": list(rec.args[1:]),
@@ -256,6 +258,8 @@ class ContainerRoutes:
             ids = {n.id for n in self.ctl.networks.values() if n.name in names}
             if not any(v in names or v in ids for v in f["network"]):
                 return False
+        if "volume" in f:  # dockerd: a mount's volume name, source or destination
+            return any(v in (m.get("name"), m.get("source"), m.get("destination")) for m in rec.mounts for v in f["volume"])
         return True
 
 

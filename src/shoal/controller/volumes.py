@@ -188,6 +188,8 @@ class Volumes:
         return dataclasses.replace(rec, mounts=tuple(mp.to_dict() for mp in ordered(resolved)))
 
     async def _resolve(self, mp: MountPoint, undo: Undo) -> MountPoint:
+        if mp.type == "bind" and not mp.propagation:
+            return dataclasses.replace(mp, propagation=self._default_propagation(mp.source))
         if mp.type != "volume" or mp.source:
             return mp
         name = mp.name
@@ -206,6 +208,16 @@ class Volumes:
                 raise InvalidParameter(f"subpath {subpath!r} leads out of volume {name}")
             subpath = os.path.relpath(real, os.path.realpath(data))
         return dataclasses.replace(mp, name=name, source=str(data), subpath=subpath)
+
+    def _default_propagation(self, source: str) -> str:
+        """dockerd: a bind of the data root or a directory above it is rslave (so the
+        daemon's later mounts, other containers' roots, reach into it), any other rprivate."""
+        data_root = os.path.realpath(self.root.parent)
+        try:
+            real = os.path.realpath(source)
+        except OSError:
+            real = source
+        return "rslave" if os.path.commonpath([real, data_root]) == real else "rprivate"
 
     def _volumes_from(self, refs) -> list[MountPoint]:  # noqa: ANN001 - list[str]
         out = []

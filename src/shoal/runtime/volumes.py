@@ -42,7 +42,7 @@ class MountPoint:
     driver: str = ""
     mode: str = ""
     rw: bool = True
-    propagation: str = ""
+    propagation: str = ""  # a bind's, as asked; "": the default (controller.volumes decides)
     copy: bool = True
     create: bool = False
     anonymous: bool = False
@@ -72,7 +72,8 @@ class MountPoint:
         out["Destination"] = self.destination
         if self.type == "volume":
             out["Driver"] = self.driver or "local"
-        out.update({"Mode": self.mode, "RW": self.rw, "Propagation": self.propagation})
+        out.update({"Mode": self.mode, "RW": self.rw,
+                    "Propagation": self.propagation or ("rprivate" if self.type == "bind" else "")})
         return out
 
 
@@ -136,7 +137,7 @@ def parse_bind(spec: str) -> MountPoint:
         dest = _check_destination(dest, "bind", spec)
         rw, propagation, _, _ = _parse_mode(mode) if mode else (True, "", True, False)
         return MountPoint(type="bind", destination=dest, source=os.path.normpath(src), mode=mode, rw=rw,
-                          propagation=propagation or "rprivate", create=True)
+                          propagation=propagation, create=True)
     check_volume_name(src)
     dest = _check_destination(dest, "volume", spec)
     rw, propagation, copy, _ = _parse_mode(mode) if mode else (True, "", True, False)
@@ -165,8 +166,8 @@ def parse_mount(m: dict[str, Any]) -> MountPoint:
             raise _mount_fail(kind, "field Source must not be empty")
         if not src.startswith("/"):
             raise _mount_fail(kind, f"invalid mount path: '{src}' mount path must be absolute")
-        propagation = (bind or {}).get("Propagation") or "rprivate"
-        if propagation not in PROPAGATIONS:
+        propagation = (bind or {}).get("Propagation") or ""
+        if propagation and propagation not in PROPAGATIONS:
             raise _mount_fail(kind, f"invalid propagation mode: {propagation}")
         return MountPoint(type="bind", destination=dest, source=os.path.normpath(src), rw=not ro,
                           propagation=propagation)
