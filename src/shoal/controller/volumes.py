@@ -46,6 +46,9 @@ class Volumes:
         self.root = root
         self.records = records  # the containers', read for "in use" and --volumes-from
         self.lock = asyncio.Lock()
+        # container id -> volume names, from a create's attach until its record is in
+        # `records` (or its undo ran): a volume rm meanwhile sees them in use
+        self._pending: dict[str, tuple[str, ...]] = {}
 
     # -- records -----------------------------------------------------------------------
     def path(self, name: str) -> Path:
@@ -67,8 +70,11 @@ class Volumes:
         return self.store.list(KIND_VOLUME)
 
     def users(self, name: str) -> list[str]:
-        return [c.id for c in self.records.values()
-                if any(m.get("type") == "volume" and m.get("name") == name for m in c.mounts)]
+        for cid in [cid for cid in self._pending if cid in self.records]:
+            del self._pending[cid]
+        found = [c.id for c in self.records.values()
+                 if any(m.get("type") == "volume" and m.get("name") == name for m in c.mounts)]
+        return found + [cid for cid, names in self._pending.items() if name in names]
 
     def json(self, rec: dict) -> dict:
         return {"CreatedAt": rec["created"], "Driver": rec.get("driver", "local"), "Labels": rec.get("labels") or None,
@@ -185,6 +191,8 @@ class Volumes:
                 seen.add(clean)
         async with self.lock:
             resolved = [await self._resolve(mp, undo) for mp in points]
+            self._pending[rec.id] = tuple(mp.name for mp in resolved if mp.type == "volume")
+            undo.push("volumes pending", lambda: self._pending.pop(rec.id, None))
         return dataclasses.replace(rec, mounts=tuple(mp.to_dict() for mp in ordered(resolved)))
 
     async def _resolve(self, mp: MountPoint, undo: Undo) -> MountPoint:
@@ -276,6 +284,7 @@ class Volumes:
 
     async def detach(self, rec: Container, *, remove_anonymous: bool) -> None:
         """After a container's removal: `rm -v` (and `--rm`) take its anonymous volumes."""
+        self._pending.pop(rec.id, None)
         if not remove_anonymous:
             return
         for data in rec.mounts:
