@@ -10,7 +10,15 @@ import pytest
 from shoal.errors import InvalidParameter
 from shoal.runtime.spec import ContainerSpec, oci_config, spec_from_json, spec_to_json
 from shoal.runtime.volumes import (
-    MountPoint, check_volume_name, copy_up, mounts_json, oci_mount, ordered, parse_bind, parse_mount, parse_tmpfs,
+    MountPoint,
+    check_volume_name,
+    copy_up,
+    mounts_json,
+    oci_mount,
+    ordered,
+    parse_bind,
+    parse_mount,
+    parse_tmpfs,
 )
 
 

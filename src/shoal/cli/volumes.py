@@ -7,20 +7,36 @@ lists the deleted volumes and the space reclaimed.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from shoal.cli.client import encode_filters, path_segment
 from shoal.cli.cmdutil import (
-    INSPECT_FORMAT_HELP, AliasedGroup, AppContext, confirm, echo_raw, fail_if, filter_option, format_option,
-    kv_map, pass_app, validate_labels,
+    INSPECT_FORMAT_HELP,
+    AliasedGroup,
+    AppContext,
+    confirm,
+    echo_raw,
+    fail_if,
+    filter_option,
+    format_option,
+    kv_map,
+    pass_app,
+    validate_labels,
 )
 from shoal.cli.errors import CliError, DaemonError
 from shoal.cli.govalues import GoValue, encode_json
 from shoal.cli.listviews import human_size
 from shoal.cli.netviews import HeaderRow
-from shoal.cli.output import InspectPrinter, ListFormats, natural_sorted, render_list, resolve_list_format
+from shoal.cli.output import (
+    InspectPrinter,
+    ListFormats,
+    natural_sorted,
+    render_list,
+    resolve_list_format,
+)
 
 VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
                   "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE"}

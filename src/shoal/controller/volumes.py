@@ -17,8 +17,8 @@ import dataclasses
 import logging
 import os
 import shutil
-from datetime import datetime, timezone
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shoal.controller.ids import new_id
@@ -27,7 +27,15 @@ from shoal.errors import Conflict, InvalidParameter, NotFound, Unavailable
 from shoal.model import Container
 from shoal.runtime.overlay import is_mounted, unmount
 from shoal.runtime.volumes import (
-    MountPoint, check_volume_name, copy_up, mount_device, oci_mount, ordered, parse_bind, parse_mount, parse_tmpfs,
+    MountPoint,
+    check_volume_name,
+    copy_up,
+    mount_device,
+    oci_mount,
+    ordered,
+    parse_bind,
+    parse_mount,
+    parse_tmpfs,
 )
 from shoal.store.base import Store
 
@@ -37,7 +45,7 @@ LOCAL_OPTS = ("type", "o", "device")
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Volumes:
