@@ -75,6 +75,11 @@ def test_image_volumes_copy_up_and_rm_v(box, busybox_tar):
     anon = m["/etc"]["Name"]
     assert m["/etc"]["Mode"] == "" and m["/srv"]["Mode"] == "z" and len(anon) == 64
     assert json.loads(box.docker("inspect", "-f", "{{json .Config.Volumes}}", "iv").stdout) == {"/etc": {}}
+    box.docker("create", "--name", "iv2", "-v", "/anon", "volimg")  # dockerd merges the image's in
+    assert json.loads(box.docker("inspect", "-f", "{{json .Config.Volumes}}", "iv2").stdout) == {
+        "/anon": {}, "/etc": {}}
+    assert set(_mounts(box, "iv2")) == {"/anon", "/etc"}
+    box.docker("rm", "-v", "iv2")
     assert "passwd" in box.docker("run", "--rm", "-v", f"{anon}:/e", "busybox", "ls", "/e").stdout  # copied up
     out = box.docker("run", "--rm", "--volumes-from", "iv:ro", "busybox", "sh", "-c",
                      "cat /etc/zz; echo > /etc/q || echo refused").stdout
