@@ -98,3 +98,12 @@ def test_a_removed_container_leaves_no_volume_in_use(tmp_path):
     asyncio.run(v.detach(done, remove_anonymous=False))
     asyncio.run(v.remove("named1"))
     assert v.list() == []
+
+
+def test_volume_driver_applies_to_binds_and_anonymous_volumes(tmp_path):
+    v = _volumes(tmp_path)
+    with pytest.raises(NotFound, match='error looking up volume plugin foo: plugin "foo" not found'):
+        asyncio.run(v.attach(_container("f" * 64, Binds=["nv:/x"], VolumeDriver="foo"), (), Undo()))
+    with pytest.raises(NotFound, match='plugin "foo" not found'):
+        asyncio.run(v.attach(_container("f" * 64, VolumeDriver="foo"), ("/img",), Undo()))
+    assert v.list() == []

@@ -177,7 +177,9 @@ class Volumes:
         Config.Volumes and the image's as anonymous volumes), make the volumes that do not
         exist yet (undone if the create fails), and record the mount points."""
         hc = rec.host_config
-        points = [parse_bind(b) for b in hc.get("Binds") or ()]
+        driver = hc.get("VolumeDriver") or "local"  # --volume-driver: for -v and anonymous volumes
+        points = [dataclasses.replace(mp, driver=driver) if mp.type == "volume" else mp
+                  for mp in map(parse_bind, hc.get("Binds") or ())]
         points += [parse_mount(m) for m in hc.get("Mounts") or ()]
         points += [parse_tmpfs(d, o) for d, o in (hc.get("Tmpfs") or {}).items()]
         seen: set[str] = set()
@@ -195,7 +197,7 @@ class Volumes:
         for dest in wanted:
             clean = os.path.normpath(dest)
             if clean not in seen and dest.startswith("/"):
-                points.append(MountPoint(type="volume", destination=clean, driver="local", anonymous=True))
+                points.append(MountPoint(type="volume", destination=clean, driver=driver, anonymous=True))
                 seen.add(clean)
         async with self.lock:
             resolved = [await self._resolve(mp, undo) for mp in points]
@@ -242,8 +244,9 @@ class Volumes:
             if mode and mode not in ("ro", "rw"):
                 raise InvalidParameter(f"invalid mode: {mode}")
             other = self._find(target)
-            for data in other.mounts:
-                mp = MountPoint.from_dict(data)
+            for mp in map(MountPoint.from_dict, other.mounts):
+                if mp.hidden:  # a --tmpfs is no mount point of dockerd's: it is not shared
+                    continue
                 out.append(dataclasses.replace(mp, rw=(mode != "ro") and mp.rw if mode != "rw" else True,
                                                anonymous=False, copy=False))
         return out
