@@ -40,7 +40,7 @@ def test_help(path: tuple[str, ...]) -> None:
 def test_root_help_lists_commands_one_line_each() -> None:
     out = CliRunner().invoke(cli, ["--help"]).stdout
     commands = out.split("Commands:\n", 1)[1].splitlines()
-    assert [line.split()[0] for line in commands] == ["attach", "cluster", "cp", "exec", "image", "images", "info", "inspect", "kill", "load", "login", "logout", "logs", "network", "ps", "pull", "push", "restart", "rm", "rmi", "run", "save", "start", "stop", "system", "version", "wait"]
+    assert [line.split()[0] for line in commands] == ["attach", "cluster", "cp", "exec", "image", "images", "info", "inspect", "kill", "load", "login", "logout", "logs", "network", "ps", "pull", "push", "restart", "rm", "rmi", "run", "save", "start", "stop", "system", "version", "volume", "wait"]
     assert all(not line.rstrip().endswith("...") for line in commands)
     net = CliRunner().invoke(cli, ["network", "--help"]).stdout.split("Commands:\n", 1)[1].splitlines()
     assert [line.split()[0] for line in net] == ["connect", "create", "disconnect", "inspect", "ls", "prune", "rm"]

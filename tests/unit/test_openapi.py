@@ -60,6 +60,7 @@ BODIES = {
     "NetworkCreateRequest": schemas.NETWORK_CREATE,
     "NetworkConnectRequest": schemas.NETWORK_CONNECT,
     "NetworkDisconnectRequest": schemas.NETWORK_DISCONNECT,
+    "VolumeCreateRequest": schemas.VOLUME_CREATE,
 }
 
 

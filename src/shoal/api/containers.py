@@ -20,10 +20,11 @@ from shoal.controller.containers import Containers
 from shoal.errors import InvalidParameter
 from shoal.model import Container
 from shoal.runtime import frame
+from shoal.runtime.volumes import mounts_json
 
 log = logging.getLogger("shoal.api")
 
-PS_FILTERS = {"id", "name", "status", "label", "network", "ancestor", "exited"}
+PS_FILTERS = {"id", "name", "status", "label", "network", "ancestor", "exited", "volume"}
 
 
 def _log_config(given: dict | None) -> dict:
@@ -91,7 +92,7 @@ class ContainerRoutes:
         return Response(204)
 
     async def remove(self, req: Request) -> Response:
-        await self.c.remove(req.params["ref"], force=req.flag("force"))
+        await self.c.remove(req.params["ref"], force=req.flag("force"), volumes=req.flag("v"))
         return Response(204)
 
     async def wait(self, req: Request) -> StreamResponse:
@@ -166,7 +167,7 @@ class ContainerRoutes:
             "Hostname": rec.hostname, "Domainname": "", "User": rec.user, "AttachStdin": False,
             "AttachStdout": False, "AttachStderr": False, "Tty": rec.tty, "OpenStdin": rec.open_stdin,
             "StdinOnce": rec.stdin_once, "Env": list(rec.env), "Cmd": list(rec.args), "Image": rec.image,
-            "Volumes": None, "WorkingDir": rec.working_dir, "Entrypoint": None, "OnBuild": None,
+            "Volumes": rec.config.get("Volumes") or None, "WorkingDir": rec.working_dir, "Entrypoint": None, "OnBuild": None,
             "Labels": dict(rec.labels),
         }
         config.update({k: v for k, v in rec.config.items() if k.startswith("Attach")})
@@ -174,6 +175,8 @@ class ContainerRoutes:
                        **{k: v for k, v in rec.host_config.items() if k not in ("NetworkMode", "AutoRemove")}}
         host_config["LogConfig"] = _log_config(rec.host_config.get("LogConfig"))
         host_config.setdefault("PortBindings", {})
+        for key, empty in (("Binds", None), ("VolumesFrom", None), ("VolumeDriver", "")):  # dockerd fills these
+            host_config.setdefault(key, empty)
         host_config.setdefault("Runtime", "runc")  # records from before the choice ran runc
         return {
             "Id": rec.id, "Created": rec.created, "Path": rec.args[0], "Args": list(rec.args[1:]),
@@ -182,7 +185,7 @@ class ContainerRoutes:
             "HostsPath": str(etc / "hosts"), "LogPath": "", "Name": "/" + rec.name, "RestartCount": 0,
             "Driver": "overlay", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
             "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host_config,
-            "GraphDriver": {"Name": "overlay", "Data": None}, "Mounts": [], "Config": config,
+            "GraphDriver": {"Name": "overlay", "Data": None}, "Mounts": mounts_json(rec), "Config": config,
             "NetworkSettings": self._netsettings(rec, version, st.running),
         }
 
@@ -205,7 +208,7 @@ class ContainerRoutes:
             "Labels": dict(rec.labels), "State": "paused" if getattr(st, "paused", False) else st.status,
             "Status": status_text(st),
             "HostConfig": {"NetworkMode": rec.network_mode}, "NetworkSettings": {"Networks": nets},
-            "Mounts": [],
+            "Mounts": mounts_json(rec),
         }
 
     def _summary_or_scrubbed(self, rec: Container, version: str) -> dict[str, Any]:
@@ -255,6 +258,8 @@ class ContainerRoutes:
             ids = {n.id for n in self.ctl.networks.values() if n.name in names}
             if not any(v in names or v in ids for v in f["network"]):
                 return False
+        if "volume" in f:  # dockerd: a mount's volume name, source or destination
+            return any(v in (m.get("name"), m.get("source"), m.get("destination")) for m in rec.mounts for v in f["volume"])
         return True
 
 

@@ -129,3 +129,8 @@ NETWORK_CREATE = Struct("types.NetworkCreateRequest", {
     "ConfigFrom": Struct("network.ConfigReference", {"Network": STRING}),
     "Options": STRING_MAP, "Labels": STRING_MAP,
 })
+
+VOLUME_CREATE = Struct("volume.VolumeCreateBody", {
+    "Driver": STRING, "DriverOpts": STRING_MAP, "Labels": STRING_MAP, "Name": STRING,
+    "ClusterVolumeSpec": EMPTY,  # API 1.42's swarm CSI volumes: decoded, never used here
+})

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "shoal.cli.registry",
     "shoal.cli.cluster",
     "shoal.cli.check",
+    "shoal.cli.volumes",
 )
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

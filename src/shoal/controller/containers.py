@@ -29,6 +29,7 @@ from shoal.dns.forward import parse_upstream
 from shoal.controller.names import generate_name
 from shoal.controller.publishing import Publisher
 from shoal.controller.undo import Undo
+from shoal.controller.volumes import Volumes
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified, ShoalError
 from shoal.model import Container, EndpointRequest
 from shoal.runtime.logfile import log_policy
@@ -85,6 +86,7 @@ class Containers(ContainerNetworks):
         self.etc_root = etc_root
         self.etc = etc or EtcFiles()
         self.records: dict[str, Container] = {}
+        self.volumes = Volumes(ctl.store, etc_root.parent / "volumes", self.records)  # DATA_ROOT/volumes
         self._live: dict[str, _Live] = {}
         self._names = asyncio.Lock()
         self.execs = ExecTable(runtime, running=lambda cid: self.state(cid).running,
@@ -165,6 +167,7 @@ class Containers(ContainerNetworks):
             )
             undo = Undo()
             try:
+                rec = await self.volumes.attach(rec, image.config.volumes, undo)
                 await self._make(rec, undo)
             except BaseException:
                 await undo.run()
@@ -239,9 +242,11 @@ class Containers(ContainerNetworks):
             netns=sb.path or None, hosts=files.hosts, hostname_file=files.hostname,
             resolv_conf=files.resolv_conf, labels=rec.labels,
             sysctls=dict(rec.host_config.get("Sysctls") or {}), runtime=rec.host_config.get("Runtime") or "",
+            mounts=self.volumes.oci_mounts(rec),
         )
         await self.runtime.create(spec, rec.image_id)
         undo.push("runtime", lambda: self.runtime.delete(rec.id))
+        await self.volumes.copy_up(rec, lambda: self.runtime.rootfs(rec.id))
         async with self.ctl.store.transaction() as tx:
             tx.put(KIND_CONTAINER, rec.id, rec.to_dict())
 
@@ -254,6 +259,7 @@ class Containers(ContainerNetworks):
                 raise NotModified(f"container {rec.id} is already running")
             log = log_policy(rec.host_config.get("LogConfig"))  # its values fail here, as in dockerd
             await self.ctl.ensure_sandbox(rec.id)
+            self.volumes.prepare_start(rec)
             undo = Undo()
             try:
                 eps = await self._connect_all(rec, undo)
@@ -424,7 +430,7 @@ class Containers(ContainerNetworks):
         self.execs.collect()
         if self.records[cid].auto_remove:
             with contextlib.suppress(NotFound):
-                await self.remove(cid, force=True)
+                await self.remove(cid, force=True, volumes=True)
 
     async def stop(self, ref: str, timeout: float | None = None) -> None:
         rec = self.find(ref)
@@ -490,7 +496,7 @@ class Containers(ContainerNetworks):
                 await self._dns_join(rec, self.ctl.endpoints_in(rec.id))
 
     # -- remove ------------------------------------------------------------------------
-    async def remove(self, ref: str, force: bool = False) -> None:
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         rec = self.find(ref)
         live = self.live(rec.id)
         async with live.lock:
@@ -519,6 +525,7 @@ class Containers(ContainerNetworks):
                 self.records.pop(rec.id, None)
                 live.removed.set()
                 self._live.pop(rec.id, None)
+        await self.volumes.detach(rec, remove_anonymous=volumes)
         self.execs.collect()
 
     async def prune(self, keep) -> list[str]:  # noqa: ANN001 - Callable[[Container], bool]

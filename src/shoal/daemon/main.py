@@ -26,6 +26,7 @@ from shoal.api.stats import StatsRoutes
 from shoal.api.images import ImageRoutes
 from shoal.api import swarm
 from shoal.api.networks import NetworkRoutes
+from shoal.api.volumes import VolumeRoutes
 from shoal.api import pluginserver
 from shoal.api.selfcheck import CheckRoutes
 from shoal.api.system import SystemRoutes
@@ -161,6 +162,7 @@ def api_routes(cfg: DaemonConfig, ctl: Controller, containers: Containers, image
                      runtimes=cfg.runtimes, default_runtime=cfg.default_runtime).routes()
         + NetworkRoutes(ctl, containers).routes()
         + ContainerRoutes(ctl, containers).routes()
+        + VolumeRoutes(getattr(containers, "volumes", None)).routes()  # type: ignore[arg-type]
         + ArchiveRoutes(containers).routes()
         + StatsRoutes(containers).routes()
         + LifecycleRoutes(containers).routes()

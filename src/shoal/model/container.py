@@ -44,6 +44,7 @@ class Container:
     config: dict[str, Any] = field(default_factory=dict)  # Docker's Config, echoed by inspect
     host_config: dict[str, Any] = field(default_factory=dict)
     ports: tuple[PortBinding, ...] = ()  # published while running
+    mounts: tuple[dict[str, Any], ...] = ()  # runtime.volumes.MountPoint.to_dict, decided at create
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -63,4 +64,5 @@ class Container:
             for n in data.get("networks", ())
         )
         data["ports"] = tuple(PortBinding(**p) for p in data.get("ports", ()))
+        data["mounts"] = tuple(data.get("mounts", ()))
         return cls(**data)

@@ -148,12 +148,12 @@ def container_args(config: ImageConfig, entrypoint: Sequence[str] | None, cmd: S
 
 def inherited_config(request: Mapping[str, Any], image: ImageConfig) -> dict:
     """The container's Config with what Docker takes from the image when the request has
-    none: ExposedPorts (merged), Volumes, StopSignal, Healthcheck."""
+    none: ExposedPorts and Volumes (merged, as dockerd's `merge`), StopSignal, Healthcheck."""
     out = dict(request)
     if image.exposed_ports:
         out["ExposedPorts"] = {**{p: {} for p in image.exposed_ports}, **(request.get("ExposedPorts") or {})}
-    if image.volumes and not request.get("Volumes"):
-        out["Volumes"] = {v: {} for v in image.volumes}
+    if image.volumes:
+        out["Volumes"] = {**(request.get("Volumes") or {}), **{v: {} for v in image.volumes}}
     if image.stop_signal and not request.get("StopSignal"):
         out["StopSignal"] = image.stop_signal
     if image.healthcheck and not request.get("Healthcheck"):

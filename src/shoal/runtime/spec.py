@@ -58,6 +58,7 @@ class ContainerSpec:
     labels: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     sysctls: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # model.validate.sysctl
     runtime: str = ""  # the OCI runtime's name (HostConfig.Runtime); "": the daemon's default
+    mounts: tuple[dict, ...] = field(default=(), hash=False, compare=False)  # runtime.volumes.oci_mount
 
     def __post_init__(self) -> None:
         if not self.args:
@@ -126,9 +127,13 @@ def _mounts(spec: ContainerSpec) -> list[dict]:
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
          "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
     ]
+    # the user's mounts come after the system's (and replace one at the same place, as
+    # `--tmpfs /dev/shm` does) and before the network's files, which go on top of a volume at /etc
+    taken = {m["destination"] for m in spec.mounts}
+    mounts = [m for m in mounts if m["destination"] not in taken] + [dict(m) for m in spec.mounts]
     for dest, src in (("/etc/resolv.conf", spec.resolv_conf), ("/etc/hostname", spec.hostname_file),
                       ("/etc/hosts", spec.hosts)):
-        if src is not None:
+        if src is not None and dest not in taken:
             mounts.append({"destination": dest, "type": "bind", "source": str(src),
                            "options": ["rbind", "rprivate"]})
     return mounts
@@ -178,7 +183,7 @@ def spec_to_json(spec: ContainerSpec) -> dict:
     data = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
     for key in ("hosts", "hostname_file", "resolv_conf"):
         data[key] = str(data[key]) if data[key] is not None else None
-    data["args"], data["env"] = list(spec.args), list(spec.env)
+    data["args"], data["env"], data["mounts"] = list(spec.args), list(spec.env), list(spec.mounts)
     return data
 
 
@@ -189,5 +194,6 @@ def spec_from_json(data: dict) -> ContainerSpec:
         if values.get(key) is not None:
             values[key] = Path(values[key])
     values["args"], values["env"] = tuple(values["args"]), tuple(values.get("env", DEFAULT_ENV))
+    values["mounts"] = tuple(values.get("mounts") or ())
     values.setdefault("runtime", "runc")  # a record from before there was a choice ran runc
     return ContainerSpec(**values)
