@@ -151,19 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cleanup", action="store_true",
                    help="stop for good: remove every container, and every namespace, bridge, address and "
                    "nftables table this daemon made, then exit (networks and images stay in the store)")
-    p.add_argument("--cluster-store", default="", metavar="etcd://HOST:PORT[,HOST:PORT...][/PREFIX]",
-                   help="join a cluster through this etcd v3 store (global networks: -d overlay)")
-    p.add_argument("--cluster-advertise", default="", metavar="IP|IFACE[:PORT]",
-                   help="this host's address in the cluster: its VXLAN endpoint and its name there")
-    p.add_argument("--cluster-store-opt", action="append", type=parse_store_opt, default=[], metavar="KEY=VALUE",
-                   help="kv.cacertfile, kv.certfile, kv.keyfile (all three: TLS to etcd), discovery.ttl (seconds a dead "
-                   "host keeps its endpoints, default 15), discovery.resync (seconds between full "
-                   "reconciliations, default 30); repeatable")
-    p.add_argument("--bgp-as", type=int, default=64512, metavar="N",
-                   help="the cluster's BGP AS number for routed networks (iBGP; default 64512)")
-    p.add_argument("--bgp-route-reflectors", default="", metavar="IP[,IP...]",
-                   help="routed networks: peer with these hosts' BIRDs only, instead of a full mesh (above ~100 "
-                        "hosts); the hosts named reflect routes to all others")
+    _cluster_flags(p)
     p.add_argument("--add-runtime", action="append", type=parse_runtime, default=[], metavar="NAME=PATH",
                    help="register another OCI runtime that speaks runc's command line (repeatable); "
                    f"runc ({RUNC_PATH}) is always there, crun ({CRUN_PATH}) when installed")
@@ -191,6 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default="", help="group owning the API socket (mode 0660); default root's")
     p.add_argument("--version", action="version", version=f"shoald {__version__}")
     return p
+
+
+def _cluster_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster-store", default="", metavar="etcd://HOST:PORT[,HOST:PORT...][/PREFIX]",
+                   help="join a cluster through this etcd v3 store (global networks: -d overlay)")
+    p.add_argument("--cluster-advertise", default="", metavar="IP|IFACE[:PORT]",
+                   help="this host's address in the cluster: its VXLAN endpoint and its name there")
+    p.add_argument("--cluster-store-opt", action="append", type=parse_store_opt, default=[], metavar="KEY=VALUE",
+                   help="kv.cacertfile, kv.certfile, kv.keyfile (all three: TLS to etcd), discovery.ttl (seconds a dead "
+                   "host keeps its endpoints, default 15), discovery.resync (seconds between full "
+                   "reconciliations, default 30); repeatable")
+    p.add_argument("--bgp-as", type=int, default=64512, metavar="N",
+                   help="the cluster's BGP AS number for routed networks (iBGP; default 64512)")
+    p.add_argument("--bgp-route-reflectors", default="", metavar="IP[,IP...]",
+                   help="routed networks: peer with these hosts' BIRDs only, instead of a full mesh (above ~100 "
+                        "hosts); the hosts named reflect routes to all others")
 
 
 def _registry_flags(p: argparse.ArgumentParser) -> None:
