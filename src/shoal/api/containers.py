@@ -20,6 +20,7 @@ from shoal.controller.containers import Containers
 from shoal.errors import InvalidParameter
 from shoal.model import Container
 from shoal.runtime import frame
+from shoal.runtime.resources import host_config_view
 
 log = logging.getLogger("shoal.api")
 
@@ -175,11 +176,13 @@ class ContainerRoutes:
         host_config["LogConfig"] = _log_config(rec.host_config.get("LogConfig"))
         host_config.setdefault("PortBindings", {})
         host_config.setdefault("Runtime", "runc")  # records from before the choice ran runc
+        host_config.update(host_config_view(rec.host_config))
         return {
             "Id": rec.id, "Created": rec.created, "Path": rec.args[0], "Args": list(rec.args[1:]),
-            "State": state_json(st), "Image": rec.image_id,
+            "State": self.c.restarts.state_json(rec.id, state_json(st)), "Image": rec.image_id,
             "ResolvConfPath": str(etc / "resolv.conf"), "HostnamePath": str(etc / "hostname"),
-            "HostsPath": str(etc / "hosts"), "LogPath": "", "Name": "/" + rec.name, "RestartCount": 0,
+            "HostsPath": str(etc / "hosts"), "LogPath": "", "Name": "/" + rec.name,
+            "RestartCount": self.c.restarts.count(rec.id),
             "Driver": "overlay", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
             "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host_config,
             "GraphDriver": {"Name": "overlay", "Data": None}, "Mounts": [], "Config": config,

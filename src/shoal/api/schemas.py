@@ -129,3 +129,8 @@ NETWORK_CREATE = Struct("types.NetworkCreateRequest", {
     "ConfigFrom": Struct("network.ConfigReference", {"Network": STRING}),
     "Options": STRING_MAP, "Labels": STRING_MAP,
 })
+
+UPDATE_CONFIG = Struct("container.UpdateConfig", {
+    **RESOURCES_FIELDS,
+    "RestartPolicy": Struct("container.RestartPolicy", {"Name": STRING, "MaximumRetryCount": INT}),
+})

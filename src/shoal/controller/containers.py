@@ -28,12 +28,14 @@ from shoal.dns import DnsEntry, DnsRecords, DnsServer
 from shoal.dns.forward import parse_upstream
 from shoal.controller.names import generate_name
 from shoal.controller.publishing import Publisher
+from shoal.controller.restarts import Restarter, stop_plan
 from shoal.controller.undo import Undo
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified, ShoalError
 from shoal.model import Container, EndpointRequest
 from shoal.runtime.logfile import log_policy
 from shoal.runtime.imageconfig import container_args, inherited_config, merge_env
 from shoal.runtime.lookup import find_executable
+from shoal.runtime.resources import oci_resources
 from shoal.runtime import ContainerSpec, ContainerState, ExecSession, ExecSpec, ImageStore, Runtime
 
 log = logging.getLogger("shoal.containers")
@@ -89,6 +91,7 @@ class Containers(ContainerNetworks):
         self._names = asyncio.Lock()
         self.execs = ExecTable(runtime, running=lambda cid: self.state(cid).running,
                                exists=lambda cid: cid in self.records)
+        self.restarts = Restarter(self)
 
     # -- lookups -----------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -239,6 +242,7 @@ class Containers(ContainerNetworks):
             netns=sb.path or None, hosts=files.hosts, hostname_file=files.hostname,
             resolv_conf=files.resolv_conf, labels=rec.labels,
             sysctls=dict(rec.host_config.get("Sysctls") or {}), runtime=rec.host_config.get("Runtime") or "",
+            resources=oci_resources(rec.host_config),
         )
         await self.runtime.create(spec, rec.image_id)
         undo.push("runtime", lambda: self.runtime.delete(rec.id))
@@ -246,12 +250,14 @@ class Containers(ContainerNetworks):
             tx.put(KIND_CONTAINER, rec.id, rec.to_dict())
 
     # -- start / stop ------------------------------------------------------------------
-    async def start(self, ref: str) -> None:
+    async def start(self, ref: str, *, by_policy: bool = False) -> None:
         rec = self.find(ref)
         live = self.live(rec.id)
         async with live.lock:
             if self.state(rec.id).running:
                 raise NotModified(f"container {rec.id} is already running")
+            if not by_policy:
+                await self.restarts.user_start(rec.id)
             log = log_policy(rec.host_config.get("LogConfig"))  # its values fail here, as in dockerd
             await self.ctl.ensure_sandbox(rec.id)
             undo = Undo()
@@ -422,25 +428,27 @@ class Containers(ContainerNetworks):
                 return
             await self._release(cid)
         self.execs.collect()
-        if self.records[cid].auto_remove:
+        if not await self.restarts.exited(cid) and self.records[cid].auto_remove:
             with contextlib.suppress(NotFound):
                 await self.remove(cid, force=True)
 
     async def stop(self, ref: str, timeout: float | None = None) -> None:
         rec = self.find(ref)
         live = self.live(rec.id)
-        if not self.state(rec.id).running:
+        if not self.state(rec.id).running and not self.restarts.restarting(rec.id):
             raise NotModified(f"container {rec.id} is already stopped")
-        await self.runtime.stop(rec.id, 10 if timeout is None else timeout)
+        if not await self.restarts.user_stop(rec.id):
+            await self.runtime.stop(rec.id, *stop_plan(rec, timeout))
         async with live.lock:
             if not self.state(rec.id).running:
                 await self._release(rec.id)
 
     async def kill(self, ref: str, signal: str = "KILL") -> None:
         rec = self.find(ref)
-        if not self.state(rec.id).running:
+        if not self.state(rec.id).running and not self.restarts.restarting(rec.id):
             raise Conflict(f"Cannot kill container: {ref}: Container {rec.id} is not running")
-        await self.runtime.kill(rec.id, signal or "KILL")
+        if not await self.restarts.user_stop(rec.id, signal or "KILL"):
+            await self.runtime.kill(rec.id, signal or "KILL")
 
     async def restart(self, ref: str, timeout: float | None = None) -> None:
         rec = self.find(ref)
@@ -517,6 +525,7 @@ class Containers(ContainerNetworks):
             finally:
                 shutil.rmtree(self.etc_root / rec.id, ignore_errors=True)
                 self.records.pop(rec.id, None)
+                await self.restarts.forget(rec.id)
                 live.removed.set()
                 self._live.pop(rec.id, None)
         self.execs.collect()
@@ -540,6 +549,7 @@ class Containers(ContainerNetworks):
         """Containers kept running while shoald was away; those that ended get their
         endpoints released now and their exit code reported from the monitor's files."""
         await self.runtime.restore()
+        self.restarts.load()
         known = {s.id for s in self.runtime.list()}
         stored = {d.get("id") for d in self.ctl.store.list(KIND_CONTAINER)}
         for cid in known - stored:  # a create cut short before its record was written
@@ -578,6 +588,7 @@ class Containers(ContainerNetworks):
                 await self.publisher.republish_bindings(sb.id, sb.ports)
             except ShoalError as exc:  # taken meanwhile: `shoal system check` reports it not held
                 log.warning("CNI attachment %s: its host ports are not held again: %s", sb.id[:12], exc)
+        await self.restarts.boot()
 
     # -- exec --------------------------------------------------------------------------
     def exec_create(self, ref: str, spec: ExecSpec, attach: dict[str, bool]) -> str:
