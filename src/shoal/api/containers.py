@@ -170,7 +170,8 @@ class ContainerRoutes:
             "Volumes": None, "WorkingDir": rec.working_dir, "Entrypoint": None, "OnBuild": None,
             "Labels": dict(rec.labels),
         }
-        config.update({k: v for k, v in rec.config.items() if k.startswith("Attach")})
+        config.update({k: v for k, v in rec.config.items() if k.startswith("Attach") or (
+            k in ("StopSignal", "StopTimeout") and v is not None)})  # dockerd: omitted when unset
         host_config = {"NetworkMode": rec.network_mode, "AutoRemove": rec.auto_remove, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
                        **{k: v for k, v in rec.host_config.items() if k not in ("NetworkMode", "AutoRemove")}}
         host_config["LogConfig"] = _log_config(rec.host_config.get("LogConfig"))

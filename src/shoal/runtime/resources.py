@@ -117,7 +117,7 @@ def runc_update_args(res: dict[str, Any]) -> list[str]:
     args: list[str] = []
     memory, cpu = res.get("memory") or {}, res.get("cpu") or {}
     for flag, value in (("--memory", memory.get("limit")), ("--memory-swap", memory.get("swap")),
-                        ("--cpu-shares", cpu.get("shares")), ("--cpu-period", cpu.get("period")),
+                        ("--cpu-share", cpu.get("shares")), ("--cpu-period", cpu.get("period")),
                         ("--cpu-quota", cpu.get("quota")), ("--pids-limit", (res.get("pids") or {}).get("limit"))):
         if value is not None:
             args += [flag, str(value)]

@@ -221,8 +221,8 @@ class Runtime(Freezer):
             status, finished = "exited", paths.exit_file(cid).stat().st_mtime
         elif monitor.alive(rec.conmon_pid, cid):
             status = "running"
-        else:  # conmon vanished without writing a code (killed): report what we know
-            status, code, finished = "exited", 255, time.time()
+        else:  # conmon vanished without writing a code (killed), or a restart is between runs
+            status, code, finished = "exited", 255 if rec.last_exit is None else rec.last_exit, time.time()
         return ContainerState(id=cid, status=status, pid=(rec.pid or 0) if status == "running" else 0,
                               exit_code=code or 0, created=rec.created, started_at=rec.started_at,
                               finished_at=finished, image=rec.image, spec=rec.spec,
