@@ -153,7 +153,7 @@ def test_resource_errors_as_dockerd(box):
     status, data = box.api("POST", "/containers/rm/update", {"Memory": 64 << 20})  # no swap set: dockerd's conflict
     assert status == 409 and "Memory limit should be smaller than already set memoryswap limit" in data["message"]
     status, data = box.api("POST", "/containers/rm/update", {"Memory": 64 << 20, "MemorySwap": -1})
-    assert (status, data) == (200, {"Warnings": []})
+    assert (status, data) == (200, {"Warnings": None})  # dockerd 20.10.24's null (measured)
     status, data = box.api("POST", "/containers/nosuch/update", {})
     assert status == 404
 
@@ -168,3 +168,37 @@ def test_sdk_update_and_wait(box):
     c.kill()
     assert c.wait(condition="not-running")["StatusCode"] == 137
     client.close()
+
+
+def test_restarting_state_wait_and_kill_as_dockerd(box):
+    """dockerd 20.10.24 (measured): while a restart waits, State is restarting with Running
+    true and ps says "Restarting (1) ..."; a kill or stop then cancels it and succeeds; a
+    wait for not-running goes on through the restarts."""
+    box.docker("run", "-d", "--name", "fast", "--restart", "always", "busybox", "sh", "-c", "exit 1")
+    st = poll(lambda: (s := inspect(box, "fast")["State"])["Status"] == "restarting" and s)
+    assert st and st["Running"] and st["Restarting"] and st["Pid"] == 0 and st["ExitCode"] == 1
+    ps = box.docker("ps", "-a", "--filter", "name=fast", "--format", "{{.Status}}").stdout
+    assert ps.startswith("Restarting (1)") or ps.startswith("Up"), ps
+    assert poll(lambda: inspect(box, "fast")["State"]["Status"] == "restarting")
+    box.docker("kill", "fast")
+    d = inspect(box, "fast")
+    assert (d["State"]["Status"], d["State"]["Running"], d["State"]["ExitCode"]) == ("exited", False, 1)
+    box.docker("run", "-d", "--name", "ww", "--restart", "on-failure:1", "busybox", "sh", "-c", "sleep 1; exit 2")
+    status, data = box.api("POST", "/containers/ww/wait?condition=not-running")
+    assert (status, data) == (200, {"StatusCode": 2, "Error": None})
+    d = inspect(box, "ww")
+    assert (d["State"]["Status"], d["RestartCount"]) == ("exited", 1)
+    status, data = box.api("POST", "/containers/ww/wait?condition=bogus")  # dockerd: as not-running
+    assert (status, data) == (200, {"StatusCode": 2, "Error": None})
+
+
+def test_update_below_usage_is_the_runtimes_500(box):
+    box.docker("run", "-d", "--name", "mem", "--memory", "64m", "busybox", "sh", "-c",
+               "dd if=/dev/zero of=/dev/shm/x bs=1M count=30 2>/dev/null; sleep 1000")
+    assert poll(lambda: int(_cg(box, "mem", "memory/memory.usage_in_bytes", "memory.current") or 0) > 25 << 20)
+    cid = inspect(box, "mem")["Id"]
+    status, data = box.api("POST", "/containers/mem/update", {"Memory": 10 << 20})
+    assert status == 500 and data["message"].startswith(f"Cannot update container {cid}: ")
+    assert "unable to set memory limit to 10485760" in data["message"], data
+    assert inspect(box, "mem")["HostConfig"]["Memory"] == 64 << 20  # nothing changed
+    assert _cg(box, "mem", "memory/memory.limit_in_bytes", "memory.max") == str(64 << 20)

@@ -98,9 +98,8 @@ class ContainerRoutes:
     async def wait(self, req: Request) -> StreamResponse:
         """Headers now, body at exit: the CLI issues this before start for `run -it`."""
         rec = self.c.find(req.params["ref"])
-        condition = req.arg("condition") or "not-running"
-        if condition not in ("not-running", "next-exit", "removed"):
-            raise InvalidParameter(f"invalid condition: {condition}")
+        condition = req.arg("condition")  # dockerd 20.10 takes any other as not-running (measured)
+        condition = condition if condition in ("next-exit", "removed") else "not-running"
 
         async def body() -> AsyncIterator[bytes]:
             code = await self.c.wait(rec.id, condition)
@@ -207,7 +206,7 @@ class ContainerRoutes:
             "Command": " ".join(rec.args), "Created": unix_time(rec.created),
             "Ports": ports_summary(rec, st.running),
             "Labels": dict(rec.labels), "State": "paused" if getattr(st, "paused", False) else st.status,
-            "Status": status_text(st),
+            **self.c.restarts.summary(rec.id, status_text(st)),
             "HostConfig": {"NetworkMode": rec.network_mode}, "NetworkSettings": {"Networks": nets},
             "Mounts": [],
         }

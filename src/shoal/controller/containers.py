@@ -134,6 +134,9 @@ class Containers(ContainerNetworks):
     def live(self, cid: str) -> _Live:
         return self._live.setdefault(cid, _Live())
 
+    def watcher(self, cid: str) -> asyncio.Task | None:
+        return live.watcher if (live := self._live.get(cid)) is not None else None
+
     def counts(self) -> dict[str, int]:
         states = [self.state(c) for c in self.records]
         running = sum(1 for s in states if s.running)
@@ -256,8 +259,7 @@ class Containers(ContainerNetworks):
         async with live.lock:
             if self.state(rec.id).running:
                 raise NotModified(f"container {rec.id} is already running")
-            if not by_policy:
-                await self.restarts.user_start(rec.id)
+            await self.restarts.user_start(rec.id, by_policy)
             log = log_policy(rec.host_config.get("LogConfig"))  # its values fail here, as in dockerd
             await self.ctl.ensure_sandbox(rec.id)
             undo = Undo()
@@ -458,11 +460,11 @@ class Containers(ContainerNetworks):
 
     async def wait(self, ref: str, condition: str = "not-running") -> int:
         rec = self.find(ref)
-        if condition not in ("", "not-running", "next-exit", "removed"):
-            raise InvalidParameter(f"invalid condition: {condition}")
         if condition == "removed":
             return await self._wait_removed(rec.id)
-        return await self.runtime.wait(rec.id, condition or "not-running")
+        if condition == "next-exit":
+            return await self.runtime.wait(rec.id, condition)
+        return await self.restarts.through_restarts(rec.id, await self.runtime.wait(rec.id, "not-running"))
 
     async def _wait_removed(self, cid: str) -> int:
         """`docker run --rm` asks for this before start: the code is that of the coming run."""

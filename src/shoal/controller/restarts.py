@@ -102,7 +102,11 @@ class Host(Protocol):
     records: dict[str, Container]
     ctl: Any
 
+    runtime: Any
+
     def state(self, cid: str) -> Any: ...
+
+    def watcher(self, cid: str) -> asyncio.Task | None: ...
 
     async def start(self, ref: str, *, by_policy: bool = False) -> None: ...
 
@@ -141,8 +145,10 @@ class Restarter:
                                              canceled=bool(data.get("canceled")))
 
     # -- the user's acts ----------------------------------------------------------------
-    async def user_start(self, cid: str) -> None:
+    async def user_start(self, cid: str, by_policy: bool = False) -> None:
         """A start or restart by the user: a new restart manager, RestartCount 0."""
+        if by_policy:
+            return
         self._cancel_pending(cid)
         old = self.state.pop(cid, None)
         if old is not None and (old.count or old.stopped or old.canceled):
@@ -210,6 +216,28 @@ class Restarter:
                 await self.c.start(cid)  # dockerd resets the restart manager here too
             except ShoalError as exc:
                 log.warning("container %s: not restarted at shoald's start: %s", cid[:12], exc)
+
+    async def through_restarts(self, cid: str, code: int) -> int:
+        """`wait` for not-running as dockerd means it: a container its policy restarts is
+        still running (State.Running stays true while a restart waits), so the wait goes on
+        through its restarts, to the exit that no restart follows."""
+        while not self._policy(cid).none and cid in self.c.records:
+            watcher = self.c.watcher(cid)  # this exit's handling decides on a restart
+            if watcher is not None and not watcher.done():
+                await asyncio.wait([watcher])
+            task = self.pending.get(cid)
+            if task is not None and not task.done():
+                await asyncio.wait([task])
+            if cid not in self.c.records or not self.c.state(cid).running:
+                break
+            code = await self.c.runtime.wait(cid, "not-running")
+        return self.c.state(cid).exit_code if cid in self.c.records else code
+
+    def summary(self, cid: str, status: str) -> dict[str, str]:
+        """`docker ps`'s State and Status while a restart waits: "Restarting (CODE) ... ago"."""
+        if self.restarting(cid):
+            return {"State": "restarting", "Status": status.replace("Exited", "Restarting", 1)}
+        return {"Status": status}
 
     def state_json(self, cid: str, state: dict[str, Any]) -> dict[str, Any]:
         """inspect's State while a restart waits: dockerd's Restarting (Running stays true)."""

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from shoal.controller.containers import Containers
 
 
-async def update_container(c: Containers, ref: str, body: dict[str, Any]) -> list[str]:
+async def update_container(c: Containers, ref: str, body: dict[str, Any]) -> list[str] | None:
     """Apply `body` (a container.UpdateConfig); returns dockerd's warnings (none here)."""
     rec = c.find(ref)
     policy = body.get("RestartPolicy") or {}  # checked by the caller as a create's is
@@ -37,6 +37,7 @@ async def update_container(c: Containers, ref: str, body: dict[str, Any]) -> lis
         try:
             await c.runtime.update_resources(rec.id, resources.oci_resources(host))
         except ShoalError as exc:
-            raise ShoalError(f"Cannot update container {rec.id}: {exc.message}") from None
+            text = exc.message.removeprefix("OCI runtime error: ")
+            raise ShoalError(f"Cannot update container {rec.id}: {text}") from None
         await c._save(dataclasses.replace(rec, host_config=host))  # noqa: SLF001 - the record's one writer
-    return []
+    return None  # dockerd 20.10 answers {"Warnings": null} (measured)
