@@ -4,6 +4,8 @@ restartmanager, daemon/kill.go, daemon/update.go, daemon/daemon_unix.go)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -68,8 +70,6 @@ def test_policies_after_shoald_restarts(box):
     box.docker("stop", "-t", "0", "al", "us", "no")
     pid = inspect(box, "us2")["State"]["Pid"]
     box.stop()
-    import os
-    import signal
     os.kill(pid, signal.SIGKILL)  # it ends while shoald is away
     box.start()
     assert poll(lambda: inspect(box, "al")["State"]["Running"])  # always: even after the user's stop
@@ -178,7 +178,7 @@ def test_restarting_state_wait_and_kill_as_dockerd(box):
     st = poll(lambda: (s := inspect(box, "fast")["State"])["Status"] == "restarting" and s)
     assert st and st["Running"] and st["Restarting"] and st["Pid"] == 0 and st["ExitCode"] == 1
     ps = box.docker("ps", "-a", "--filter", "name=fast", "--format", "{{.Status}}").stdout
-    assert ps.startswith("Restarting (1)") or ps.startswith("Up"), ps
+    assert ps.startswith(("Restarting (1)", "Up")), ps
     assert poll(lambda: inspect(box, "fast")["State"]["Status"] == "restarting")
     box.docker("kill", "fast")
     d = inspect(box, "fast")

@@ -10,13 +10,11 @@ A stopped one gets them at its next start. A new restart policy counts from the 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from shoal.controller.containers import KIND_CONTAINER, Containers
 from shoal.errors import Conflict, InvalidParameter, ShoalError
 from shoal.runtime import resources
-
-if TYPE_CHECKING:
-    from shoal.controller.containers import Containers
 
 
 async def update_container(c: Containers, ref: str, body: dict[str, Any]) -> list[str] | None:
@@ -39,5 +37,8 @@ async def update_container(c: Containers, ref: str, body: dict[str, Any]) -> lis
         except ShoalError as exc:
             text = exc.message.removeprefix("OCI runtime error: ")
             raise ShoalError(f"Cannot update container {rec.id}: {text}") from None
-        await c._save(dataclasses.replace(rec, host_config=host))  # noqa: SLF001 - the record's one writer
+        rec = dataclasses.replace(rec, host_config=host)
+        async with c.ctl.store.transaction() as tx:
+            tx.put(KIND_CONTAINER, rec.id, rec.to_dict())
+        c.records[rec.id] = rec
     return None  # dockerd 20.10 answers {"Warnings": null} (measured)
