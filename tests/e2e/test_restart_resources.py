@@ -90,12 +90,17 @@ def test_rm_with_a_restart_policy_is_refused(box):
         assert (status, data) == (400, {"message": msg})
 
 
-def test_stop_signal_and_timeout(box):
+def test_stop_signal_and_timeout(box, busybox_tar):
     box.docker("run", "-d", "--name", "sig", "--stop-signal", "USR1", "busybox", "sh", "-c",
                'trap "exit 7" USR1; while true; do sleep 0.1; done')
     box.docker("stop", "sig")
     d = inspect(box, "sig")
     assert d["State"]["ExitCode"] == 7 and d["Config"]["StopSignal"] == "USR1"
+    box.docker("import", "--change", "STOPSIGNAL SIGUSR2", str(busybox_tar), "usr2:latest")
+    box.docker("run", "-d", "--name", "isig", "usr2", "sh", "-c",
+               'trap "exit 9" USR2; while true; do sleep 0.1; done')
+    box.docker("stop", "isig")  # the image's StopSignal
+    assert inspect(box, "isig")["State"]["ExitCode"] == 9
     box.docker("run", "-d", "--name", "deaf", "--stop-timeout", "1", "busybox", "sh", "-c",
                'trap "" TERM; while true; do sleep 0.1; done')
     box.docker("stop", "deaf")  # no -t: the container's own timeout, then SIGKILL

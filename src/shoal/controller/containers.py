@@ -437,7 +437,7 @@ class Containers(ContainerNetworks):
     async def stop(self, ref: str, timeout: float | None = None) -> None:
         rec = self.find(ref)
         live = self.live(rec.id)
-        if not self.state(rec.id).running and not self.restarts.restarting(rec.id):
+        if not self.state(rec.id).running and not await self.restarts.restarting_after_exit(rec.id):
             raise NotModified(f"container {rec.id} is already stopped")
         if not await self.restarts.user_stop(rec.id):
             await self.runtime.stop(rec.id, *stop_plan(rec, timeout))
@@ -447,7 +447,7 @@ class Containers(ContainerNetworks):
 
     async def kill(self, ref: str, signal: str = "KILL") -> None:
         rec = self.find(ref)
-        if not self.state(rec.id).running and not self.restarts.restarting(rec.id):
+        if not self.state(rec.id).running and not await self.restarts.restarting_after_exit(rec.id):
             raise Conflict(f"Cannot kill container: {ref}: Container {rec.id} is not running")
         if not await self.restarts.user_stop(rec.id, signal or "KILL"):
             await self.runtime.kill(rec.id, signal or "KILL")

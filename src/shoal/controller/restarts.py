@@ -110,6 +110,10 @@ class Host(Protocol):
 
     async def start(self, ref: str, *, by_policy: bool = False) -> None: ...
 
+    async def stop(self, ref: str, timeout: float | None = None) -> None: ...
+
+    async def kill(self, ref: str, signal: str = "KILL") -> None: ...
+
 
 class Restarter:
     """The restart managers of one Containers, and the restarts waiting for their turn."""
@@ -117,7 +121,9 @@ class Restarter:
     def __init__(self, containers: Host) -> None:
         self.c = containers
         self.state: dict[str, Backoff] = {}
-        self.pending: dict[str, asyncio.Task] = {}
+        self.pending: dict[str, asyncio.Task] = {}  # waiting for their turn
+        self.starting: dict[str, asyncio.Task] = {}  # their turn came: being started
+        self.late: dict[str, str | int | None] = {}  # a user's stop (None) or kill met them starting
 
     def _of(self, cid: str) -> Backoff:
         return self.state.setdefault(cid, Backoff())
@@ -127,7 +133,16 @@ class Restarter:
 
     def restarting(self, cid: str) -> bool:
         task = self.pending.get(cid)
-        return task is not None and not task.done()
+        return (task is not None and not task.done()) or cid in self.starting
+
+    async def restarting_after_exit(self, cid: str) -> bool:
+        """For a stop or kill of a container that is not running: an exit still being
+        handled (its watcher not done) is waited for first, so they see the restart it
+        schedules, as dockerd's, which wait for the exit's handling under the container's lock."""
+        watcher = self.c.watcher(cid)
+        if watcher is not None and not watcher.done() and not self._policy(cid).none:
+            await asyncio.wait([watcher])
+        return self.restarting(cid)
 
     def _policy(self, cid: str) -> Policy:
         rec = self.c.records.get(cid)
@@ -164,7 +179,14 @@ class Restarter:
             state.canceled = True
         state.stopped = True
         await self._persist(cid)
-        return self._cancel_pending(cid)
+        if self._cancel_pending(cid):
+            return True
+        task = self.starting.get(cid)
+        if task is None:
+            return False
+        self.late[cid] = signal  # done once it is started, before the user's call returns
+        await asyncio.wait([task])
+        return True
 
     def _cancel_pending(self, cid: str) -> bool:
         task = self.pending.pop(cid, None)
@@ -198,10 +220,20 @@ class Restarter:
         await asyncio.sleep(delay)
         if self.pending.get(cid) is asyncio.current_task():
             del self.pending[cid]
+        self.starting[cid] = asyncio.current_task()  # type: ignore[assignment]
         try:
             await self.c.start(cid, by_policy=True)
         except ShoalError as exc:  # as dockerd: logged, the container stays exited
             log.warning("container %s: restart by its policy failed: %s", cid[:12], exc)
+        finally:
+            self.starting.pop(cid, None)
+        if cid not in self.late:
+            return
+        signal = self.late.pop(cid)
+        try:  # a user's stop or kill came while it was being started: it goes down now
+            await (self.c.stop(cid) if signal is None else self.c.kill(cid, str(signal)))
+        except ShoalError as exc:
+            log.warning("container %s: stop after its restart failed: %s", cid[:12], exc)
 
     async def boot(self) -> None:
         """At shoald's start: the containers that are down and that their policy brings back."""
