@@ -3,6 +3,8 @@ daemon: dockerd 20.10's state machine, checks, defaults and what runc gets."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,12 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal.controller.restarts import (
-    FIRST_DELAY,
-    MAX_DELAY,
-    Backoff,
-    Policy,
-    stop_plan,
-    wants_restart,
+    FIRST_DELAY, KIND_RESTART, MAX_DELAY, Backoff, Policy, Restarter, stop_plan, wants_restart,
 )
 from shoal.errors import InvalidParameter
 from shoal.model import Container
@@ -151,3 +148,114 @@ def test_limits_reach_config_json_and_survive_the_record(tmp_path: Path):
 def test_inspect_view():
     assert resources.host_config_view({})["PidsLimit"] is None  # dockerd: null when never set
     assert resources.host_config_view({"Memory": 5})["Memory"] == 5
+
+
+# -- the Restarter against a fake Containers ---------------------------------------------
+
+class _St:
+    def __init__(self, running=False, code=0, started=1.0, finished=1.0):
+        self.running, self.exit_code, self.started_at, self.finished_at = running, code, started, finished
+
+
+class _Host:
+    """Containers as the Restarter sees it: records, states, start/stop/kill by hand."""
+
+    def __init__(self, policy: dict, code: int = 1) -> None:
+        from types import SimpleNamespace
+
+        from shoal.store.memory import MemoryStore
+        self.records = {"c1": dataclasses.replace(_rec(), id="c1", host_config={"RestartPolicy": policy})}
+        self.ctl = SimpleNamespace(store=MemoryStore())
+        self.runtime = None
+        self.st = _St(code=code)
+        self.starts: list[bool] = []
+        self.stops: list[str] = []
+
+    def state(self, cid):
+        return self.st
+
+    def watcher(self, cid):
+        return None
+
+    async def start(self, ref, *, by_policy=False):
+        self.starts.append(by_policy)
+        self.st = _St(running=True)
+
+    async def stop(self, ref, timeout=None):
+        self.stops.append("stop")
+
+    async def kill(self, ref, signal="KILL"):
+        self.stops.append(signal)
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def test_restarter_exit_restart_and_users_stop():
+    async def go():
+        host = _Host({"Name": "always"})
+        r = Restarter(host)
+        assert await r.exited("c1") and r.restarting("c1")
+        await asyncio.wait([r.pending["c1"]])
+        assert host.starts == [True] and r.count("c1") == 1 and not r.restarting("c1")
+        host.st = _St(code=1)
+        assert await r.exited("c1")
+        assert await r.user_stop("c1") is True  # met waiting: cancelled, nothing to signal
+        await asyncio.sleep(0)
+        assert not r.restarting("c1") and host.starts == [True]
+        assert not await r.exited("c1")  # cancelled until the user's start
+        stored = host.ctl.store.get(KIND_RESTART, "c1")
+        assert stored["stopped"] and stored["canceled"] and stored["count"] == 2
+        await r.user_start("c1")
+        assert r.count("c1") == 0 and not host.ctl.store.get(KIND_RESTART, "c1")["canceled"]
+        await r.forget("c1")
+        assert host.ctl.store.get(KIND_RESTART, "c1") is None
+    _run(go())
+
+
+def test_kill_with_another_signal_than_the_stop_signal_keeps_the_restarts():
+    async def go():
+        host = _Host({"Name": "always"})
+        host.records["c1"] = dataclasses.replace(host.records["c1"], config={"StopSignal": "USR1"})
+        r = Restarter(host)
+        await r.user_stop("c1", "HUP")
+        assert not r.state["c1"].canceled and r.state["c1"].stopped
+        await r.user_stop("c1", "SIGUSR1")
+        assert r.state["c1"].canceled
+    _run(go())
+
+
+def test_boot_brings_back_what_the_policy_says():
+    async def go():
+        for policy, stopped, code, want in ((("always", 0), True, 0, True), (("unless-stopped", 0), True, 0, False),
+                                            (("unless-stopped", 0), False, 0, True), (("on-failure", 1), False, 0, False),
+                                            (("on-failure", 1), False, 2, True), (("no", 0), False, 1, False)):
+            host = _Host({"Name": policy[0], "MaximumRetryCount": policy[1]}, code=code)
+            r = Restarter(host)
+            r.state["c1"] = Backoff(stopped=stopped)
+            await r.boot()
+            assert host.starts == ([False] if want else []), (policy, stopped, code)
+    _run(go())
+
+
+def test_a_stop_that_meets_the_start_under_way_stops_it_once_started():
+    async def go():
+        host = _Host({"Name": "always"})
+        gate = asyncio.Event()
+        started = host.start
+
+        async def slow_start(ref, *, by_policy=False):
+            await gate.wait()
+            await started(ref, by_policy=by_policy)
+        host.start = slow_start
+        r = Restarter(host)
+        await r.exited("c1")
+        while "c1" not in r.starting:
+            await asyncio.sleep(0.01)
+        stopper = asyncio.ensure_future(r.user_stop("c1", "KILL"))
+        await asyncio.sleep(0.01)
+        assert not stopper.done() and r.restarting("c1")
+        gate.set()
+        assert await stopper is True and host.stops == ["KILL"] and not r.restarting("c1")
+    _run(go())

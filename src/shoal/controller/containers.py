@@ -504,7 +504,7 @@ class Containers(ContainerNetworks):
         rec = self.find(ref)
         live = self.live(rec.id)
         async with live.lock:
-            if self.state(rec.id).running and not force:
+            if (self.state(rec.id).running or self.restarts.restarting(rec.id)) and not force:
                 raise Conflict(
                     f'cannot remove container "/{rec.name}": container is running: '
                     "stop the container before removing or force remove"
@@ -537,7 +537,8 @@ class Containers(ContainerNetworks):
         container that starts meanwhile is skipped (remove refuses it), as in Docker."""
         removed = []
         for rec in list(self.records.values()):
-            if rec.id not in self.records or self.state(rec.id).running or keep(rec):
+            if rec.id not in self.records or self.state(rec.id).running or self.restarts.restarting(rec.id) \
+                    or keep(rec):
                 continue
             try:
                 await self.remove(rec.id)

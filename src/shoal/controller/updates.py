@@ -31,7 +31,8 @@ async def update_container(c: Containers, ref: str, body: dict[str, Any]) -> lis
             if rec.auto_remove and policy["Name"] != "no":
                 raise Conflict(f"Cannot update container {rec.id}: Restart policy cannot be updated "
                                "because AutoRemove is enabled for the container")
-            host["RestartPolicy"] = {"Name": policy["Name"], "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
+            host["RestartPolicy"] = {"Name": policy["Name"],
+                                     "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
         try:
             await c.runtime.update_resources(rec.id, resources.oci_resources(host))
         except ShoalError as exc:
