@@ -207,3 +207,11 @@ def test_update_below_usage_is_the_runtimes_500(box):
     assert "unable to set memory limit to 10485760" in data["message"], data
     assert inspect(box, "mem")["HostConfig"]["Memory"] == 64 << 20  # nothing changed
     assert _cg(box, "mem", "memory/memory.limit_in_bytes", "memory.max") == str(64 << 20)
+
+
+def test_info_says_the_limits_are_supported(box):
+    out = box.docker("info")
+    assert "No memory limit support" not in out.stderr + out.stdout
+    assert "No cpu cfs quota support" not in out.stderr + out.stdout
+    status, info = box.api("GET", "/info")
+    assert info["MemoryLimit"] and info["CpuCfsQuota"] and info["PidsLimit"]

@@ -140,3 +140,22 @@ def rewrite_config(path: Path, res: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(config, indent=1))
     tmp.replace(path)
+
+
+def host_support(cgroot: Path = Path("/sys/fs/cgroup")) -> dict[str, bool]:
+    """`docker info`'s limit capabilities, from the host's cgroup mounts (v1 hierarchies,
+    or v2's controllers): the CLI warns about every one that is false."""
+    try:
+        v2 = set((cgroot / "cgroup.controllers").read_text().split())
+    except OSError:
+        v2 = None
+    if v2 is not None:
+        memory, cpu, pids = "memory" in v2, "cpu" in v2, "pids" in v2
+        swap = memory
+    else:
+        memory = (cgroot / "memory" / "memory.limit_in_bytes").exists()
+        swap = (cgroot / "memory" / "memory.memsw.limit_in_bytes").exists()
+        cpu = (cgroot / "cpu" / "cpu.cfs_quota_us").exists()
+        pids = (cgroot / "pids" / "pids.max").exists() or (cgroot / "pids").is_dir()
+    return {"MemoryLimit": memory, "SwapLimit": swap, "CpuCfsPeriod": cpu, "CpuCfsQuota": cpu,
+            "CPUShares": cpu, "PidsLimit": pids}
