@@ -18,7 +18,6 @@ from typing import Any
 from shoal.errors import InvalidParameter
 
 MIN_MEMORY = 6 * 1024 * 1024  # linuxMinMemory
-MIN_SHARES, MAX_SHARES = 2, 262144
 CFS_PERIOD = 100_000  # µs: the period NanoCpus is expressed against
 KEYS = ("Memory", "MemorySwap", "NanoCpus", "CpuShares", "CpuPeriod", "CpuQuota", "PidsLimit")
 
@@ -51,12 +50,10 @@ def check(res: dict, *, update: bool = False, ncpu: int | None = None) -> None:
 
 
 def adapt(host: dict) -> dict:
-    """What dockerd stores at create (adaptContainerSettings): shares clamped to the
-    kernel's range, MemorySwap twice Memory when only Memory is given."""
+    """What dockerd stores at create (adaptContainerSettings): MemorySwap twice Memory
+    when only Memory is given. (CpuShares stay as given for API 1.19 and later: the
+    kernel takes them into its range, 2 to 262144.)"""
     out = dict(host)
-    shares = _num(out, "CpuShares")
-    if shares > 0:
-        out["CpuShares"] = min(max(shares, MIN_SHARES), MAX_SHARES)
     if _num(out, "Memory") > 0 and _num(out, "MemorySwap") == 0:
         out["MemorySwap"] = _num(out, "Memory") * 2
     return out
@@ -95,7 +92,7 @@ def oci_resources(host: dict) -> dict[str, Any]:
     if memory or swap:
         out["memory"] = {k: v for k, v in (("limit", memory), ("swap", swap)) if v}
     cpu: dict[str, int] = {}
-    if _num(host, "CpuShares"):
+    if _num(host, "CpuShares") > 0:
         cpu["shares"] = _num(host, "CpuShares")
     if _num(host, "NanoCpus") > 0:
         cpu["period"], cpu["quota"] = CFS_PERIOD, _num(host, "NanoCpus") * CFS_PERIOD // 1_000_000_000
