@@ -136,6 +136,11 @@ def test_limits_are_in_the_containers_cgroup_and_update_changes_them(box):
     assert _cg(box, "lim", "pids/pids.max", "pids.max") == "70"
     box.docker("restart", "-t", "0", "lim")  # a new run keeps what the update set
     assert _cg(box, "lim", "memory/memory.limit_in_bytes", "memory.max") == str(96 << 20)
+    box.docker("update", "--pids-limit", "-1", "lim")  # unlimited: dockerd then shows 0 (measured)
+    assert _cg(box, "lim", "pids/pids.max", "pids.max") == "max"
+    assert inspect(box, "lim")["HostConfig"]["PidsLimit"] == 0
+    box.docker("run", "-d", "--name", "free", "busybox", "sleep", "1000")  # the CLI sends PidsLimit 0
+    assert inspect(box, "free")["HostConfig"]["PidsLimit"] is None
 
 
 def test_resource_errors_as_dockerd(box):

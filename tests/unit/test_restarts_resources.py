@@ -113,7 +113,9 @@ def test_oci_resources_and_runc_flags():
     assert resources.runc_update_args(res) == [
         "--memory", str(64 << 20), "--memory-swap", str(128 << 20), "--cpu-share", "512",
         "--cpu-period", "100000", "--cpu-quota", "50000", "--pids-limit", "50"]
-    assert resources.oci_resources({"PidsLimit": 0}) == {"pids": {"limit": -1}}
+    assert resources.oci_resources({"PidsLimit": 0}) == {}
+    assert resources.runc_update_args({}, lift_pids=True) == ["--pids-limit", "-1"]
+    assert resources.adapt({"PidsLimit": 0})["PidsLimit"] is None
     assert resources.oci_resources({}) == {}
     assert resources.oci_resources({"CpuPeriod": 50000, "CpuQuota": 25000}) == {"cpu": {"period": 50000, "quota": 25000}}
 

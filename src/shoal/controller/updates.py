@@ -34,7 +34,8 @@ async def update_container(c: Containers, ref: str, body: dict[str, Any]) -> lis
             host["RestartPolicy"] = {"Name": policy["Name"],
                                      "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
         try:
-            await c.runtime.update_resources(rec.id, resources.oci_resources(host))
+            lift = body.get("PidsLimit") is not None and body["PidsLimit"] <= 0
+            await c.runtime.update_resources(rec.id, resources.oci_resources(host), lift_pids=lift)
         except ShoalError as exc:
             text = exc.message.removeprefix("OCI runtime error: ")
             raise ShoalError(f"Cannot update container {rec.id}: {text}") from None

@@ -54,6 +54,8 @@ def adapt(host: dict) -> dict:
     when only Memory is given. (CpuShares stay as given for API 1.19 and later: the
     kernel takes them into its range, 2 to 262144.)"""
     out = dict(host)
+    if out.get("PidsLimit") is not None and _num(out, "PidsLimit") <= 0:
+        out["PidsLimit"] = None  # the CLI's 0: no limit, shown as null (measured)
     if _num(out, "Memory") > 0 and _num(out, "MemorySwap") == 0:
         out["MemorySwap"] = _num(out, "Memory") * 2
     return out
@@ -103,14 +105,14 @@ def oci_resources(host: dict) -> dict[str, Any]:
             cpu["quota"] = _num(host, "CpuQuota")
     if cpu:
         out["cpu"] = cpu
-    if host.get("PidsLimit") is not None:
-        limit = _num(host, "PidsLimit")
-        out["pids"] = {"limit": limit if limit > 0 else -1}  # -1: runc lifts an earlier limit
+    if _num(host, "PidsLimit") > 0:  # 0 and below: none (crun refuses a -1 at create)
+        out["pids"] = {"limit": _num(host, "PidsLimit")}
     return out
 
 
-def runc_update_args(res: dict[str, Any]) -> list[str]:
-    """`runc update` flags for an `oci_resources` result: what a running container gets."""
+def runc_update_args(res: dict[str, Any], lift_pids: bool = False) -> list[str]:
+    """`runc update` flags for an `oci_resources` result: what a running container gets;
+    `lift_pids`: an earlier pids limit goes (-1, which runc and crun take in an update)."""
     args: list[str] = []
     memory, cpu = res.get("memory") or {}, res.get("cpu") or {}
     for flag, value in (("--memory", memory.get("limit")), ("--memory-swap", memory.get("swap")),
@@ -118,6 +120,8 @@ def runc_update_args(res: dict[str, Any]) -> list[str]:
                         ("--cpu-quota", cpu.get("quota")), ("--pids-limit", (res.get("pids") or {}).get("limit"))):
         if value is not None:
             args += [flag, str(value)]
+    if lift_pids and "pids" not in res:
+        args += ["--pids-limit", "-1"]
     return args
 
 

@@ -470,12 +470,12 @@ class Runtime(Freezer):
                 await self.kill(cid, "KILL")
             return await asyncio.wait_for(waiter, STOP_KILL_GRACE)
 
-    async def update_resources(self, cid: str, res: dict) -> None:
+    async def update_resources(self, cid: str, res: dict, lift_pids: bool = False) -> None:
         """New limits (runtime.resources): into the running container through `runc update`
         (a refusal changes nothing), and into its spec, so the next start has them too."""
         rec = self._record(cid)
         async with self._live_of(cid).lock:
-            if self.state(cid).running and (args := resources.runc_update_args(res)):
+            if self.state(cid).running and (args := resources.runc_update_args(res, lift_pids)):
                 await self._runc(cid, "update", *args, cid)
             rec.spec = dataclasses.replace(rec.spec, resources=res)
             resources.rewrite_config(self._dir(cid) / "config.json", res)
