@@ -304,3 +304,72 @@ def test_an_index_gives_this_hosts_platform_or_the_one_asked_for(reg, busybox_ta
     d.docker("pull", "--platform", "linux/arm64", name)
     info = json.loads(d.docker("image", "inspect", name).stdout)[0]
     assert info["Architecture"] == "arm64" and info["Id"] == arm.config.digest
+
+
+def test_a_full_disk_fails_the_pull_in_dockerds_words_and_leaves_nothing(make_shoald, busybox_tar):
+    """The image store on a 6 MiB tmpfs, a 10 MiB layer that cannot be compressed."""
+    import os
+    import subprocess
+
+    d = make_shoald(start=False)
+    images = d.root / "data" / "images"
+    images.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "sht-full", str(images)], check=True)
+    d.start()
+    server = RegistryServer(netns=d.netns).start()
+    layout = Path(tempfile.mkdtemp(prefix="sht-layout-"))
+    try:
+        big = ol.build_image([[ol.file("big", os.urandom(10 << 20))]], Cmd=["true"])
+        ol.write_image(layout, "1", big)
+        ol.seed(server.url, layout, "test/big", "1", netns=d.netns)
+        p = d.docker("pull", f"{server.domain}/test/big:1", check=False)
+        assert p.returncode == 1 and "no space left on device" in p.stderr
+        assert d.docker("images", "-q").stdout == ""
+        left = _store_files(d)
+        assert left["layers"] == [] and left["blobs/sha256"] == []
+    finally:
+        server.stop()
+        shutil.rmtree(layout, ignore_errors=True)
+
+
+def test_dockerd_loads_what_shoald_saves_and_the_other_way(reg, tmp_path):
+    """Docker 25's save format read by dockerd 20.10's `docker load`, and 20.10's by shoald."""
+    from tests.conftest import delete_netns, new_netns
+    from tests.e2e.test_docker_plugins import Dockerd
+
+    if shutil.which("dockerd") is None:
+        pytest.skip("dockerd (Debian's docker.io) not installed")
+    d, server, image, _ = reg
+    name = f"{server.domain}/{REPO}:v1"
+    d.docker("pull", "-q", name)
+    ours = tmp_path / "ours.tar"
+    d.docker("save", "-o", str(ours), name)
+    netns, root = new_netns("dkl"), Path(tempfile.mkdtemp(prefix="sht-dkl-"))
+    (root / "plugins").mkdir()
+    dockerd = Dockerd(netns, root, root / "plugins")
+    try:
+        dockerd.start()
+        assert f"Loaded image: {name}" in dockerd.docker("load", "-i", str(ours)).stdout
+        info = json.loads(dockerd.docker("image", "inspect", name).stdout)[0]
+        assert info["Id"] == image.config.digest and info["RootFS"]["Layers"] == list(image.diff_ids)
+        ran = dockerd.docker("run", "--rm", "--network", "none", name, "sh", "-c", "cat /data/hello; ls /var")
+        assert ran.stdout == "hello from layer two v1\nnew\n"  # layers, whiteouts and opaque dirs kept
+        dockerd.docker("tag", name, "from/dockerd:1")
+        theirs = tmp_path / "theirs.tar"
+        dockerd.docker("save", "-o", str(theirs), "from/dockerd:1")
+    finally:
+        dockerd.stop()
+        dockerd.kill_leftovers()
+        delete_netns(netns)
+        subprocess_umount_below(root)
+        shutil.rmtree(root, ignore_errors=True)
+    d.docker("rmi", name)
+    assert "Loaded image: from/dockerd:1" in d.docker("load", "-i", str(theirs)).stdout
+    assert json.loads(d.docker("image", "inspect", "from/dockerd:1").stdout)[0]["Id"] == image.config.digest
+    assert d.docker("run", "--rm", "from/dockerd:1").stdout == "hello from layer two v1\n"
+
+
+def subprocess_umount_below(root: Path) -> None:
+    from tests.e2e.conftest import unmount_below
+
+    unmount_below(root)

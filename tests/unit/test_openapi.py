@@ -55,6 +55,7 @@ def test_every_documented_operation_is_served():
 BODIES = {
     "AuthConfig": schemas.AUTH_CONFIG,
     "ContainerCreateRequest": schemas.CONTAINER_CREATE,
+    "ContainerUpdateRequest": schemas.UPDATE_CONFIG,
     "ExecConfig": schemas.EXEC_CONFIG,
     "ExecStartConfig": schemas.EXEC_START,
     "NetworkCreateRequest": schemas.NETWORK_CREATE,

@@ -14,6 +14,7 @@ from typing import Any
 
 from shoal.errors import InvalidParameter
 from shoal.model import validate
+from shoal.runtime import resources
 from shoal.runtime.logfile import check_log_config
 
 _PORT = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?(?:/([a-z]+))?")
@@ -166,6 +167,7 @@ def check_host_config(host: dict, exposed: Any) -> None:
     check_sysctls(host)
     check_restart(host.get("RestartPolicy"), bool(host.get("AutoRemove")))
     check_log_config(host.get("LogConfig"))
+    resources.check(host)
     if host.get("PublishAllPorts"):
         for key in exposed or {}:
             if "-" in key:

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from shoal.api.app import version_tuple
+from shoal.runtime.resources import adapt
 from shoal.api.checks import check_config, check_host_config, no_nul, port_range
 from shoal.api.schemas import CONTAINER_CREATE
 from shoal.humanize import human_duration
@@ -81,7 +82,7 @@ def parse_create(body: Any, name: str) -> CreateRequest:
         labels=dict(body.get("Labels") or {}), network_mode=mode, auto_remove=bool(host.get("AutoRemove")),
         endpoints=_endpoints(body, mode),
         config={k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")},
-        host_config=dict(host),
+        host_config=adapt(host),
     )
 
 

@@ -21,6 +21,7 @@ from shoal.errors import InvalidParameter
 from shoal.model import Container
 from shoal.runtime import frame
 from shoal.runtime.volumes import mounts_json
+from shoal.runtime.resources import host_config_view
 
 log = logging.getLogger("shoal.api")
 
@@ -98,9 +99,8 @@ class ContainerRoutes:
     async def wait(self, req: Request) -> StreamResponse:
         """Headers now, body at exit: the CLI issues this before start for `run -it`."""
         rec = self.c.find(req.params["ref"])
-        condition = req.arg("condition") or "not-running"
-        if condition not in ("not-running", "next-exit", "removed"):
-            raise InvalidParameter(f"invalid condition: {condition}")
+        condition = req.arg("condition")  # dockerd 20.10 takes any other as not-running (measured)
+        condition = condition if condition in ("next-exit", "removed") else "not-running"
 
         async def body() -> AsyncIterator[bytes]:
             code = await self.c.wait(rec.id, condition)
@@ -170,7 +170,8 @@ class ContainerRoutes:
             "Volumes": rec.config.get("Volumes") or None, "WorkingDir": rec.working_dir, "Entrypoint": None, "OnBuild": None,
             "Labels": dict(rec.labels),
         }
-        config.update({k: v for k, v in rec.config.items() if k.startswith("Attach")})
+        config.update({k: v for k, v in rec.config.items() if k.startswith("Attach") or (
+            k in ("StopSignal", "StopTimeout") and v is not None)})  # dockerd: omitted when unset
         host_config = {"NetworkMode": rec.network_mode, "AutoRemove": rec.auto_remove, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
                        **{k: v for k, v in rec.host_config.items() if k not in ("NetworkMode", "AutoRemove")}}
         host_config["LogConfig"] = _log_config(rec.host_config.get("LogConfig"))
@@ -178,11 +179,13 @@ class ContainerRoutes:
         for key, empty in (("Binds", None), ("VolumesFrom", None), ("VolumeDriver", "")):  # dockerd fills these
             host_config.setdefault(key, empty)
         host_config.setdefault("Runtime", "runc")  # records from before the choice ran runc
+        host_config.update(host_config_view(rec.host_config))
         return {
             "Id": rec.id, "Created": rec.created, "Path": rec.args[0], "Args": list(rec.args[1:]),
-            "State": state_json(st), "Image": rec.image_id,
+            "State": self.c.restarts.state_json(rec.id, state_json(st)), "Image": rec.image_id,
             "ResolvConfPath": str(etc / "resolv.conf"), "HostnamePath": str(etc / "hostname"),
-            "HostsPath": str(etc / "hosts"), "LogPath": "", "Name": "/" + rec.name, "RestartCount": 0,
+            "HostsPath": str(etc / "hosts"), "LogPath": "", "Name": "/" + rec.name,
+            "RestartCount": self.c.restarts.count(rec.id),
             "Driver": "overlay", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
             "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host_config,
             "GraphDriver": {"Name": "overlay", "Data": None}, "Mounts": mounts_json(rec), "Config": config,
@@ -206,7 +209,7 @@ class ContainerRoutes:
             "Command": " ".join(rec.args), "Created": unix_time(rec.created),
             "Ports": ports_summary(rec, st.running),
             "Labels": dict(rec.labels), "State": "paused" if getattr(st, "paused", False) else st.status,
-            "Status": status_text(st),
+            **self.c.restarts.summary(rec.id, status_text(st)),
             "HostConfig": {"NetworkMode": rec.network_mode}, "NetworkSettings": {"Networks": nets},
             "Mounts": mounts_json(rec),
         }

@@ -43,7 +43,12 @@ def stream_task(work: Work, first: list[dict] | None = None) -> StreamResponse:
                 getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
                 if getter in done:
-                    yield encode(getter.result())
+                    # what else is queued goes in the same write: a layer's progress is ~100
+                    # lines a MiB, and one HTTP chunk each would cost more than the bytes
+                    batch = [encode(getter.result())]
+                    while not queue.empty() and len(batch) < 256:
+                        batch.append(encode(queue.get_nowait()))
+                    yield b"".join(batch)
                     continue
                 getter.cancel()
                 while not queue.empty():

@@ -134,3 +134,7 @@ VOLUME_CREATE = Struct("volume.VolumeCreateBody", {
     "Driver": STRING, "DriverOpts": STRING_MAP, "Labels": STRING_MAP, "Name": STRING,
     "ClusterVolumeSpec": EMPTY,  # API 1.42's swarm CSI volumes: decoded, never used here
 })
+UPDATE_CONFIG = Struct("container.UpdateConfig", {
+    **RESOURCES_FIELDS,
+    "RestartPolicy": Struct("container.RestartPolicy", {"Name": STRING, "MaximumRetryCount": INT}),
+})

@@ -11,6 +11,7 @@ from shoal import __version__
 from shoal.api.app import MAX_API_VERSION, MIN_API_VERSION, Route
 from shoal.api.http import Request, Response, json_response
 from shoal.controller import Controller
+from shoal.runtime import resources
 
 
 def _mem_total() -> int:
@@ -95,7 +96,7 @@ class SystemRoutes:
             "Driver": "overlay",
             "DriverStatus": [],
             "Plugins": {"Volume": [], "Network": drivers, "Authorization": None, "Log": ["json-file"]},
-            "MemoryLimit": False, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False,
+            **resources.host_support(),  # the limits shoald applies (runtime.resources)
             "IPv4Forwarding": True, "Debug": False,
             "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": 0,
             "SystemTime": "", "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs",

@@ -28,6 +28,7 @@ from shoal.dns import DnsEntry, DnsRecords, DnsServer
 from shoal.dns.forward import parse_upstream
 from shoal.controller.names import generate_name
 from shoal.controller.publishing import Publisher
+from shoal.controller.restarts import Restarter, stop_plan
 from shoal.controller.undo import Undo
 from shoal.controller.volumes import Volumes
 from shoal.errors import Conflict, Forbidden, InvalidParameter, NotFound, NotModified, ShoalError
@@ -35,6 +36,7 @@ from shoal.model import Container, EndpointRequest
 from shoal.runtime.logfile import log_policy
 from shoal.runtime.imageconfig import container_args, inherited_config, merge_env
 from shoal.runtime.lookup import find_executable
+from shoal.runtime.resources import oci_resources
 from shoal.runtime import ContainerSpec, ContainerState, ExecSession, ExecSpec, ImageStore, Runtime
 
 log = logging.getLogger("shoal.containers")
@@ -91,6 +93,7 @@ class Containers(ContainerNetworks):
         self._names = asyncio.Lock()
         self.execs = ExecTable(runtime, running=lambda cid: self.state(cid).running,
                                exists=lambda cid: cid in self.records)
+        self.restarts = Restarter(self)
 
     # -- lookups -----------------------------------------------------------------------
     def find(self, ref: str) -> Container:
@@ -132,6 +135,9 @@ class Containers(ContainerNetworks):
 
     def live(self, cid: str) -> _Live:
         return self._live.setdefault(cid, _Live())
+
+    def watcher(self, cid: str) -> asyncio.Task | None:
+        return live.watcher if (live := self._live.get(cid)) is not None else None
 
     def counts(self) -> dict[str, int]:
         states = [self.state(c) for c in self.records]
@@ -243,6 +249,7 @@ class Containers(ContainerNetworks):
             resolv_conf=files.resolv_conf, labels=rec.labels,
             sysctls=dict(rec.host_config.get("Sysctls") or {}), runtime=rec.host_config.get("Runtime") or "",
             mounts=self.volumes.oci_mounts(rec),
+            resources=oci_resources(rec.host_config),
         )
         await self.runtime.create(spec, rec.image_id)
         undo.push("runtime", lambda: self.runtime.delete(rec.id))
@@ -251,12 +258,13 @@ class Containers(ContainerNetworks):
             tx.put(KIND_CONTAINER, rec.id, rec.to_dict())
 
     # -- start / stop ------------------------------------------------------------------
-    async def start(self, ref: str) -> None:
+    async def start(self, ref: str, *, by_policy: bool = False) -> None:
         rec = self.find(ref)
         live = self.live(rec.id)
         async with live.lock:
             if self.state(rec.id).running:
                 raise NotModified(f"container {rec.id} is already running")
+            await self.restarts.user_start(rec.id, by_policy)
             log = log_policy(rec.host_config.get("LogConfig"))  # its values fail here, as in dockerd
             await self.ctl.ensure_sandbox(rec.id)
             self.volumes.prepare_start(rec)
@@ -428,25 +436,27 @@ class Containers(ContainerNetworks):
                 return
             await self._release(cid)
         self.execs.collect()
-        if self.records[cid].auto_remove:
+        if not await self.restarts.exited(cid) and self.records[cid].auto_remove:
             with contextlib.suppress(NotFound):
                 await self.remove(cid, force=True, volumes=True)
 
     async def stop(self, ref: str, timeout: float | None = None) -> None:
         rec = self.find(ref)
         live = self.live(rec.id)
-        if not self.state(rec.id).running:
+        if not self.state(rec.id).running and not await self.restarts.restarting_after_exit(rec.id):
             raise NotModified(f"container {rec.id} is already stopped")
-        await self.runtime.stop(rec.id, 10 if timeout is None else timeout)
+        if not await self.restarts.user_stop(rec.id):
+            await self.runtime.stop(rec.id, *stop_plan(rec, timeout))
         async with live.lock:
             if not self.state(rec.id).running:
                 await self._release(rec.id)
 
     async def kill(self, ref: str, signal: str = "KILL") -> None:
         rec = self.find(ref)
-        if not self.state(rec.id).running:
+        if not self.state(rec.id).running and not await self.restarts.restarting_after_exit(rec.id):
             raise Conflict(f"Cannot kill container: {ref}: Container {rec.id} is not running")
-        await self.runtime.kill(rec.id, signal or "KILL")
+        if not await self.restarts.user_stop(rec.id, signal or "KILL"):
+            await self.runtime.kill(rec.id, signal or "KILL")
 
     async def restart(self, ref: str, timeout: float | None = None) -> None:
         rec = self.find(ref)
@@ -456,11 +466,11 @@ class Containers(ContainerNetworks):
 
     async def wait(self, ref: str, condition: str = "not-running") -> int:
         rec = self.find(ref)
-        if condition not in ("", "not-running", "next-exit", "removed"):
-            raise InvalidParameter(f"invalid condition: {condition}")
         if condition == "removed":
             return await self._wait_removed(rec.id)
-        return await self.runtime.wait(rec.id, condition or "not-running")
+        if condition == "next-exit":
+            return await self.runtime.wait(rec.id, condition)
+        return await self.restarts.through_restarts(rec.id, await self.runtime.wait(rec.id, "not-running"))
 
     async def _wait_removed(self, cid: str) -> int:
         """`docker run --rm` asks for this before start: the code is that of the coming run."""
@@ -500,7 +510,7 @@ class Containers(ContainerNetworks):
         rec = self.find(ref)
         live = self.live(rec.id)
         async with live.lock:
-            if self.state(rec.id).running and not force:
+            if (self.state(rec.id).running or self.restarts.restarting(rec.id)) and not force:
                 raise Conflict(
                     f'cannot remove container "/{rec.name}": container is running: '
                     "stop the container before removing or force remove"
@@ -523,6 +533,7 @@ class Containers(ContainerNetworks):
             finally:
                 shutil.rmtree(self.etc_root / rec.id, ignore_errors=True)
                 self.records.pop(rec.id, None)
+                await self.restarts.forget(rec.id)
                 live.removed.set()
                 self._live.pop(rec.id, None)
         await self.volumes.detach(rec, remove_anonymous=volumes)
@@ -533,7 +544,8 @@ class Containers(ContainerNetworks):
         container that starts meanwhile is skipped (remove refuses it), as in Docker."""
         removed = []
         for rec in list(self.records.values()):
-            if rec.id not in self.records or self.state(rec.id).running or keep(rec):
+            if rec.id not in self.records or self.state(rec.id).running or self.restarts.restarting(rec.id) \
+                    or keep(rec):
                 continue
             try:
                 await self.remove(rec.id)
@@ -547,6 +559,7 @@ class Containers(ContainerNetworks):
         """Containers kept running while shoald was away; those that ended get their
         endpoints released now and their exit code reported from the monitor's files."""
         await self.runtime.restore()
+        self.restarts.load()
         known = {s.id for s in self.runtime.list()}
         stored = {d.get("id") for d in self.ctl.store.list(KIND_CONTAINER)}
         for cid in known - stored:  # a create cut short before its record was written
@@ -585,6 +598,7 @@ class Containers(ContainerNetworks):
                 await self.publisher.republish_bindings(sb.id, sb.ports)
             except ShoalError as exc:  # taken meanwhile: `shoal system check` reports it not held
                 log.warning("CNI attachment %s: its host ports are not held again: %s", sb.id[:12], exc)
+        await self.restarts.boot()
 
     # -- exec --------------------------------------------------------------------------
     def exec_create(self, ref: str, spec: ExecSpec, attach: dict[str, bool]) -> str:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.errors import InvalidParameter
+from shoal.errors import InvalidParameter, ShoalError
 from shoal.runtime.progress import Emit, Transfer, message
 
 CONCURRENCY = 3
@@ -213,10 +214,14 @@ class Puller:
             progress = Transfer(emit, blob.short, "Downloading", blob.size)
             progress.set(0)
             dest = self.store.ingest_path(blob.digest)
-            await self.registry.fetch_blob(
-                got.ref, got.creds, blob.digest, blob.size, dest, progress=progress.set,
-                retry_notice=lambda seconds: emit(message(f"Retrying in {seconds} seconds", blob.short)),
-            )
+            try:
+                await self.registry.fetch_blob(
+                    got.ref, got.creds, blob.digest, blob.size, dest, progress=progress.set,
+                    retry_notice=lambda seconds: emit(message(f"Retrying in {seconds} seconds", blob.short)),
+                )
+            except OSError as exc:  # a full disk, a read-only data root: in Go's words, as dockerd
+                where = exc.filename or f"{dest}.partial"
+                raise ShoalError(f"write {where}: {os.strerror(exc.errno or 0).lower()}") from None
         emit(message("Verifying Checksum", blob.short))
         path = await finish(asyncio.to_thread(self.store.commit_blob, dest, blob.digest))
         emit(message("Download complete", blob.short))

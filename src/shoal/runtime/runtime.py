@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal.errors import Conflict, InvalidParameter, NotFound, NotImplementedYet, NotModified, ShoalError
-from shoal.runtime import monitor, overlay
+from shoal.runtime import monitor, overlay, resources
 from shoal.runtime.attach import Attachment, MonitorSocket
 from shoal.runtime.execs import ExecSession, ExecState, start_exec
 from shoal.runtime.freezer import Freezer
@@ -221,8 +221,8 @@ class Runtime(Freezer):
             status, finished = "exited", paths.exit_file(cid).stat().st_mtime
         elif monitor.alive(rec.conmon_pid, cid):
             status = "running"
-        else:  # conmon vanished without writing a code (killed): report what we know
-            status, code, finished = "exited", 255, time.time()
+        else:  # conmon vanished without writing a code (killed), or a restart is between runs
+            status, code, finished = "exited", 255 if rec.last_exit is None else rec.last_exit, time.time()
         return ContainerState(id=cid, status=status, pid=(rec.pid or 0) if status == "running" else 0,
                               exit_code=code or 0, created=rec.created, started_at=rec.started_at,
                               finished_at=finished, image=rec.image, spec=rec.spec,
@@ -453,7 +453,7 @@ class Runtime(Freezer):
             raise Conflict(f"Container {cid} is not running")
         await self._runc(cid, "kill", cid, str(signum))
 
-    async def stop(self, cid: str, timeout: float | None = 10) -> int:
+    async def stop(self, cid: str, timeout: float | None = 10, signal: str = "TERM") -> int:
         """SIGTERM, then SIGKILL after `timeout` seconds (None or negative: never, as
         dockerd's stop with t=-1 waits for the exit); returns the exit code."""
         if not self.state(cid).running:
@@ -462,13 +462,24 @@ class Runtime(Freezer):
             timeout = None
         waiter = asyncio.ensure_future(self.wait(cid))
         with contextlib.suppress(Conflict):
-            await self.kill(cid, "TERM")
+            await self.kill(cid, signal or "TERM")
         try:
             return await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except TimeoutError:
             with contextlib.suppress(Conflict):
                 await self.kill(cid, "KILL")
             return await asyncio.wait_for(waiter, STOP_KILL_GRACE)
+
+    async def update_resources(self, cid: str, res: dict, lift_pids: bool = False) -> None:
+        """New limits (runtime.resources): into the running container through `runc update`
+        (a refusal changes nothing), and into its spec, so the next start has them too."""
+        rec = self._record(cid)
+        async with self._live_of(cid).lock:
+            if self.state(cid).running and (args := resources.runc_update_args(res, lift_pids)):
+                await self._runc(cid, "update", *args, cid)
+            rec.spec = dataclasses.replace(rec.spec, resources=res)
+            resources.rewrite_config(self._dir(cid) / "config.json", res)
+            self._save(cid)
 
     async def delete(self, cid: str) -> None:
         """Kill if needed, forget runc state, unmount and remove everything. Idempotent."""

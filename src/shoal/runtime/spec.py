@@ -59,6 +59,7 @@ class ContainerSpec:
     sysctls: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # model.validate.sysctl
     runtime: str = ""  # the OCI runtime's name (HostConfig.Runtime); "": the daemon's default
     mounts: tuple[dict, ...] = field(default=(), hash=False, compare=False)  # runtime.volumes.oci_mount
+    resources: dict = field(default_factory=dict, hash=False, compare=False)  # runtime.resources.oci_resources
 
     def __post_init__(self) -> None:
         if not self.args:
@@ -153,7 +154,7 @@ def oci_config(spec: ContainerSpec, rootfs: Path) -> dict:
         "linux": {
             "namespaces": namespaces,
             "cgroupsPath": f"/{CGROUP_PARENT}/{spec.id}",
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "resources": {"devices": [{"allow": False, "access": "rwm"}], **spec.resources},
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
         },
