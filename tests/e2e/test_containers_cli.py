@@ -171,7 +171,8 @@ def test_bad_input_leaves_nothing_behind(box):
     before = (d.docker("ps", "-aq").stdout, sorted(l["ifname"] for l in d.ip("link")),
               sorted(p.name for p in (d.root / "data" / "run" / "netns").glob("*")))
     cases = [
-        (["run", "nosuchimage"], "docker import"),
+        # the CLI pulls it from Docker Hub: this namespace has only loopback, so the lookup fails
+        (["run", "nosuchimage"], "registry-1.docker.io"),
         (["run", "--network", "nosuchnet", "busybox", "true"], "network nosuchnet not found"),
         (["run", "--name", "taken", "busybox", "true"], "is already in use"),
         (["run", "--network", "n55", "--ip", "10.66.0.5", "busybox", "true"], "no configured subnet"),

@@ -83,7 +83,7 @@ def test_lifecycle_and_errors(d):
     assert d.shoal("rm", "life").stdout == "life\n"
     p = d.shoal("run", "nosuchimage", check=False)
     assert p.returncode == 125 and "Unable to find image 'nosuchimage:latest' locally" in p.stderr
-    assert "docker import" in p.stderr and "Run 'shoal run --help' for more information" in p.stderr
+    assert "registry-1.docker.io" in p.stderr and "Run 'shoal run --help' for more information" in p.stderr
     d.shoal("run", "-d", "--name", "taken", "busybox", "sleep", "600")
     p = d.shoal("run", "--name", "taken", "busybox", "true", check=False)
     assert p.returncode == 125 and 'The container name "/taken" is already in use' in p.stderr

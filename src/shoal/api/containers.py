@@ -17,11 +17,11 @@ from shoal.api.http import Request, Response, StreamResponse, json_response
 from shoal.api.streams import attach_handler, stream_content_type
 from shoal.controller import Controller
 from shoal.controller.containers import Containers
-from shoal.errors import InvalidParameter
+from shoal.errors import InvalidParameter, NotFound
 from shoal.model import Container
 from shoal.runtime import frame
-from shoal.runtime.volumes import mounts_json
 from shoal.runtime.resources import host_config_view
+from shoal.runtime.volumes import mounts_json
 
 log = logging.getLogger("shoal.api")
 
@@ -34,9 +34,10 @@ def _log_config(given: dict | None) -> dict:
 
 
 class ContainerRoutes:
-    def __init__(self, ctl: Controller, containers: Containers) -> None:
+    def __init__(self, ctl: Controller, containers: Containers, on_miss: Any = None) -> None:
         self.ctl = ctl
         self.c = containers
+        self.on_miss = on_miss  # api.distribution: a create's 404 that was not about the image
 
     def routes(self) -> list[Route]:
         return [
@@ -57,7 +58,13 @@ class ContainerRoutes:
 
     # -- create/start/stop -------------------------------------------------------------
     async def create(self, req: Request) -> Response:
-        rec = await self.c.create(parse_create(req.json(), req.arg("name")))
+        spec = parse_create(req.json(), req.arg("name"))
+        try:
+            rec = await self.c.create(spec)
+        except NotFound as exc:
+            if self.on_miss is not None and not exc.message.startswith("No such image"):
+                self.on_miss(spec.image)
+            raise
         return json_response({"Id": rec.id, "Warnings": []}, 201)
 
     async def start(self, req: Request) -> Response:

@@ -11,6 +11,7 @@ that goes away cancels the task: downloaded blobs and partial files stay for the
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from shoal.registry import (
 )
 from shoal.runtime.progress import encode, error_message
 
+MISS_WINDOW = 10.0  # seconds between a create's 404 and the CLI's pull
 Work = Callable[[Callable[[dict], None]], Awaitable[Any]]
 
 
@@ -75,6 +77,35 @@ class DistributionRoutes:
         self.pusher = pusher
         self.registry = registry
         self.images = images
+        self._misses: dict[str, float] = {}  # image reference -> when a create with it met another 404
+
+    def note_miss(self, image: str) -> None:
+        """The docker CLI pulls the image after ANY 404 of a create (a missing network too)
+        and then creates again; dockerd finds such networks only at start, so its 404 there
+        is always the image's. The pull that follows is answered from the local image
+        (`pull_instead`), so the retried create shows the user the real error, not a pull's."""
+        now = time.monotonic()
+        self._misses = {k: t for k, t in self._misses.items() if now - t < MISS_WINDOW}
+        self._misses[image] = now
+
+    def _answered_locally(self, ref: Any) -> StreamResponse | None:
+        seen = next((t for k, t in self._misses.items() if self._same(k, ref)), None)
+        if seen is None or time.monotonic() - seen >= MISS_WINDOW:
+            return None
+        try:
+            self.images.get(ref.familiar)
+        except NotFound:
+            return None
+        self._misses = {k: t for k, t in self._misses.items() if not self._same(k, ref)}
+        status = f"Status: Image is up to date for {ref.familiar}"
+        return stream_task(lambda emit: asyncio.sleep(0), [{"status": status}])
+
+    @staticmethod
+    def _same(text: str, ref: Any) -> bool:
+        try:
+            return from_api(text, None) == ref
+        except ShoalError:
+            return False
 
     def routes(self) -> list[Route]:
         return [
@@ -84,6 +115,9 @@ class DistributionRoutes:
 
     async def pull(self, req: Request) -> StreamResponse:
         ref = from_api(req.arg("fromImage"), req.arg("tag") or None)
+        local = self._answered_locally(ref)
+        if local is not None:
+            return local
         creds = decode_registry_auth(req.headers.get("x-registry-auth", ""))
         platform = parse_platform(req.arg("platform")) if req.arg("platform") else None
         got = await self.puller.resolve(ref, creds, platform)

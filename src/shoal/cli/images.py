@@ -1,7 +1,7 @@
 """`shoal images`, `shoal rmi` and `shoal image ls|inspect|rm|tag|import`.
 
-shoald has no registry: images come from `image import` (a root filesystem tarball, with
-`--change 'CMD ["sh"]'` for a default command). Output and request shapes follow the
+Images come from registries (`shoal pull`, cli/registry.py) or from `image import` (a root
+filesystem tarball, with `--change 'CMD ["sh"]'` for a default command). Output and request shapes follow the
 docker 28 CLI (`docker images`, `docker rmi`, `docker tag`, `docker import`).
 """
 

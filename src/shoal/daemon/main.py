@@ -161,7 +161,7 @@ def api_routes(cfg: DaemonConfig, ctl: Controller, containers: Containers, image
         SystemRoutes(ctl, str(cfg.data_root), pool_json, containers.counts,
                      runtimes=cfg.runtimes, default_runtime=cfg.default_runtime).routes()
         + NetworkRoutes(ctl, containers).routes()
-        + ContainerRoutes(ctl, containers).routes()
+        + ContainerRoutes(ctl, containers, distribution.note_miss).routes()
         + VolumeRoutes(getattr(containers, "volumes", None)).routes()  # type: ignore[arg-type]
         + ArchiveRoutes(containers).routes()
         + StatsRoutes(containers).routes()
