@@ -71,7 +71,10 @@ class VolumeRoutes:
     async def prune(self, req: Request) -> Response:
         """API < 1.42 (dockerd 20.10) prunes every unused volume; later ones only anonymous
         volumes unless the `all` filter says otherwise, as dockerd 23 does."""
-        raw = json.loads(req.arg("filters") or "{}") if req.arg("filters") else {}
+        try:
+            raw = json.loads(req.arg("filters")) if req.arg("filters") else {}
+        except ValueError:
+            raise InvalidParameter(f"invalid filter: {req.arg('filters')}") from None
         if not isinstance(raw, dict):
             raise InvalidParameter(f"invalid filter: {req.arg('filters')}")
         all_values = raw.pop("all", None)
