@@ -48,6 +48,7 @@ class RoutedOps:
     _ipr: Any
     _index: Any  # Netlink's: name -> index in its namespace
     set_sysctls: Any  # Netlink's: written in its namespace
+    delete_link: Any  # Netlink's: by exact name, a link already gone is fine
 
     def add_routed_veth(self, host: str, peer: str, netns_path: str, *, mac: str, mtu: int, alias: str,
                         addresses: list[str], default_route: bool, routes: list[str]) -> None:
@@ -71,18 +72,8 @@ class RoutedOps:
             self.routed_host_routes(host, addresses)
             configure_inside(netns_path, peer, addresses, default_route=default_route, routes=routes)
         except BaseException:
-            self._quiet_delete(host)
+            self.delete_link(host)
             raise
-
-    def _quiet_delete(self, name: str) -> None:
-        index = self._index(name)
-        if index is None:
-            return
-        try:
-            self._ipr.link("del", index=index)
-        except NetlinkError as exc:
-            if exc.code != errno.ENODEV:
-                raise fail(f"failed to delete {name}", exc) from exc
 
     def routed_host_routes(self, host: str, addresses: list[str]) -> None:
         """`IP/32 dev HOST scope link` for each address (replace: idempotent, for repair)."""
