@@ -144,7 +144,7 @@ class ImageRoutes:
                 raise NotFound("this daemon pulls no images: it was built without a registry client")
             return await self.pull(req)
         if src != "-":
-            raise InvalidParameter("only fromSrc=- (the request body) is supported: shoal fetches nothing")
+            raise InvalidParameter("importing from a URL is not supported: download the tarball and import the file (fromSrc=-)")
         repo, tag = req.arg("repo"), req.arg("tag")
         if repo and ":" in repo.rsplit("/", 1)[-1] and not tag:
             repo, tag = repo.rsplit(":", 1)
