@@ -157,8 +157,9 @@ class EtcdKV:
 
     @staticmethod
     def _plain_hint(member: str, e: BaseException) -> str:
-        """A TLS member closes a plain http connection without a word."""
-        if member.startswith("http:") and isinstance(e, httpx.RemoteProtocolError):
+        """A TLS member closes a plain http connection without a word: the client sees the
+        close as a protocol error or, when the reset wins the race, as a read error."""
+        if member.startswith("http:") and isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError)):
             return (" (a member serving https closes plain http connections like this: then give "
                     "kv.cacertfile, kv.certfile and kv.keyfile)")
         return ""
