@@ -373,3 +373,19 @@ def subprocess_umount_below(root: Path) -> None:
     from tests.e2e.conftest import unmount_below
 
     unmount_below(root)
+
+
+def test_a_base_layer_an_import_already_holds_is_not_pulled_again(reg, busybox_tar):
+    """The imported busybox (a plain tar blob) and the registry's busybox layer (gzip) are
+    one layer: the pull says "Already exists", the image runs, and it pushes elsewhere."""
+    d, server, image, _ = reg
+    d.docker("import", str(busybox_tar), "local/box:1")
+    name = f"{server.domain}/{REPO}:v1"
+    out = d.docker("pull", name).stdout
+    assert out.count("Already exists") == 1 and out.count("Pull complete") == 2
+    assert d.docker("run", "--rm", name).stdout == "hello from layer two v1\n"
+    d.docker("tag", name, f"{server.domain}/again/app:1")
+    assert "1: digest: sha256:" in d.docker("push", f"{server.domain}/again/app:1").stdout
+    d.docker("rmi", "local/box:1", f"{server.domain}/again/app:1", name)
+    d.docker("pull", "-q", f"{server.domain}/again/app:1")
+    assert d.docker("run", "--rm", f"{server.domain}/again/app:1").stdout == "hello from layer two v1\n"

@@ -132,8 +132,9 @@ class Puller:
     async def _pull_layers(self, got: Resolved, config: bytes, diff_ids: list[str], chains: list[str],
                            pins: list[str], emit: Emit) -> Any:
         ref = got.ref
-        have = [await asyncio.to_thread(self.store.layer_by_diff, d, chains[i - 1] if i else None) is not None
-                for i, d in enumerate(diff_ids)]
+        found = [await asyncio.to_thread(self.store.layer_by_diff, d, chains[i - 1] if i else None)
+                 for i, d in enumerate(diff_ids)]
+        have = [layer is not None for layer in found]
         fresh = not all(have) or not await asyncio.to_thread(self._tagged, config, ref)
         waiting = 0
         for blob, present in zip(got.layers, have):
@@ -155,7 +156,7 @@ class Puller:
                 path = await downloads[blob.digest]
                 await self._apply(blob, path, diff_ids[i], chains[i - 1] if i else None, emit)
                 emit(message("Pull complete", blob.short))
-            image = await asyncio.to_thread(self._record, got, config)
+            image = await asyncio.to_thread(self._record, got, config, found)
         except BaseException:
             # nothing stays that no image owns: layers go, blobs wait in ingest for the next
             # pull; the downloads stop first, so none commits a blob after the clean-up
@@ -191,10 +192,15 @@ class Puller:
             return False
         return not ref.tag or ref.familiar in image.repo_tags
 
-    def _record(self, got: Resolved, config: bytes) -> Any:
+    def _record(self, got: Resolved, config: bytes, found: list[Any]) -> Any:
+        """A layer that "Already exists" may have come in another blob (an import's plain
+        tar, another registry's gzip): the image then names the blob the store holds for
+        it, which has the same content; a push rebuilds the manifest for those blobs."""
         ref = got.ref
+        layers = [(b.digest, b.media_type) if layer is None or self.store.has_blob(b.digest)
+                  else (layer.blob, layer.media_type) for b, layer in zip(got.layers, found)]
         return self.store.add_image(
-            config, layers=[(b.digest, b.media_type) for b in got.layers], manifest=got.manifest,
+            config, layers=layers, manifest=got.manifest,
             manifest_media_type=got.media_type, repo_digest=f"{ref.familiar_name}@{got.digest}",
             tag=ref.familiar if ref.tag else None,
         )
