@@ -288,8 +288,13 @@ def _load_entry(store: ArchiveStore, entry: _Entry) -> list[str]:
         store.unpin(made)
         store.release(blobs=made, chains=made)
         raise
-    store.unpin(made)
-    return _tag_loaded(store, entry, image)
+    try:
+        lines = _tag_loaded(store, entry, image)
+    finally:
+        store.unpin(made)
+    # an image already here keeps the blobs it was pulled with: the tar's copies go again
+    store.release(blobs=made, chains=made)
+    return lines
 
 
 def _load_layers(store: ArchiveStore, entry: _Entry, diff_ids: Sequence[str], made: list[str]) -> list[tuple[str, str]]:
